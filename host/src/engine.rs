@@ -1,0 +1,186 @@
+//! The sandbox: the only module that knows wasmtime.
+//!
+//! [`Engine::load`] validates and compiles a module once per blake3 hash
+//! (keeping the ready-to-instantiate form in memory and the compiled artifact
+//! on disk), and [`Engine::execute`] runs one invocation in a fresh instance
+//! with fuel, memory, wall-clock, output and log limits, returning a
+//! [`Report`]. Guest misbehaviour is always inside the report;
+//! [`Error`] means the host itself could not run the job.
+//!
+//! This module must not know about the queue, SQL or HTTP.
+
+mod artifacts;
+mod bindings;
+mod cancel;
+mod classify;
+mod config;
+mod epoch;
+mod host_impl;
+mod limiter;
+mod load;
+mod run;
+mod state;
+mod stdio;
+
+pub use cancel::CancelToken;
+pub use config::EngineConfig;
+pub use load::{LoadError, Module};
+
+use crate::limits::Limits;
+use crate::report::{Progress, Report};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Facts about the invocation that the job can read (`job-info` in the WIT).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// The number of attempts the job may use.
+    pub max_attempts: u32,
+    /// 0 (critical) to 10 (low).
+    pub priority: u8,
+}
+
+impl Default for JobInfo {
+    fn default() -> Self {
+        JobInfo {
+            id: "local".to_owned(),
+            attempt: 1,
+            max_attempts: 1,
+            priority: 5,
+        }
+    }
+}
+
+/// Called with each progress report of a running job. It runs on the
+/// guest's thread, so it must be cheap (store the value, notify, return).
+pub type ProgressSink = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// One invocation to run.
+#[derive(Clone)]
+pub struct Invocation {
+    /// What the job is told about itself.
+    pub info: JobInfo,
+    /// The input bytes (JSON by convention).
+    pub input: Vec<u8>,
+    /// The limits to enforce.
+    pub limits: Limits,
+    /// Cancels the invocation from another thread or task.
+    pub cancel: CancelToken,
+    /// Receives progress reports while the job runs.
+    pub progress: Option<ProgressSink>,
+}
+
+impl Invocation {
+    /// An invocation with default info, default limits and no observer.
+    pub fn new(input: impl Into<Vec<u8>>) -> Self {
+        Invocation {
+            info: JobInfo::default(),
+            input: input.into(),
+            limits: Limits::default(),
+            cancel: CancelToken::new(),
+            progress: None,
+        }
+    }
+
+    /// Replaces the limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// The host failed to run an invocation. Guest misbehaviour is never an
+/// `Error`: it is a [`Report`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Every sandbox slot is in use: the job should be retried later without
+    /// spending an attempt.
+    #[error("no sandbox slot free: {0}")]
+    Capacity(String),
+    /// The engine could not be configured.
+    #[error("engine configuration failed: {0}")]
+    Config(String),
+    /// Anything else that went wrong in the host.
+    #[error("host failure while running job: {0}")]
+    Host(String),
+}
+
+/// The wasm engine: configuration, linkers, compiled modules and the epoch
+/// ticker. Cheap to clone; all clones share one cache.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    wasmtime: wasmtime::Engine,
+    config: EngineConfig,
+    linkers: state::Linkers,
+    modules: Mutex<HashMap<blake3::Hash, Module>>,
+    artifacts: Option<artifacts::ArtifactCache>,
+    _ticker: epoch::Ticker,
+}
+
+impl Engine {
+    /// Creates an engine. Reserves the instance pool sized from
+    /// `config.concurrency`, falling back to on-demand allocation (with a
+    /// warning) when the address space cannot be reserved.
+    pub fn new(config: EngineConfig) -> Result<Self, Error> {
+        let wasmtime = config::build_engine(&config)?;
+        let linkers = state::Linkers::new(&wasmtime)?;
+        let artifacts = match &config.cache_dir {
+            Some(dir) => Some(
+                artifacts::ArtifactCache::open(dir, &wasmtime)
+                    .map_err(|e| Error::Config(format!("artifact cache {}: {e}", dir.display())))?,
+            ),
+            None => None,
+        };
+        let ticker = epoch::Ticker::start(wasmtime.clone());
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                wasmtime,
+                config,
+                linkers,
+                modules: Mutex::new(HashMap::new()),
+                artifacts,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Validates and compiles `bytes`, or returns the module already loaded
+    /// with the same hash. Compiling is CPU-bound and may take seconds: call
+    /// this off the async runtime (e.g. in `spawn_blocking`).
+    pub fn load(&self, bytes: &[u8]) -> Result<Module, LoadError> {
+        load::load(self, bytes)
+    }
+
+    /// The module with this hash, if it is loaded.
+    pub fn get(&self, hash: &blake3::Hash) -> Option<Module> {
+        self.inner.modules.lock().expect("module map").get(hash).cloned()
+    }
+
+    /// Forgets a loaded module (its artifact stays on disk).
+    pub fn unload(&self, hash: &blake3::Hash) {
+        self.inner.modules.lock().expect("module map").remove(hash);
+    }
+
+    /// Runs one invocation in a fresh instance and reports what happened.
+    ///
+    /// The returned future executes guest code when polled. Drive it from a
+    /// runtime or thread dedicated to guests: guest code runs for up to one
+    /// epoch tick (10 ms) between yields. It is cancel-safe: dropping it
+    /// stops the guest.
+    pub async fn execute(&self, module: &Module, invocation: Invocation) -> Result<Report, Error> {
+        run::execute(self, module, invocation).await
+    }
+}

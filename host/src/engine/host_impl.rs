@@ -1,0 +1,122 @@
+//! The job world's `host` interface: bounded logging and progress.
+
+use super::bindings::{self, Level as WitLevel};
+use super::state::ComponentState;
+use crate::report::{Level, LogRecord, Progress};
+use std::time::Instant;
+
+/// Longest log message or progress note kept, in bytes; longer ones are
+/// truncated so a single call cannot use the whole log budget.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
+
+/// The log records of one invocation, bounded in count and bytes.
+#[derive(Debug)]
+pub struct LogBook {
+    max_records: u32,
+    max_bytes: u64,
+    bytes: u64,
+    started: Instant,
+    records: Vec<LogRecord>,
+    dropped: u64,
+}
+
+impl LogBook {
+    pub fn new(max_records: u32, max_bytes: u64, started: Instant) -> Self {
+        LogBook {
+            max_records,
+            max_bytes,
+            bytes: 0,
+            started,
+            records: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Keeps the record if the bounds allow, else counts it as dropped.
+    pub fn push(&mut self, level: Level, message: String) {
+        let message = truncate(message, MAX_MESSAGE_BYTES);
+        let size = message.len() as u64;
+        if self.records.len() as u64 >= u64::from(self.max_records)
+            || self.bytes + size > self.max_bytes
+        {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += size;
+        self.records.push(LogRecord {
+            at_us: self.started.elapsed().as_micros() as u64,
+            level,
+            message,
+        });
+    }
+
+    /// The records kept and the number dropped.
+    pub fn into_parts(self) -> (Vec<LogRecord>, u64) {
+        (self.records, self.dropped)
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+impl bindings::wasmjob::job::types::Host for ComponentState {}
+
+impl bindings::JobHost for ComponentState {
+    fn log(&mut self, level: WitLevel, message: String) {
+        let level = match level {
+            WitLevel::Trace => Level::Trace,
+            WitLevel::Debug => Level::Debug,
+            WitLevel::Info => Level::Info,
+            WitLevel::Warn => Level::Warn,
+            WitLevel::Error => Level::Error,
+        };
+        self.run.logs.push(level, message);
+    }
+
+    fn progress(&mut self, percent: u8, note: String) {
+        let progress = Progress {
+            percent: percent.min(100),
+            note: truncate(note, MAX_MESSAGE_BYTES),
+        };
+        if let Some(sink) = &self.run.progress_sink {
+            sink(&progress);
+        }
+        self.run.progress = Some(progress);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_past_the_record_bound() {
+        let mut book = LogBook::new(2, 1_000, Instant::now());
+        for i in 0..5 {
+            book.push(Level::Info, format!("line {i}"));
+        }
+        let (records, dropped) = book.into_parts();
+        assert_eq!(records.len(), 2);
+        assert_eq!(dropped, 3);
+    }
+
+    #[test]
+    fn drops_past_the_byte_bound_and_truncates_long_messages() {
+        let mut book = LogBook::new(100, 10, Instant::now());
+        book.push(Level::Info, "12345678".to_owned());
+        book.push(Level::Info, "abc".to_owned());
+        let (records, dropped) = book.into_parts();
+        assert_eq!(records.len(), 1);
+        assert_eq!(dropped, 1);
+        assert_eq!(truncate("é".repeat(10), 5).len(), 4);
+    }
+}

@@ -1,0 +1,229 @@
+//! Running one invocation in a fresh instance.
+
+use super::bindings;
+use super::classify::{self, Ended, Interrupted, Observed};
+use super::load::{Module, Prepared};
+use super::state::{CommandState, ComponentState, HasRun, RunState};
+use super::stdio::{Capture, Keep};
+use super::{CancelToken, Engine, Error, Invocation};
+use crate::limits::Limits;
+use crate::report::{FuelUsage, MemoryUsage, Report, Status, StdioTail};
+use crate::report::{Output, ModuleKind};
+use std::future::Future;
+use std::time::Instant;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+
+/// Runs `invocation` of `module` (see [`Engine::execute`]).
+pub(super) async fn execute(
+    engine: &Engine,
+    module: &Module,
+    invocation: Invocation,
+) -> Result<Report, Error> {
+    let inner = &engine.inner;
+    let mut limits = invocation.limits;
+    // A job cannot have more memory than a pool slot holds.
+    limits.memory_bytes = limits.memory_bytes.min(inner.config.max_memory_bytes);
+    let stdout = match module.kind() {
+        // A command module's stdout is its output: keep the head, one byte
+        // past the limit so an overflow is visible.
+        ModuleKind::Command => Capture::new(Keep::Head, limits.output_bytes.saturating_add(1)),
+        ModuleKind::Component => Capture::new(Keep::Tail, limits.stdio_tail_bytes),
+    };
+    let stderr = Capture::new(Keep::Tail, limits.stdio_tail_bytes);
+    let run = RunState::new(
+        &limits,
+        invocation.cancel.clone(),
+        invocation.progress.clone(),
+        stdout.clone(),
+        stderr.clone(),
+        limits.memory_bytes,
+    );
+    let fuel = inner.config.fuel_metering;
+    match &*module.prepared {
+        Prepared::Component(pre) => {
+            let wasi = WasiCtxBuilder::new()
+                .stdout(stdout)
+                .stderr(stderr)
+                .build();
+            let state = ComponentState {
+                run,
+                wasi,
+                table: wasmtime::component::ResourceTable::new(),
+            };
+            let mut store = new_store(&inner.wasmtime, state, &limits, fuel)?;
+            let info = bindings::JobInfo {
+                id: invocation.info.id.clone(),
+                attempt: invocation.info.attempt,
+                max_attempts: invocation.info.max_attempts,
+                priority: invocation.info.priority,
+            };
+            let input = invocation.input;
+            let ended = race(&invocation.cancel, store.data().run.deadline, async {
+                let job = pre.instantiate_async(&mut store).await?;
+                job.call_run(&mut store, &info, &input).await
+            })
+            .await;
+            let ended = match ended {
+                Ok(Ok(output)) => Ended::Output(output),
+                Ok(Err(bindings::JobError::Retryable(message))) => Ended::GuestError {
+                    fatal: false,
+                    message,
+                },
+                Ok(Err(bindings::JobError::Fatal(message))) => Ended::GuestError {
+                    fatal: true,
+                    message,
+                },
+                Err(ended) => ended,
+            };
+            finish(module, &limits, fuel, store, ended)
+        }
+        Prepared::Command(pre) => {
+            let wasi = WasiCtxBuilder::new()
+                .stdin(MemoryInputPipe::new(invocation.input))
+                .stdout(stdout.clone())
+                .stderr(stderr)
+                .arg(module.hash().to_hex().as_str())
+                .build_p1();
+            let state = CommandState { run, wasi };
+            let mut store = new_store(&inner.wasmtime, state, &limits, fuel)?;
+            let ended = race(&invocation.cancel, store.data().run.deadline, async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                start.call_async(&mut store, ()).await
+            })
+            .await;
+            let ended = match ended {
+                Ok(()) => Ended::Output(stdout.contents()),
+                Err(Ended::Trapped(error))
+                    if error
+                        .downcast_ref::<wasmtime_wasi::I32Exit>()
+                        .is_some_and(|exit| exit.0 == 0) =>
+                {
+                    Ended::Output(stdout.contents())
+                }
+                Err(ended) => ended,
+            };
+            finish(module, &limits, fuel, store, ended)
+        }
+    }
+}
+
+/// A store with the invocation's limits: memory limiter, fuel, and an
+/// epoch deadline that checks the cancel flag and the wall clock each tick.
+fn new_store<T: HasRun>(
+    engine: &wasmtime::Engine,
+    state: T,
+    limits: &Limits,
+    fuel: bool,
+) -> Result<Store<T>, Error> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.run().limiter);
+    if fuel {
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| Error::Host(format!("setting fuel: {e}")))?;
+    }
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let run = ctx.data_mut().run();
+        if run.cancel.is_cancelled() {
+            return Err(wasmtime::Error::new(Interrupted::Cancelled));
+        }
+        if Instant::now() >= run.deadline {
+            return Err(wasmtime::Error::new(Interrupted::TimedOut));
+        }
+        // Yield so other invocations sharing this thread make progress.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    Ok(store)
+}
+
+/// Runs `call` until it finishes, the token is cancelled or the deadline
+/// passes. The epoch callback stops a guest running wasm; this stops one
+/// waiting in a host call.
+async fn race<R>(
+    cancel: &CancelToken,
+    deadline: Instant,
+    call: impl Future<Output = wasmtime::Result<R>>,
+) -> Result<R, Ended> {
+    tokio::select! {
+        biased;
+        result = call => result.map_err(Ended::Trapped),
+        () = cancel.cancelled() => Err(Ended::Cancelled),
+        () = tokio::time::sleep_until(deadline.into()) => Err(Ended::TimedOut),
+    }
+}
+
+fn finish<T: HasRun>(
+    module: &Module,
+    limits: &Limits,
+    fuel: bool,
+    mut store: Store<T>,
+    ended: Ended,
+) -> Result<Report, Error> {
+    let remaining = if fuel { store.get_fuel().ok() } else { None };
+    let run: &mut RunState = store.data_mut().run();
+    let duration_us = run.started.elapsed().as_micros() as u64;
+    let output_total = match module.kind() {
+        ModuleKind::Command => run.stdout.total(),
+        ModuleKind::Component => match &ended {
+            Ended::Output(output) => output.len() as u64,
+            _ => 0,
+        },
+    };
+    let seen = Observed {
+        memory_denied: run.limiter.denied(),
+        memory_limit: limits.memory_bytes,
+        fuel_limit: limits.fuel,
+        timeout_ms: limits.timeout_ms,
+        output_limit: limits.output_bytes,
+        output_total,
+    };
+    let outcome = classify::classify(ended, &seen)?;
+    let peak_bytes = run.limiter.peak();
+    let progress = run.progress.take();
+    let stdout = tail(&run.stdout, limits.stdio_tail_bytes);
+    let stderr = tail(&run.stderr, limits.stdio_tail_bytes);
+    let logs = std::mem::replace(
+        &mut run.logs,
+        super::host_impl::LogBook::new(0, 0, run.started),
+    );
+    let (logs, logs_dropped) = logs.into_parts();
+    let (status, output, failure) = match outcome {
+        Ok(output) => (Status::Success, Some(Output(output)), None),
+        Err(failure) => (Status::Failure, None, Some(failure)),
+    };
+    Ok(Report {
+        status,
+        output,
+        failure,
+        module: module.hash().to_hex().to_string(),
+        kind: module.kind(),
+        limits: *limits,
+        fuel: FuelUsage {
+            consumed: remaining.map(|left| limits.fuel.saturating_sub(left)),
+            limit: limits.fuel,
+        },
+        memory: MemoryUsage {
+            peak_bytes,
+            limit_bytes: limits.memory_bytes,
+        },
+        duration_us,
+        logs,
+        logs_dropped,
+        progress,
+        stdout,
+        stderr,
+    })
+}
+
+fn tail(capture: &Capture, max: u64) -> StdioTail {
+    let bytes = capture.contents();
+    let start = bytes.len().saturating_sub(usize::try_from(max).unwrap_or(usize::MAX));
+    StdioTail {
+        total_bytes: capture.total(),
+        tail: String::from_utf8_lossy(&bytes[start..]).into_owned(),
+    }
+}

@@ -1,0 +1,113 @@
+//! Per-invocation host state (the `T` of `Store<T>`) and the linkers that
+//! give guests their imports.
+
+use super::Error;
+use super::bindings::Job;
+use super::cancel::CancelToken;
+use super::host_impl::LogBook;
+use super::limiter::MemoryLimiter;
+use super::stdio::Capture;
+use super::ProgressSink;
+use crate::limits::Limits;
+use crate::report::Progress;
+use std::time::Instant;
+use wasmtime::component::{HasSelf, ResourceTable};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// What every invocation tracks, whatever the module kind.
+pub struct RunState {
+    pub limiter: MemoryLimiter,
+    pub logs: LogBook,
+    pub progress: Option<Progress>,
+    pub progress_sink: Option<ProgressSink>,
+    pub stdout: Capture,
+    pub stderr: Capture,
+    pub cancel: CancelToken,
+    pub deadline: Instant,
+    pub started: Instant,
+}
+
+impl RunState {
+    pub fn new(
+        limits: &Limits,
+        cancel: CancelToken,
+        progress_sink: Option<ProgressSink>,
+        stdout: Capture,
+        stderr: Capture,
+        memory_limit: u64,
+    ) -> Self {
+        let started = Instant::now();
+        RunState {
+            limiter: MemoryLimiter::new(memory_limit),
+            logs: LogBook::new(limits.log_records, limits.log_bytes, started),
+            progress: None,
+            progress_sink,
+            stdout,
+            stderr,
+            cancel,
+            deadline: started + limits.timeout(),
+            started,
+        }
+    }
+}
+
+/// Gives generic code access to the [`RunState`] of either store type.
+pub trait HasRun: Send + 'static {
+    fn run(&mut self) -> &mut RunState;
+}
+
+/// Store data for a component implementing the job world.
+pub struct ComponentState {
+    pub run: RunState,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HasRun for ComponentState {
+    fn run(&mut self) -> &mut RunState {
+        &mut self.run
+    }
+}
+
+/// Store data for a WASI preview 1 command module.
+pub struct CommandState {
+    pub run: RunState,
+    pub wasi: WasiP1Ctx,
+}
+
+impl HasRun for CommandState {
+    fn run(&mut self) -> &mut RunState {
+        &mut self.run
+    }
+}
+
+/// The imports the host provides: WASI (deny-by-default context, built per
+/// invocation) plus the job world's `host` interface for components.
+pub struct Linkers {
+    pub component: wasmtime::component::Linker<ComponentState>,
+    pub command: wasmtime::Linker<CommandState>,
+}
+
+impl Linkers {
+    pub fn new(engine: &wasmtime::Engine) -> Result<Self, Error> {
+        let link = |e: wasmtime::Error| Error::Config(format!("linking host functions: {e:#}"));
+        let mut component = wasmtime::component::Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component).map_err(link)?;
+        Job::add_to_linker::<ComponentState, HasSelf<ComponentState>>(&mut component, |s| s)
+            .map_err(link)?;
+        let mut command = wasmtime::Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut command, |s: &mut CommandState| &mut s.wasi)
+            .map_err(link)?;
+        Ok(Linkers { component, command })
+    }
+}

@@ -1,0 +1,71 @@
+//! What one invocation of a job may use.
+//!
+//! [`Limits`] is plain data: the engine enforces it, the queue stores it per
+//! job, and every report repeats the limits its attempt ran with. Each
+//! default is a named constant with the reason for its value.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Default fuel: about five seconds of straight-line wasm on this class of
+/// machine, enough for real work while still stopping a runaway loop quickly.
+pub const DEFAULT_FUEL: u64 = 5_000_000_000;
+/// Default memory: 64 MiB, summed over all linear memories of the instance,
+/// large enough for typical data transforms and small enough that dozens of
+/// concurrent jobs fit in RAM.
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default wall-clock timeout: 30 s, a backstop for time spent outside fuel
+/// metering (host calls) and for a fuel budget set too generously.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Default output cap: 1 MiB. Output is stored with the job, so it is kept
+/// small; large results belong in external storage.
+pub const DEFAULT_OUTPUT_BYTES: u64 = 1024 * 1024;
+/// Default number of log records kept per invocation; more are counted and
+/// dropped so a chatty guest cannot flood the host.
+pub const DEFAULT_LOG_RECORDS: u32 = 1_000;
+/// Default total bytes of log messages kept per invocation.
+pub const DEFAULT_LOG_BYTES: u64 = 256 * 1024;
+/// Default bytes kept from the end of stdout and of stderr for the report.
+pub const DEFAULT_STDIO_TAIL_BYTES: u64 = 16 * 1024;
+
+/// Limits for one invocation. Serialized with explicit units in the field
+/// names so that JSON clients never guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel budget (roughly one unit per wasm instruction).
+    pub fuel: u64,
+    /// Maximum linear memory in bytes, summed over all memories.
+    pub memory_bytes: u64,
+    /// Wall-clock timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Maximum size of the job's output in bytes.
+    pub output_bytes: u64,
+    /// Maximum number of log records kept.
+    pub log_records: u32,
+    /// Maximum total bytes of log messages kept.
+    pub log_bytes: u64,
+    /// Bytes kept from the end of stdout and of stderr.
+    pub stdio_tail_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: DEFAULT_FUEL,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            output_bytes: DEFAULT_OUTPUT_BYTES,
+            log_records: DEFAULT_LOG_RECORDS,
+            log_bytes: DEFAULT_LOG_BYTES,
+            stdio_tail_bytes: DEFAULT_STDIO_TAIL_BYTES,
+        }
+    }
+}
+
+impl Limits {
+    /// The wall-clock timeout as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
