@@ -1,0 +1,4 @@
+#[wasmjob_sdk::job]
+fn work(_n: u64) {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[wasmjob_sdk::job]
+struct Job {
+    n: u64,
+}
+
+fn main() {}
