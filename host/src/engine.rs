@@ -166,7 +166,12 @@ impl Engine {
 
     /// The module with this hash, if it is loaded.
     pub fn get(&self, hash: &blake3::Hash) -> Option<Module> {
-        self.inner.modules.lock().expect("module map").get(hash).cloned()
+        self.inner
+            .modules
+            .lock()
+            .expect("module map")
+            .get(hash)
+            .cloned()
     }
 
     /// Forgets a loaded module (its artifact stays on disk).

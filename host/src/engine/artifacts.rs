@@ -56,7 +56,11 @@ impl ArtifactCache {
     }
 
     /// Loads the compiled core module for `hash`, if it was cached.
-    pub fn module(&self, engine: &wasmtime::Engine, hash: &blake3::Hash) -> Option<wasmtime::Module> {
+    pub fn module(
+        &self,
+        engine: &wasmtime::Engine,
+        hash: &blake3::Hash,
+    ) -> Option<wasmtime::Module> {
         let path = self.path(hash, ModuleKind::Command);
         if !path.exists() {
             return None;
@@ -70,7 +74,12 @@ impl ArtifactCache {
     }
 
     /// Writes an artifact atomically: temp file, fsync, rename.
-    pub fn store(&self, hash: &blake3::Hash, kind: ModuleKind, bytes: &[u8]) -> std::io::Result<()> {
+    pub fn store(
+        &self,
+        hash: &blake3::Hash,
+        kind: ModuleKind,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
         let path = self.path(hash, kind);
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
         file.write_all(bytes)?;

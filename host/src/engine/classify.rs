@@ -91,7 +91,10 @@ pub fn classify(ended: Ended, seen: &Observed) -> Result<Outcome, Error> {
     Ok(Err(match ended {
         Ended::Output(_) | Ended::Cancelled => unreachable!("handled above"),
         Ended::TimedOut => timeout(seen),
-        Ended::GuestError { fatal: true, message } => failure(FailureKind::FatalError, message),
+        Ended::GuestError {
+            fatal: true,
+            message,
+        } => failure(FailureKind::FatalError, message),
         Ended::GuestError {
             fatal: false,
             message,
@@ -122,7 +125,10 @@ fn classify_error(error: &wasmtime::Error, seen: &Observed) -> Failure {
     let mut f = match trap {
         Some(wasmtime::Trap::OutOfFuel) => failure(
             FailureKind::OutOfFuel,
-            format!("fuel exhausted: all {} units of fuel were consumed", seen.fuel_limit),
+            format!(
+                "fuel exhausted: all {} units of fuel were consumed",
+                seen.fuel_limit
+            ),
         ),
         Some(wasmtime::Trap::Interrupt) => timeout(seen),
         Some(wasmtime::Trap::StackOverflow) => failure(
@@ -141,7 +147,10 @@ fn classify_error(error: &wasmtime::Error, seen: &Observed) -> Failure {
                 .to_owned(),
         ),
         Some(trap) => failure(FailureKind::Trap, format!("the guest trapped: {trap}")),
-        None => failure(FailureKind::Trap, format!("the guest failed: {}", one_line(error))),
+        None => failure(
+            FailureKind::Trap,
+            format!("the guest failed: {}", one_line(error)),
+        ),
     };
     if let Some(trap) = trap {
         f.trap_code = Some(trap_code(trap));

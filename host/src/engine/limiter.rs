@@ -100,7 +100,9 @@ mod tests {
     fn failed_growth_is_taken_back() {
         let mut limiter = MemoryLimiter::new(100);
         assert!(limiter.memory_growing(0, 50, None).unwrap());
-        limiter.memory_grow_failed(wasmtime::Error::msg("too big")).unwrap();
+        limiter
+            .memory_grow_failed(wasmtime::Error::msg("too big"))
+            .unwrap();
         assert!(limiter.memory_growing(0, 100, None).unwrap());
     }
 }

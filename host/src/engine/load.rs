@@ -235,11 +235,10 @@ fn prepare_component(
         Some(component) => component,
         None => {
             let wasm = inner.wasmtime.clone();
-            let component = compile_with_timeout(
-                bytes,
-                inner.config.compile_timeout,
-                move |bytes| wasmtime::component::Component::new(&wasm, bytes),
-            )?;
+            let component =
+                compile_with_timeout(bytes, inner.config.compile_timeout, move |bytes| {
+                    wasmtime::component::Component::new(&wasm, bytes)
+                })?;
             persist(engine, hash, ModuleKind::Component, component.serialize());
             component
         }
@@ -290,7 +289,10 @@ fn check_job_exports(
     component: &wasmtime::component::Component,
 ) -> Result<(), LoadError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     if exports.iter().any(|name| name == "run") {
         return Ok(());
     }
@@ -323,13 +325,18 @@ fn compile_with_timeout<T: Send + 'static>(
     match rx.recv_timeout(timeout) {
         Ok(result) => result.map_err(|e| LoadError::Invalid(root_message(&e))),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(LoadError::CompileTimeout(timeout)),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err(LoadError::Invalid("the compiler thread panicked".to_owned()))
-        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(LoadError::Invalid(
+            "the compiler thread panicked".to_owned(),
+        )),
     }
 }
 
-fn persist(engine: &Engine, hash: &blake3::Hash, kind: ModuleKind, artifact: wasmtime::Result<Vec<u8>>) {
+fn persist(
+    engine: &Engine,
+    hash: &blake3::Hash,
+    kind: ModuleKind,
+    artifact: wasmtime::Result<Vec<u8>>,
+) {
     let Some(cache) = &engine.inner.artifacts else {
         return;
     };

@@ -8,7 +8,7 @@ use super::stdio::{Capture, Keep};
 use super::{CancelToken, Engine, Error, Invocation};
 use crate::limits::Limits;
 use crate::report::{FuelUsage, MemoryUsage, Report, Status, StdioTail};
-use crate::report::{Output, ModuleKind};
+use crate::report::{ModuleKind, Output};
 use std::future::Future;
 use std::time::Instant;
 use wasmtime::{Store, UpdateDeadline};
@@ -43,10 +43,7 @@ pub(super) async fn execute(
     let fuel = inner.config.fuel_metering;
     match &*module.prepared {
         Prepared::Component(pre) => {
-            let wasi = WasiCtxBuilder::new()
-                .stdout(stdout)
-                .stderr(stderr)
-                .build();
+            let wasi = WasiCtxBuilder::new().stdout(stdout).stderr(stderr).build();
             let state = ComponentState {
                 run,
                 wasi,
@@ -221,7 +218,9 @@ fn finish<T: HasRun>(
 
 fn tail(capture: &Capture, max: u64) -> StdioTail {
     let bytes = capture.contents();
-    let start = bytes.len().saturating_sub(usize::try_from(max).unwrap_or(usize::MAX));
+    let start = bytes
+        .len()
+        .saturating_sub(usize::try_from(max).unwrap_or(usize::MAX));
     StdioTail {
         total_bytes: capture.total(),
         tail: String::from_utf8_lossy(&bytes[start..]).into_owned(),

@@ -2,12 +2,12 @@
 //! give guests their imports.
 
 use super::Error;
+use super::ProgressSink;
 use super::bindings::Job;
 use super::cancel::CancelToken;
 use super::host_impl::LogBook;
 use super::limiter::MemoryLimiter;
 use super::stdio::Capture;
-use super::ProgressSink;
 use crate::limits::Limits;
 use crate::report::Progress;
 use std::time::Instant;

@@ -51,11 +51,18 @@ fn a_spinning_command_runs_out_of_fuel_exactly() {
         fuel: 5_000_000,
         ..test_limits()
     };
-    let report = run(&engine, &module, Invocation::new(vec![]).with_limits(limits));
+    let report = run(
+        &engine,
+        &module,
+        Invocation::new(vec![]).with_limits(limits),
+    );
     assert_eq!(report.failure_kind(), Some(FailureKind::OutOfFuel));
     assert_eq!(report.fuel.consumed, Some(5_000_000));
     assert_eq!(report.fuel.limit, 5_000_000);
-    assert_eq!(report.failure.unwrap().trap_code.as_deref(), Some("out_of_fuel"));
+    assert_eq!(
+        report.failure.unwrap().trap_code.as_deref(),
+        Some("out_of_fuel")
+    );
 }
 
 #[test]
@@ -66,7 +73,11 @@ fn stdout_past_the_output_limit_is_output_limit() {
         output_bytes: 100_000,
         ..test_limits()
     };
-    let report = run(&engine, &module, Invocation::new(vec![]).with_limits(limits));
+    let report = run(
+        &engine,
+        &module,
+        Invocation::new(vec![]).with_limits(limits),
+    );
     assert_eq!(report.failure_kind(), Some(FailureKind::OutputLimit));
     assert_eq!(report.stdout.total_bytes, 4 * 65536);
 }
@@ -82,7 +93,11 @@ fn a_spinning_command_without_fuel_metering_times_out() {
         timeout_ms: 200,
         ..test_limits()
     };
-    let report = run(&engine, &module, Invocation::new(vec![]).with_limits(limits));
+    let report = run(
+        &engine,
+        &module,
+        Invocation::new(vec![]).with_limits(limits),
+    );
     assert_eq!(report.failure_kind(), Some(FailureKind::Timeout));
     assert_eq!(report.fuel.consumed, None);
     assert!(report.duration_us >= 200_000, "stopped before the deadline");
@@ -96,7 +111,11 @@ fn time_spent_sleeping_in_a_host_call_still_times_out() {
         timeout_ms: 200,
         ..test_limits()
     };
-    let report = run(&engine, &module, Invocation::new(vec![]).with_limits(limits));
+    let report = run(
+        &engine,
+        &module,
+        Invocation::new(vec![]).with_limits(limits),
+    );
     assert_eq!(report.failure_kind(), Some(FailureKind::Timeout));
 }
 
@@ -111,9 +130,7 @@ fn a_command_sleeping_in_a_host_call_can_be_cancelled() {
     let cancel = invocation.cancel.clone();
     let canceller = std::thread::spawn(move || cancel.cancel());
     let report = runtime()
-        .block_on(async {
-            tokio::time::timeout(HANG, engine.execute(&module, invocation)).await
-        })
+        .block_on(async { tokio::time::timeout(HANG, engine.execute(&module, invocation)).await })
         .expect("cancellation stops the job")
         .unwrap();
     canceller.join().unwrap();
@@ -130,8 +147,11 @@ fn a_memory_limit_below_the_initial_memory_fails_at_instantiation() {
         memory_bytes: 8 * 65536,
         ..test_limits()
     };
-    let report = run(&engine, &module, Invocation::new(vec![]).with_limits(limits));
+    let report = run(
+        &engine,
+        &module,
+        Invocation::new(vec![]).with_limits(limits),
+    );
     assert_eq!(report.failure_kind(), Some(FailureKind::MemoryLimit));
     assert!(report.memory.peak_bytes <= report.memory.limit_bytes);
 }
-

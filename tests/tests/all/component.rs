@@ -29,7 +29,11 @@ fn hello_greets_logs_and_reports_progress() {
         report.output.as_ref().unwrap().json().unwrap(),
         json!({"greeting": "Hello, Ada!"})
     );
-    assert!(report.logs.iter().any(|r| r.level == Level::Info), "{:?}", report.logs);
+    assert!(
+        report.logs.iter().any(|r| r.level == Level::Info),
+        "{:?}",
+        report.logs
+    );
     assert_eq!(report.progress.as_ref().map(|p| p.percent), Some(100));
     assert!(report.fuel.consumed.unwrap() > 0);
     assert!(report.memory.peak_bytes > 0);
@@ -55,9 +59,15 @@ fn fuel_grows_with_the_work() {
     let module = load(&engine, guests::FIB);
     let small = run_json(&engine, &module, json!({"n": 10}));
     let large = run_json(&engine, &module, json!({"n": 20}));
-    assert_eq!(large.output.as_ref().unwrap().json().unwrap()["value"], 6765);
+    assert_eq!(
+        large.output.as_ref().unwrap().json().unwrap()["value"],
+        6765
+    );
     let (small, large) = (small.fuel.consumed.unwrap(), large.fuel.consumed.unwrap());
-    assert!(large > small * 10, "fib(20) used {large} fuel, fib(10) {small}");
+    assert!(
+        large > small * 10,
+        "fib(20) used {large} fuel, fib(10) {small}"
+    );
 }
 
 #[test]
@@ -98,7 +108,11 @@ fn input_that_does_not_deserialize_is_fatal_and_names_the_field() {
     let failure = report.failure.expect("failed");
     assert_eq!(failure.kind, FailureKind::FatalError);
     assert!(failure.message.contains('n'), "{}", failure.message);
-    assert!(failure.message.contains("invalid type"), "{}", failure.message);
+    assert!(
+        failure.message.contains("invalid type"),
+        "{}",
+        failure.message
+    );
 }
 
 #[test]
@@ -107,13 +121,20 @@ fn a_panic_is_a_trap_with_backtrace_and_message() {
     let failure = report.failure.as_ref().expect("failed");
     assert_eq!(failure.kind, FailureKind::Trap);
     assert!(failure.retryable);
-    assert_eq!(failure.trap_code.as_deref(), Some("unreachable_code_reached"));
+    assert_eq!(
+        failure.trap_code.as_deref(),
+        Some("unreachable_code_reached")
+    );
     assert!(
         failure.backtrace.iter().any(|f| f.function.is_some()),
         "{:?}",
         failure.backtrace
     );
-    assert!(report.stderr.tail.contains("deliberate panic"), "{:?}", report.stderr);
+    assert!(
+        report.stderr.tail.contains("deliberate panic"),
+        "{:?}",
+        report.stderr
+    );
 }
 
 #[test]
@@ -164,8 +185,16 @@ fn memory_exhaustion_that_then_spins_is_still_memory_limit() {
         ..test_limits()
     };
     let report = run_with(guests::MEMORY_HOG, json!({"mode": "spin"}), limits);
-    assert_eq!(report.failure_kind(), Some(FailureKind::MemoryLimit), "{report:#?}");
-    assert_eq!(report.fuel.consumed, Some(50_000_000), "it did spin until fuel ran out");
+    assert_eq!(
+        report.failure_kind(),
+        Some(FailureKind::MemoryLimit),
+        "{report:#?}"
+    );
+    assert_eq!(
+        report.fuel.consumed,
+        Some(50_000_000),
+        "it did spin until fuel ran out"
+    );
 }
 
 #[test]
@@ -178,10 +207,18 @@ fn deep_recursion_on_the_wasm_stack_is_stack_overflow() {
 
 #[test]
 fn deep_recursion_on_the_shadow_stack_is_stack_overflow() {
-    let report = run_with(guests::STACK_OVERFLOW, json!({"mode": "shadow"}), test_limits());
+    let report = run_with(
+        guests::STACK_OVERFLOW,
+        json!({"mode": "shadow"}),
+        test_limits(),
+    );
     let failure = report.failure.expect("failed");
     assert_eq!(failure.kind, FailureKind::StackOverflow, "{failure:#?}");
-    assert!(failure.message.contains("shadow stack"), "{}", failure.message);
+    assert!(
+        failure.message.contains("shadow stack"),
+        "{}",
+        failure.message
+    );
 }
 
 #[test]
@@ -191,7 +228,8 @@ fn logs_and_stderr_are_bounded() {
         stdio_tail_bytes: 1024,
         ..test_limits()
     };
-    let input = json!({"lines": 1000, "bytes_per_line": 50, "progress_steps": 10, "output_bytes": 0});
+    let input =
+        json!({"lines": 1000, "bytes_per_line": 50, "progress_steps": 10, "output_bytes": 0});
     let report = run_with(guests::CHATTY, input, limits);
     assert!(report.is_success(), "{report:#?}");
     assert_eq!(report.logs.len(), 100);
@@ -218,7 +256,11 @@ fn a_memory_limit_below_the_initial_memory_fails_the_component() {
         ..test_limits()
     };
     let report = run_with(guests::HELLO, json!({"name": "x"}), limits);
-    assert_eq!(report.failure_kind(), Some(FailureKind::MemoryLimit), "{report:#?}");
+    assert_eq!(
+        report.failure_kind(),
+        Some(FailureKind::MemoryLimit),
+        "{report:#?}"
+    );
 }
 
 #[test]
@@ -242,6 +284,10 @@ fn a_running_job_is_cancelled_from_another_thread() {
         .block_on(async { tokio::time::timeout(HANG, engine.execute(&module, invocation)).await })
         .expect("the job stopped")
         .unwrap();
-    assert_eq!(report.failure_kind(), Some(FailureKind::Cancelled), "{report:#?}");
+    assert_eq!(
+        report.failure_kind(),
+        Some(FailureKind::Cancelled),
+        "{report:#?}"
+    );
     assert!(report.progress.is_some(), "it was running when cancelled");
 }

@@ -10,7 +10,10 @@ use wasmjob_tests::{engine, engine_with, guest_bytes, guests};
 fn bytes_that_are_not_wasm_are_refused() {
     let error = engine().load(b"#!/bin/sh\necho hi\n").unwrap_err();
     assert!(matches!(error, LoadError::NotWasm(_)), "{error}");
-    assert!(error.to_string().contains("not a WebAssembly module"), "{error}");
+    assert!(
+        error.to_string().contains("not a WebAssembly module"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -19,7 +22,10 @@ fn native_artifacts_are_refused() {
     let artifact = wasmtime.precompile_module(&wat::spin()).unwrap();
     let error = engine().load(&artifact).unwrap_err();
     assert!(matches!(error, LoadError::NativeArtifact), "{error}");
-    assert!(error.to_string().contains("precompiled native artifacts"), "{error}");
+    assert!(
+        error.to_string().contains("precompiled native artifacts"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -77,7 +83,10 @@ fn modules_over_the_size_limit_are_refused() {
         ..EngineConfig::default()
     });
     let error = engine.load(&wat::echo()).unwrap_err();
-    assert!(matches!(error, LoadError::TooLarge { max: 16, .. }), "{error}");
+    assert!(
+        matches!(error, LoadError::TooLarge { max: 16, .. }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -90,7 +99,10 @@ fn compiling_past_the_time_limit_is_refused() {
     let error = engine.load(&slow).unwrap_err();
     assert!(matches!(error, LoadError::CompileTimeout(_)), "{error}");
     // The same module loads with the default limit.
-    assert_eq!(wasmjob_tests::engine().load(&slow).unwrap().kind(), ModuleKind::Command);
+    assert_eq!(
+        wasmjob_tests::engine().load(&slow).unwrap().kind(),
+        ModuleKind::Command
+    );
 }
 
 #[test]
@@ -123,7 +135,9 @@ fn compiled_artifacts_are_reused_across_engines() {
         cache_dir: Some(dir.path().to_owned()),
         ..EngineConfig::default()
     };
-    let first = engine_with(config.clone()).load(&guest_bytes(guests::HELLO)).unwrap();
+    let first = engine_with(config.clone())
+        .load(&guest_bytes(guests::HELLO))
+        .unwrap();
     assert!(!first.from_artifact_cache());
     let artifacts = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(artifacts, 1, "one artifact written");

@@ -15,7 +15,9 @@ const IMPORTS: &str = r#"
 "#;
 
 fn command(body: &str) -> Vec<u8> {
-    wasm(&format!("(module {IMPORTS} (func (export \"_start\") {body}))"))
+    wasm(&format!(
+        "(module {IMPORTS} (func (export \"_start\") {body}))"
+    ))
 }
 
 /// Copies stdin to stdout (one read of up to 64 KiB).
@@ -101,7 +103,8 @@ pub fn reactor() -> Vec<u8> {
 /// A module with `n` functions, slow enough to compile that a tiny compile
 /// limit is always exceeded.
 pub fn many_functions(n: usize) -> Vec<u8> {
-    let mut text = String::from("(module (memory (export \"memory\") 1) (func (export \"_start\"))");
+    let mut text =
+        String::from("(module (memory (export \"memory\") 1) (func (export \"_start\"))");
     for i in 0..n {
         text.push_str(&format!(
             "(func (param i64) (result i64) (local.get 0) (i64.const {i}) (i64.mul) (i64.const 7) (i64.rem_u))"
