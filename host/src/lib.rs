@@ -13,6 +13,8 @@
 //! See `ARCHITECTURE.md` at the repository root for the codemap and the
 //! invariants.
 
+#![deny(missing_docs)]
+
 pub mod cli;
 pub mod engine;
 pub mod limits;
