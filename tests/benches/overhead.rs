@@ -6,6 +6,7 @@
 //! `WASMJOB_BENCH_ITERS` to change the number of timed invocations (the CI
 //! smoke run uses a small number). Prints a table and one JSON line.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmjob::engine::{Engine, EngineConfig, Invocation, Module};
 use wasmjob::limits::Limits;
@@ -79,7 +80,65 @@ fn main() {
             })
         })
         .collect();
-    println!("{}", serde_json::json!({ "sandbox_overhead": json }));
+    let cancel = cancel_latency(&component_engine(), 20);
+    println!(
+        "cancel latency (running guest, cancel() to report): median {:.2} ms, max {:.2} ms",
+        cancel.0, cancel.1
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "sandbox_overhead": json,
+            "cancel_latency_ms": { "median": cancel.0, "max": cancel.1 },
+        })
+    );
+}
+
+fn component_engine() -> Engine {
+    Engine::new(EngineConfig {
+        concurrency: 4,
+        ..EngineConfig::default()
+    })
+    .expect("engine")
+}
+
+/// Cancels a spinning guest from another thread once it reports progress,
+/// and measures the time from `cancel()` to the report: (median, max) ms.
+fn cancel_latency(engine: &Engine, runs: usize) -> (f64, f64) {
+    let module = engine
+        .load(&guest_bytes(guests::INFINITE_LOOP))
+        .expect("infinite-loop");
+    let rt = runtime();
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut invocation = Invocation::new("{}").with_limits(Limits {
+            fuel: u64::MAX / 2,
+            timeout_ms: 60_000,
+            ..Limits::default()
+        });
+        let cancel = invocation.cancel.clone();
+        let cancelled_at = Arc::new(Mutex::new(None));
+        let stamp = cancelled_at.clone();
+        invocation.progress = Some(Arc::new(move |_| {
+            let (cancel, stamp) = (cancel.clone(), stamp.clone());
+            std::thread::spawn(move || {
+                *stamp.lock().unwrap() = Some(Instant::now());
+                cancel.cancel();
+            });
+        }));
+        let report = rt
+            .block_on(engine.execute(&module, invocation))
+            .expect("host ok");
+        let ended = Instant::now();
+        assert_eq!(
+            report.failure_kind(),
+            Some(wasmjob::report::FailureKind::Cancelled)
+        );
+        let at = cancelled_at.lock().unwrap().expect("cancel was issued");
+        samples.push(ended.duration_since(at).as_secs_f64() * 1_000.0);
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (samples[samples.len() / 2], samples[samples.len() - 1])
 }
 
 fn measure(
