@@ -7,5 +7,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use wasmjob::job::host::Host as JobHost;
-pub use wasmjob::job::types::Level;
+pub use self::wasmjob::job::host::Host as JobHost;
+pub use self::wasmjob::job::types::Level;
