@@ -2,13 +2,18 @@
 //! output from stdout, exit code 0 is success.
 
 use crate::wat;
-use wasmjob::engine::{EngineConfig, Invocation};
+use wasmjob::engine::{Engine, EngineConfig, Invocation, Module};
 use wasmjob::limits::Limits;
-use wasmjob::report::{FailureKind, ModuleKind};
+use wasmjob::report::{FailureKind, ModuleKind, Report};
 use wasmjob_tests::{HANG, engine, engine_with, run, runtime, test_limits};
 
 fn invocation(input: &[u8]) -> Invocation {
     Invocation::new(input.to_vec()).with_limits(test_limits())
+}
+
+/// Runs `module` with empty stdin under `limits`.
+fn run_empty(engine: &Engine, module: &Module, limits: Limits) -> Report {
+    run(engine, module, Invocation::new(vec![]).with_limits(limits))
 }
 
 #[test]
@@ -51,11 +56,7 @@ fn a_spinning_command_runs_out_of_fuel_exactly() {
         fuel: 5_000_000,
         ..test_limits()
     };
-    let report = run(
-        &engine,
-        &module,
-        Invocation::new(vec![]).with_limits(limits),
-    );
+    let report = run_empty(&engine, &module, limits);
     assert_eq!(report.failure_kind(), Some(FailureKind::OutOfFuel));
     assert_eq!(report.fuel.consumed, Some(5_000_000));
     assert_eq!(report.fuel.limit, 5_000_000);
@@ -73,11 +74,7 @@ fn stdout_past_the_output_limit_is_output_limit() {
         output_bytes: 100_000,
         ..test_limits()
     };
-    let report = run(
-        &engine,
-        &module,
-        Invocation::new(vec![]).with_limits(limits),
-    );
+    let report = run_empty(&engine, &module, limits);
     assert_eq!(report.failure_kind(), Some(FailureKind::OutputLimit));
     assert_eq!(report.stdout.total_bytes, 4 * 65536);
 }
@@ -93,11 +90,7 @@ fn a_spinning_command_without_fuel_metering_times_out() {
         timeout_ms: 200,
         ..test_limits()
     };
-    let report = run(
-        &engine,
-        &module,
-        Invocation::new(vec![]).with_limits(limits),
-    );
+    let report = run_empty(&engine, &module, limits);
     assert_eq!(report.failure_kind(), Some(FailureKind::Timeout));
     assert_eq!(report.fuel.consumed, None);
     assert!(report.duration_us >= 200_000, "stopped before the deadline");
@@ -111,11 +104,7 @@ fn time_spent_sleeping_in_a_host_call_still_times_out() {
         timeout_ms: 200,
         ..test_limits()
     };
-    let report = run(
-        &engine,
-        &module,
-        Invocation::new(vec![]).with_limits(limits),
-    );
+    let report = run_empty(&engine, &module, limits);
     assert_eq!(report.failure_kind(), Some(FailureKind::Timeout));
 }
 
@@ -147,11 +136,7 @@ fn a_memory_limit_below_the_initial_memory_fails_at_instantiation() {
         memory_bytes: 8 * 65536,
         ..test_limits()
     };
-    let report = run(
-        &engine,
-        &module,
-        Invocation::new(vec![]).with_limits(limits),
-    );
+    let report = run_empty(&engine, &module, limits);
     assert_eq!(report.failure_kind(), Some(FailureKind::MemoryLimit));
     assert!(report.memory.peak_bytes <= report.memory.limit_bytes);
 }
