@@ -3,6 +3,7 @@
 //! are one line on stderr with exit code 2.
 
 mod exec;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,12 +36,21 @@ pub enum Command {
     ///
     /// Example: wasmjob exec hello.wasm --input '{"name":"Ada"}' --fuel 1000000 --memory 64MiB --timeout 5s
     Exec(exec::ExecArgs),
+    /// Run the job host: HTTP API, durable queue in SQLite, worker pool.
+    ///
+    /// Stops on SIGINT or SIGTERM: claiming stops, running jobs get the
+    /// grace period, the rest are interrupted and requeued without spending
+    /// an attempt.
+    ///
+    /// Example: wasmjob serve --data-dir ./wasmjob-data --listen 127.0.0.1:7878 --concurrency 8
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Exec(args) => exec::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     ExitCode::from(code)
 }

@@ -15,8 +15,16 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod engine;
+pub mod job;
 pub mod limits;
+pub mod queue;
 pub mod report;
+pub mod scheduler;
+pub mod store;
 pub mod units;
+pub mod worker;

@@ -71,3 +71,169 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// A generous bound for tests that wait on something that must happen:
 /// reaching it means the behaviour under test is broken, not slow.
 pub const HANG: Duration = Duration::from_secs(60);
+
+/// A whole host in-process: real SQLite store on a temp dir, real engine,
+/// real worker pool, driven by a [`TestClock`](wasmjob::clock::TestClock).
+pub mod host {
+    use super::HANG;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use wasmjob::clock::TestClock;
+    use wasmjob::engine::{Engine, EngineConfig};
+    use wasmjob::job::{Job, JobId, JobState, NewJob, RetryPolicy};
+    use wasmjob::limits::Limits;
+    use wasmjob::queue::{Queue, QueueConfig};
+    use wasmjob::store::{JobDetail, SqliteStore, StoreConfig};
+    use wasmjob::worker::Pool;
+
+    /// Where the test clock starts: 2026-01-01.
+    pub const T0: i64 = 1_767_225_600_000;
+
+    /// A running in-process host.
+    pub struct Host {
+        /// The queue.
+        pub queue: Queue,
+        /// The clock the queue reads.
+        pub clock: TestClock,
+        /// The data directory.
+        pub dir: tempfile::TempDir,
+        pool: Option<Pool>,
+    }
+
+    impl Host {
+        /// Opens a store in a fresh temp dir and builds the queue, without
+        /// starting workers.
+        pub fn new(config: QueueConfig) -> Host {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let clock = TestClock::stepping(T0, 1);
+            let store = SqliteStore::open(StoreConfig::new(dir.path())).expect("store");
+            let engine = Engine::new(EngineConfig {
+                concurrency: config.concurrency as u32,
+                cache_dir: Some(dir.path().join("artifacts")),
+                ..EngineConfig::default()
+            })
+            .expect("engine");
+            let queue = Queue::new(Arc::new(store), engine, Arc::new(clock.clone()), config);
+            Host {
+                queue,
+                clock,
+                dir,
+                pool: None,
+            }
+        }
+
+        /// Starts the worker pool.
+        pub fn start_workers(&mut self) {
+            self.pool = Some(Pool::start(self.queue.clone()).expect("pool"));
+        }
+
+        /// Stops the worker pool gracefully.
+        pub async fn stop_workers(&mut self) {
+            if let Some(pool) = self.pool.take() {
+                pool.shutdown().await;
+            }
+        }
+
+        /// Uploads an example job; returns its hash.
+        pub async fn upload(&self, path: &str) -> String {
+            self.queue
+                .upload(super::guest_bytes(path), None)
+                .await
+                .expect("upload")
+                .hash
+        }
+
+        /// Submits one job.
+        pub async fn submit(&self, job: NewJob) -> Job {
+            self.queue
+                .submit(vec![job])
+                .await
+                .expect("submit")
+                .remove(0)
+        }
+
+        /// A job of `module` with JSON `input` and test defaults.
+        pub fn job(&self, module: &str, input: serde_json::Value) -> NewJob {
+            NewJob {
+                module: module.to_owned(),
+                input: input.to_string().into_bytes(),
+                priority: 5,
+                max_attempts: 3,
+                retry: RetryPolicy::default(),
+                limits: super::test_limits(),
+                run_at: self.clock.now_ms(),
+            }
+        }
+
+        /// One job's detail.
+        pub async fn detail(&self, id: JobId) -> JobDetail {
+            self.queue.job(id).await.expect("job").0
+        }
+
+        /// Waits until job `id` is in `state`; panics after [`HANG`].
+        pub async fn wait_for(&self, id: JobId, state: JobState) -> JobDetail {
+            self.wait_job(id, |d| d.job.state == state)
+                .await
+                .unwrap_or_else(|| panic!("job {id} never reached {state}"))
+        }
+
+        /// Waits until `check` holds for job `id`; `None` after [`HANG`].
+        pub async fn wait_job(
+            &self,
+            id: JobId,
+            check: impl Fn(&JobDetail) -> bool,
+        ) -> Option<JobDetail> {
+            let queue = self.queue.clone();
+            let check = &check;
+            wait_until(|| {
+                let queue = queue.clone();
+                async move {
+                    let detail = queue.job(id).await.expect("job").0;
+                    check(&detail).then_some(detail)
+                }
+            })
+            .await
+        }
+    }
+
+    /// Polls `check` every few milliseconds until it returns `Some`, for at
+    /// most [`HANG`].
+    pub async fn wait_until<T, F, Fut>(mut check: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + HANG;
+        loop {
+            if let Some(value) = check().await {
+                return Some(value);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Test-clock helpers.
+    pub trait NowMs {
+        /// The clock's time.
+        fn now_ms(&self) -> i64;
+    }
+
+    impl NowMs for TestClock {
+        fn now_ms(&self) -> i64 {
+            use wasmjob::clock::Clock;
+            self.now()
+        }
+    }
+
+    /// Limits with a small fuel budget so runaway jobs end fast.
+    pub fn small_fuel(fuel: u64) -> Limits {
+        Limits {
+            fuel,
+            ..super::test_limits()
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! wasmjob's integration tests: one binary, one module per area.
 
+mod api;
 mod command;
 mod component;
 mod load;
+mod queue;
 mod wat;

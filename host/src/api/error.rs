@@ -1,0 +1,114 @@
+//! The API's one error type and its JSON body:
+//! `{ "error": { "code": "...", "message": "..." } }`.
+
+use crate::queue;
+use crate::store;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// A client error with a status, a stable code and a message naming the
+    /// problem.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Status, code and message.
+    pub fn parts(self) -> (StatusCode, &'static str, String) {
+        (self.status, self.code, self.message)
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn internal(message: impl std::fmt::Display) -> Self {
+        // Server errors are logged in full and answered generically.
+        tracing::error!(error = %message, "internal error answering a request");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> Self {
+        match error {
+            store::Error::NotFound(_) => ApiError::not_found(error.to_string()),
+            store::Error::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<queue::Error> for ApiError {
+    fn from(error: queue::Error) -> Self {
+        match error {
+            queue::Error::InvalidModule(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_module", e.to_string())
+            }
+            queue::Error::Invalid(message) => ApiError::invalid(message),
+            queue::Error::Store(e) => e.into(),
+            queue::Error::Internal(message) => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "invalid_json",
+        };
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
+        ApiError::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            rejection.body_text(),
+        )
+    }
+}

@@ -1,0 +1,245 @@
+//! `wasmjob serve`: the job host. Configuration from a TOML file, then
+//! environment variables, then flags (flags win).
+
+use super::{EXIT_OK, EXIT_USAGE, usage_error};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::job::{Backoff, RetryPolicy};
+use crate::queue::Queue;
+use crate::store::{SqliteStore, StoreConfig};
+use crate::units::{parse_bytes, parse_duration};
+use crate::{api, scheduler, worker};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `wasmjob serve`. Each flag can also be set by the
+/// environment variable shown, and in the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (unknown keys are an error).
+    #[arg(long, env = "WASMJOB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database, modules and compiled artifacts
+    /// [default: ./wasmjob-data].
+    #[arg(long, env = "WASMJOB_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7878].
+    #[arg(long, env = "WASMJOB_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Bearer token required on /v1.
+    #[arg(long, env = "WASMJOB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Listen on a non-loopback address without a token.
+    #[arg(long, env = "WASMJOB_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+    /// Jobs running at once.
+    #[arg(long, env = "WASMJOB_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Lease duration (e.g. 30s); a job whose host dies is retried after it.
+    #[arg(long, env = "WASMJOB_LEASE", value_parser = parse_duration, value_name = "DURATION")]
+    pub lease: Option<Duration>,
+    /// Grace period for running jobs at shutdown (e.g. 10s).
+    #[arg(long, env = "WASMJOB_SHUTDOWN_GRACE", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Option<Duration>,
+    /// Default fuel of a job.
+    #[arg(long, env = "WASMJOB_FUEL", value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Default memory limit of a job (e.g. 64MiB).
+    #[arg(long, env = "WASMJOB_MEMORY", value_parser = parse_bytes, value_name = "SIZE")]
+    pub memory: Option<u64>,
+    /// Default timeout of a job (e.g. 30s).
+    #[arg(long, env = "WASMJOB_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Default retry policy: exponential|linear|fixed|none[:BASE] (e.g. exponential:1s).
+    #[arg(long, env = "WASMJOB_RETRY", value_parser = parse_retry, value_name = "POLICY")]
+    pub retry: Option<RetryPolicy>,
+    /// Default attempts of a job.
+    #[arg(long, env = "WASMJOB_MAX_ATTEMPTS", value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Largest JSON request body (e.g. 16MiB).
+    #[arg(long, env = "WASMJOB_MAX_BODY", value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_body: Option<u64>,
+    /// Largest module upload (e.g. 64MiB).
+    #[arg(long, env = "WASMJOB_MAX_MODULE", value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_module: Option<u64>,
+}
+
+/// Parses `exponential:1s`, `linear:500ms`, `fixed:5s` or `none`.
+pub fn parse_retry(text: &str) -> Result<RetryPolicy, String> {
+    let (name, base) = text.split_once(':').unwrap_or((text, ""));
+    let backoff = match name {
+        "exponential" => Backoff::Exponential,
+        "linear" => Backoff::Linear,
+        "fixed" => Backoff::Fixed,
+        "none" => Backoff::None,
+        other => {
+            return Err(format!(
+                "unknown retry strategy `{other}`: use exponential, linear, fixed or none"
+            ));
+        }
+    };
+    let mut policy = RetryPolicy {
+        backoff,
+        ..RetryPolicy::default()
+    };
+    if !base.is_empty() {
+        policy.base_ms = parse_duration(base)?.as_millis() as u64;
+        policy.max_delay_ms = policy.max_delay_ms.max(policy.base_ms);
+    }
+    policy.validate()?;
+    Ok(policy)
+}
+
+impl ServeArgs {
+    /// The file's configuration with the environment and flags applied.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = &self.listen {
+            config.server.listen = v.clone();
+        }
+        if let Some(v) = &self.token {
+            config.server.token = Some(v.clone());
+        }
+        config.server.allow_unauthenticated |= self.allow_unauthenticated;
+        if let Some(v) = self.concurrency {
+            config.queue.concurrency = v;
+        }
+        if let Some(v) = self.lease {
+            config.queue.lease_ms = v.as_millis() as i64;
+        }
+        if let Some(v) = self.shutdown_grace {
+            config.queue.shutdown_grace_ms = v.as_millis() as u64;
+        }
+        if let Some(v) = self.fuel {
+            config.limits.fuel = v;
+        }
+        if let Some(v) = self.memory {
+            config.limits.memory_bytes = v;
+        }
+        if let Some(v) = self.timeout {
+            config.limits.timeout_ms = v.as_millis() as u64;
+        }
+        if let Some(v) = self.retry {
+            config.retry = v;
+        }
+        if let Some(v) = self.max_attempts {
+            config.max_attempts = v;
+        }
+        if let Some(v) = self.max_body {
+            config.server.max_body_bytes = v as usize;
+        }
+        if let Some(v) = self.max_module {
+            config.engine.max_module_bytes = v;
+        }
+        Ok(config)
+    }
+}
+
+/// Runs `wasmjob serve` until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> u8 {
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(message) => return usage_error(message),
+    };
+    let addr = match config.validate() {
+        Ok(addr) => addr,
+        Err(problems) => return usage_error(problems.join("; ")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasmjob-api")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(serve(config, addr)) {
+        Ok(()) => EXIT_OK,
+        Err(message) => {
+            eprintln!("error: {message}");
+            EXIT_USAGE
+        }
+    }
+}
+
+async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String> {
+    let store = SqliteStore::open(StoreConfig::new(&config.data_dir))
+        .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?;
+    let store = Arc::new(store);
+    let engine = Engine::new(config.engine_config()).map_err(|e| e.to_string())?;
+    let queue = Queue::new(
+        store.clone(),
+        engine,
+        Arc::new(SystemClock),
+        config.queue_config(),
+    );
+    // Jobs whose host died mid-run: rescue what has expired now; the
+    // scheduler rescues the rest as their leases run out.
+    scheduler::rescue_once(&queue).await;
+    let pool = worker::Pool::start(queue.clone()).map_err(|e| format!("starting workers: {e}"))?;
+    let services = tokio::spawn(scheduler::run(queue.clone()));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!(
+        "wasmjob listening on http://{local} (data in {})",
+        config.data_dir.display()
+    );
+    let app = api::router(queue.clone(), config.api_config());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    tracing::info!("shutting down: finishing running jobs");
+    pool.shutdown().await;
+    services.abort();
+    store.close().await;
+    served.map_err(|e| format!("server failed: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_flags() {
+        let p = parse_retry("linear:500ms").unwrap();
+        assert_eq!((p.backoff, p.base_ms), (Backoff::Linear, 500));
+        assert_eq!(parse_retry("none").unwrap().backoff, Backoff::None);
+        assert!(
+            parse_retry("sometimes:1s")
+                .unwrap_err()
+                .contains("sometimes")
+        );
+    }
+}

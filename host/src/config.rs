@@ -1,0 +1,267 @@
+//! `wasmjob serve` configuration: one root struct with a section per
+//! concern, read from a TOML file, then environment variables, then flags
+//! (flags win). Unknown keys are rejected naming them; every problem is
+//! listed at once by [`Config::validate`].
+
+use crate::api::ApiConfig;
+use crate::engine::EngineConfig;
+use crate::job::{DEFAULT_MAX_ATTEMPTS, Escalation, RetryPolicy};
+use crate::limits::Limits;
+use crate::queue::QueueConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default data directory, relative to where the host starts.
+pub const DEFAULT_DATA_DIR: &str = "./wasmjob-data";
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// Everything `wasmjob serve` needs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database, modules and compiled artifacts live.
+    pub data_dir: PathBuf,
+    /// HTTP server.
+    pub server: ServerSection,
+    /// Workers and leases.
+    pub queue: QueueSection,
+    /// Default limits of a job.
+    pub limits: Limits,
+    /// Default retry policy of a job.
+    pub retry: RetryPolicy,
+    /// Default number of attempts of a job.
+    pub max_attempts: u32,
+    /// Limit escalation on retries.
+    pub escalation: Escalation,
+    /// The sandbox.
+    pub engine: EngineSection,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address to listen on.
+    pub listen: String,
+    /// Bearer token required on `/v1`.
+    pub token: Option<String>,
+    /// Allow a non-loopback address without a token.
+    pub allow_unauthenticated: bool,
+    /// Largest JSON body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// `[queue]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Jobs running at once.
+    pub concurrency: usize,
+    /// Lease duration in ms.
+    pub lease_ms: i64,
+    /// Aging step in ms.
+    pub aging_ms: i64,
+    /// Grace period at shutdown in ms.
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[engine]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// Ceiling of any job's memory limit, bytes.
+    pub max_memory_bytes: u64,
+    /// Largest module accepted, bytes.
+    pub max_module_bytes: u64,
+    /// Compile time limit, ms.
+    pub compile_timeout_ms: u64,
+    /// Meter fuel.
+    pub fuel_metering: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            server: ServerSection::default(),
+            queue: QueueSection::default(),
+            limits: Limits::default(),
+            retry: RetryPolicy::default(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            escalation: Escalation::default(),
+            engine: EngineSection::default(),
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: DEFAULT_LISTEN.to_owned(),
+            token: None,
+            allow_unauthenticated: false,
+            max_body_bytes: ApiConfig::default().max_body_bytes,
+        }
+    }
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        let q = QueueConfig::default();
+        QueueSection {
+            concurrency: q.concurrency,
+            lease_ms: q.lease_ms,
+            aging_ms: q.aging_ms,
+            shutdown_grace_ms: q.shutdown_grace_ms,
+        }
+    }
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        EngineSection {
+            max_memory_bytes: e.max_memory_bytes,
+            max_module_bytes: e.max_module_bytes,
+            compile_timeout_ms: e.compile_timeout.as_millis() as u64,
+            fuel_metering: e.fuel_metering,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are an error naming them.
+    pub fn from_file(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        Config::from_toml(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    /// Lists every problem, or returns the parsed listen address.
+    pub fn validate(&self) -> Result<SocketAddr, Vec<String>> {
+        let mut problems = Vec::new();
+        let listen = self.server.listen.parse::<SocketAddr>();
+        if let Err(e) = &listen {
+            problems.push(format!("server.listen `{}`: {e}", self.server.listen));
+        }
+        if let Ok(addr) = &listen
+            && !addr.ip().is_loopback()
+            && self.server.token.is_none()
+            && !self.server.allow_unauthenticated
+        {
+            problems.push(format!(
+                "server.listen {addr} is not a loopback address and no token is set: set server.token \
+                 (WASMJOB_TOKEN) or server.allow_unauthenticated = true"
+            ));
+        }
+        if self.queue.concurrency == 0 {
+            problems.push("queue.concurrency must be at least 1".to_owned());
+        }
+        if self.queue.lease_ms < 100 {
+            problems.push("queue.lease_ms must be at least 100".to_owned());
+        }
+        if self.queue.aging_ms < 1 {
+            problems.push("queue.aging_ms must be at least 1".to_owned());
+        }
+        if self.max_attempts == 0 {
+            problems.push("max_attempts must be at least 1".to_owned());
+        }
+        if let Err(e) = self.retry.validate() {
+            problems.push(e);
+        }
+        if self.limits.memory_bytes > self.engine.max_memory_bytes {
+            problems.push(format!(
+                "limits.memory_bytes ({}) is above engine.max_memory_bytes ({})",
+                self.limits.memory_bytes, self.engine.max_memory_bytes
+            ));
+        }
+        if self.escalation.factor < 1.0 {
+            problems.push("escalation.factor must be at least 1.0".to_owned());
+        }
+        match (listen, problems.is_empty()) {
+            (Ok(addr), true) => Ok(addr),
+            _ => Err(problems),
+        }
+    }
+
+    /// The engine's configuration.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            concurrency: self.queue.concurrency.min(u32::MAX as usize) as u32,
+            max_memory_bytes: self.engine.max_memory_bytes,
+            fuel_metering: self.engine.fuel_metering,
+            cache_dir: Some(self.data_dir.join("artifacts")),
+            compile_timeout: std::time::Duration::from_millis(self.engine.compile_timeout_ms),
+            max_module_bytes: self.engine.max_module_bytes,
+            pooling: true,
+        }
+    }
+
+    /// The queue's configuration.
+    pub fn queue_config(&self) -> QueueConfig {
+        QueueConfig {
+            owner: format!("wasmjob-{}", std::process::id()),
+            concurrency: self.queue.concurrency,
+            lease_ms: self.queue.lease_ms,
+            escalation: self.escalation,
+            aging_ms: self.queue.aging_ms,
+            shutdown_grace_ms: self.queue.shutdown_grace_ms,
+        }
+    }
+
+    /// The API's configuration.
+    pub fn api_config(&self) -> ApiConfig {
+        ApiConfig {
+            default_limits: self.limits,
+            default_retry: self.retry,
+            default_max_attempts: self.max_attempts,
+            max_body_bytes: self.server.max_body_bytes,
+            max_module_bytes: self.engine.max_module_bytes as usize,
+            token: self.server.token.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let error = Config::from_toml("[queue]\nconcurency = 4\n").unwrap_err();
+        assert!(error.contains("concurency"), "{error}");
+    }
+
+    #[test]
+    fn sections_override_defaults() {
+        let config = Config::from_toml(
+            "data_dir = \"/tmp/x\"\n[queue]\nconcurrency = 3\n[limits]\nfuel = 10\n[retry]\nbackoff = \"linear\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.queue.concurrency, 3);
+        assert_eq!(config.limits.fuel, 10);
+        assert_eq!(config.limits.timeout_ms, Limits::default().timeout_ms);
+        assert_eq!(config.retry.backoff, crate::job::Backoff::Linear);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn validation_lists_every_problem() {
+        let mut config = Config::default();
+        config.server.listen = "0.0.0.0:7878".to_owned();
+        config.queue.concurrency = 0;
+        let problems = config.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("not a loopback address"));
+        config.server.token = Some("secret".to_owned());
+        config.queue.concurrency = 1;
+        assert!(config.validate().is_ok());
+    }
+}

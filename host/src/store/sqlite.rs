@@ -1,0 +1,317 @@
+//! The SQLite backend: [`SqliteStore`].
+//!
+//! One database file, `<data_dir>/wasmjob.db`, in WAL mode, with module
+//! bytes beside it in `<data_dir>/modules/`. Writes go through one writer
+//! thread that commits whatever is queued in one transaction (group
+//! commit, `writer`); reads use a small pool of read connections on
+//! tokio's blocking threads (`readers`). Nothing here blocks an async
+//! runtime thread on SQLite or on the filesystem.
+//!
+//! Submodules, one concern each: `connection` (pragmas, error mapping),
+//! `schema` (migrations), `writer` (group commit), `readers` (read pool),
+//! `rows` (row layouts), `jobs` and `outcomes` (job writes), `read` (job
+//! reads), `modules` (module metadata), `blobs` (module files).
+
+mod blobs;
+mod connection;
+mod jobs;
+mod modules;
+mod outcomes;
+mod read;
+mod readers;
+mod rows;
+mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use super::{
+    AttemptResult, ClaimRequest, Claimed, Error, JobDetail, JobFilter, JobStore, Lease,
+    ModuleRecord, Recorded, Result, StateCounts,
+};
+use crate::clock::Millis;
+use crate::job::{Job, JobId, NewJob};
+use crate::report::ModuleKind;
+use blobs::Blobs;
+use connection::Role;
+use readers::Readers;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use writer::Writer;
+
+/// The database's file name inside the data directory.
+const DATABASE_FILE: &str = "wasmjob.db";
+/// The module files' directory inside the data directory.
+const MODULES_DIR: &str = "modules";
+
+/// Where and how [`SqliteStore`] keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The directory holding `wasmjob.db` and `modules/`; created if
+    /// missing.
+    pub data_dir: PathBuf,
+    /// Idle read connections kept open.
+    pub readers: usize,
+    /// How long a statement waits for a lock another process holds (a
+    /// backup, a second CLI) before failing.
+    pub busy_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// Enough idle readers for the API, the workers and the scheduler to
+    /// read at once; a burst beyond it opens (and then closes) more.
+    pub const DEFAULT_READERS: usize = 4;
+    /// Other processes hold the lock only for a short transaction; five
+    /// seconds of waiting means something is wrong.
+    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The defaults, with data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            readers: Self::DEFAULT_READERS,
+            busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+}
+
+/// The job store on SQLite. See the module docs.
+///
+/// [`JobStore::list`] returns 100 jobs when the filter's `limit` is 0 and
+/// never more than 1,000.
+pub struct SqliteStore {
+    data_dir: PathBuf,
+    writer: Writer,
+    readers: Arc<Readers>,
+    blobs: Blobs,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `config.data_dir` and brings
+    /// its schema up to date. Blocks briefly (file creation, migrations):
+    /// call it before serving, or from a blocking thread.
+    pub fn open(config: StoreConfig) -> Result<SqliteStore> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let blobs = Blobs::open(config.data_dir.join(MODULES_DIR))?;
+        let path = config.data_dir.join(DATABASE_FILE);
+        let mut conn = connection::open(&path, Role::Writer, config.busy_timeout)?;
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            data_dir: config.data_dir,
+            writer: Writer::start(conn)?,
+            readers: Readers::new(path, config.readers, config.busy_timeout),
+            blobs,
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Write batches committed (or attempted) since open: compared with the
+    /// number of writes, it shows how much group commit is batching.
+    pub fn batches(&self) -> u64 {
+        self.writer.batches()
+    }
+
+    /// Shuts the store down: writes already queued are committed, later
+    /// calls fail, and the writer thread is joined (its connection closed,
+    /// the WAL checkpointed). Dropping the store without closing it is safe
+    /// too (every acknowledged write is already durable) but does not wait.
+    pub async fn close(&self) {
+        self.readers.close();
+        if let Some(thread) = self.writer.close() {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the store's writer thread panicked");
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobStore for SqliteStore {
+    async fn put_module(
+        &self,
+        hash: &str,
+        kind: ModuleKind,
+        bytes: &[u8],
+        name: Option<&str>,
+        now: Millis,
+    ) -> Result<ModuleRecord> {
+        let hash = hash.to_owned();
+        let bytes: Arc<[u8]> = bytes.into();
+        let name = name.map(str::to_owned);
+        // Hash and write the file first, off the writer thread: metadata
+        // is only recorded for bytes that are on disk.
+        let blobs = self.blobs.clone();
+        let (h, b) = (hash.clone(), Arc::clone(&bytes));
+        tokio::task::spawn_blocking(move || {
+            if !blobs::is_hash(&h) || blake3::hash(&b).to_hex().as_str() != h {
+                return Err(Error::Conflict(format!(
+                    "the module's bytes do not hash to {h}"
+                )));
+            }
+            blobs.ensure(&h, &b)
+        })
+        .await
+        .map_err(task_failed)??;
+        let blobs = self.blobs.clone();
+        self.writer
+            .call(move |conn| {
+                let module = modules::NewModule {
+                    hash: &hash,
+                    kind,
+                    bytes: &bytes,
+                    name: name.as_deref(),
+                };
+                modules::put(conn, &blobs, module, now)
+            })
+            .await
+    }
+
+    async fn module(&self, hash_or_name: &str) -> Result<Option<ModuleRecord>> {
+        let key = hash_or_name.to_owned();
+        self.readers
+            .read(move |conn| modules::lookup(conn, &key))
+            .await
+    }
+
+    async fn module_bytes(&self, hash: &str) -> Result<Vec<u8>> {
+        if !blobs::is_hash(hash) {
+            return Err(Error::NotFound(format!("module {hash}")));
+        }
+        let hash = hash.to_owned();
+        let blobs = self.blobs.clone();
+        self.readers
+            .read(move |conn| {
+                if !modules::exists(conn, &hash)? {
+                    return Err(Error::NotFound(format!("module {hash}")));
+                }
+                blobs.read(&hash)
+            })
+            .await
+    }
+
+    async fn modules(&self) -> Result<Vec<ModuleRecord>> {
+        self.readers.read(modules::all).await
+    }
+
+    async fn delete_module(&self, hash: &str) -> Result<()> {
+        if !blobs::is_hash(hash) {
+            return Err(Error::NotFound(format!("module {hash}")));
+        }
+        let h = hash.to_owned();
+        self.writer
+            .call(move |conn| modules::delete(conn, &h))
+            .await?;
+        // The file goes once the delete is committed, unless the module
+        // was uploaded again meanwhile.
+        let (h, blobs) = (hash.to_owned(), self.blobs.clone());
+        self.writer
+            .call(move |conn| modules::remove_unused_file(conn, &blobs, &h))
+            .await
+    }
+
+    async fn submit(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Job>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .call(move |conn| jobs::submit(conn, &jobs, now))
+            .await
+    }
+
+    async fn claim(&self, request: ClaimRequest, now: Millis) -> Result<Vec<Claimed>> {
+        if request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .call(move |conn| jobs::claim(conn, &request, now))
+            .await
+    }
+
+    async fn renew(&self, leases: Vec<Lease>, until: Millis) -> Result<Vec<JobId>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .call(move |conn| jobs::renew(conn, &leases, until))
+            .await
+    }
+
+    async fn record(&self, results: Vec<AttemptResult>, now: Millis) -> Result<Vec<Recorded>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .call(move |conn| outcomes::record(conn, results, now))
+            .await
+    }
+
+    async fn cancel(&self, id: JobId, now: Millis) -> Result<Job> {
+        self.writer
+            .call(move |conn| jobs::cancel(conn, id, now))
+            .await
+    }
+
+    async fn rescue(&self, now: Millis) -> Result<Vec<JobId>> {
+        self.writer
+            .call(move |conn| outcomes::rescue(conn, now))
+            .await
+    }
+
+    async fn release_all(&self, _now: Millis) -> Result<u64> {
+        self.writer.call(outcomes::release_all).await
+    }
+
+    async fn requeue(&self, id: JobId, now: Millis) -> Result<Job> {
+        self.writer
+            .call(move |conn| jobs::requeue(conn, id, now))
+            .await
+    }
+
+    async fn purge(&self, ids: Vec<JobId>) -> Result<u64> {
+        self.writer.call(move |conn| jobs::purge(conn, &ids)).await
+    }
+
+    async fn age(&self, after_ms: i64, now: Millis) -> Result<u64> {
+        self.writer
+            .call(move |conn| jobs::age(conn, after_ms, now))
+            .await
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<JobDetail>> {
+        self.readers.read(move |conn| read::job(conn, id)).await
+    }
+
+    async fn list(&self, filter: JobFilter) -> Result<Vec<Job>> {
+        self.readers
+            .read(move |conn| read::list(conn, &filter))
+            .await
+    }
+
+    async fn counts(&self) -> Result<StateCounts> {
+        self.readers.read(read::counts).await
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>> {
+        self.readers.read(read::next_due).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        if !self.writer.is_running() {
+            return Err(Error::Database(
+                "the store's writer is not running".to_owned(),
+            ));
+        }
+        self.readers.read(read::ping).await
+    }
+}
+
+fn task_failed(error: tokio::task::JoinError) -> Error {
+    Error::Database(format!("a store task failed: {error}"))
+}

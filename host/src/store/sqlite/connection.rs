@@ -1,0 +1,65 @@
+//! Opening SQLite connections with the store's settings, and turning
+//! SQLite's errors into the store's.
+//!
+//! Owns every `PRAGMA` the store relies on; knows nothing of the schema.
+
+use crate::store::{Error, Result};
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// Prepared statements cached per connection: every statement the store
+/// runs, plus room for the filter combinations of `list`.
+const STATEMENT_CACHE: usize = 64;
+
+/// What a connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Role {
+    /// The one connection that writes (owned by the writer thread).
+    Writer,
+    /// A read-only connection from the reader pool.
+    Reader,
+}
+
+/// Opens the database at `path` for `role`.
+///
+/// The writer creates the file if needed and switches it to WAL mode (a
+/// persistent setting), so readers never wait for the writer and the
+/// writer never waits for readers. `synchronous = FULL` makes every commit
+/// fsync the WAL before it returns: an acknowledged write survives a
+/// process crash and a power loss. `fullfsync` asks macOS for a real flush
+/// of the drive's cache (no effect elsewhere).
+pub(super) fn open(path: &Path, role: Role, busy_timeout: Duration) -> Result<Connection> {
+    let flags = match role {
+        Role::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        Role::Reader => OpenFlags::SQLITE_OPEN_READ_WRITE,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.pragma_update(None, "foreign_keys", true)?;
+    match role {
+        Role::Writer => {
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::Database(format!(
+                    "{} cannot use WAL mode (journal mode is {mode})",
+                    path.display()
+                )));
+            }
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "fullfsync", true)?;
+        }
+        // Readers may open the file for writing (WAL readers need the
+        // shared-memory index) but never change the database.
+        Role::Reader => conn.pragma_update(None, "query_only", true)?,
+    }
+    Ok(conn)
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Self {
+        Error::Database(error.to_string())
+    }
+}

@@ -1,0 +1,183 @@
+//! Job writes driven by clients and the scheduler: submit, claim, renew,
+//! cancel, requeue, purge and aging. (What happens after an attempt is in
+//! `outcomes`.)
+//!
+//! Every function runs inside one writer batch, on the writer's connection,
+//! and changes only rows whose current state allows the verb.
+
+use super::modules;
+use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS};
+use crate::clock::Millis;
+use crate::job::{Job, JobId, JobState, NewJob};
+use crate::store::{ClaimRequest, Claimed, Error, Lease, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The SQL that drops a job's lease.
+pub(super) const CLEAR_LEASE: &str =
+    "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL";
+
+/// Stores new jobs, `pending`; each module must be recorded.
+pub(super) fn submit(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<Vec<Job>> {
+    let sql = format!(
+        "INSERT INTO jobs (module, input, priority, effective_priority, state,
+                           max_attempts, retry, limits, run_at, created_at)
+         VALUES (?1, ?2, ?3, ?3, 'pending', ?4, ?5, ?6, ?7, ?8)
+         RETURNING {JOB_COLUMNS}"
+    );
+    let mut insert = conn.prepare_cached(&sql)?;
+    let mut stored = Vec::with_capacity(jobs.len());
+    for new in jobs {
+        if !modules::exists(conn, &new.module)? {
+            return Err(Error::NotFound(format!("module {}", new.module)));
+        }
+        let values = params![
+            new.module,
+            new.input,
+            new.priority,
+            new.max_attempts,
+            rows::to_json(&new.retry)?,
+            rows::to_json(&new.limits)?,
+            new.run_at,
+            now,
+        ];
+        stored.push(insert.query_row(values, rows::job)?);
+    }
+    Ok(stored)
+}
+
+/// Claims up to `request.limit` due jobs in one statement. Each gets a
+/// fresh 128-bit token from SQLite's CSPRNG (`randomblob`), as 32 hex
+/// digits.
+pub(super) fn claim(
+    conn: &Connection,
+    request: &ClaimRequest,
+    now: Millis,
+) -> Result<Vec<Claimed>> {
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1,
+                attempts_total = attempts_total + 1, lease_owner = ?1,
+                lease_token = lower(hex(randomblob(16))), lease_expires_at = ?2,
+                started_at = ?3
+         WHERE id IN (
+             SELECT id FROM jobs
+             WHERE state IN ('pending', 'retrying') AND run_at <= ?3
+             ORDER BY effective_priority, run_at, id
+             LIMIT ?4)
+         RETURNING {JOB_COLUMNS}, input, lease_token, effective_priority"
+    );
+    let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+    let expires = now.saturating_add(request.lease_ms);
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut claimed = statement
+        .query_map(params![request.owner, expires, now, limit], |row| {
+            let claimed = Claimed {
+                job: rows::job(row)?,
+                input: row.get(JOB_COLUMN_COUNT)?,
+                token: row.get(JOB_COLUMN_COUNT + 1)?,
+            };
+            Ok((row.get::<_, i64>(JOB_COLUMN_COUNT + 2)?, claimed))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // RETURNING has no order: restore the claim's.
+    claimed.sort_by_key(|(effective, c)| (*effective, c.job.run_at, c.job.id));
+    Ok(claimed.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Extends the leases still held; returns their ids.
+pub(super) fn renew(conn: &Connection, leases: &[Lease], until: Millis) -> Result<Vec<JobId>> {
+    let mut update = conn.prepare_cached(
+        "UPDATE jobs SET lease_expires_at = ?3
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+    )?;
+    let mut held = Vec::new();
+    for lease in leases {
+        if update.execute(params![lease.id, lease.token, until])? == 1 {
+            held.push(lease.id);
+        }
+    }
+    Ok(held)
+}
+
+/// Cancels a job that is not final; a running job's lease is dropped, so
+/// its worker's result will be stale.
+pub(super) fn cancel(conn: &Connection, id: JobId, now: Millis) -> Result<Job> {
+    let state = state_of(conn, id)?;
+    if state.is_final() {
+        return Err(Error::Conflict(format!(
+            "job {id} is {state} and cannot be cancelled"
+        )));
+    }
+    let sql = format!(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, {CLEAR_LEASE}
+         WHERE id = ?1 RETURNING {JOB_COLUMNS}"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![id, now], rows::job)?)
+}
+
+/// Moves a `failed` job back to `pending` with a fresh attempt budget, due
+/// now. Its attempts and `last_error` are kept as history.
+pub(super) fn requeue(conn: &Connection, id: JobId, now: Millis) -> Result<Job> {
+    let state = state_of(conn, id)?;
+    if state != JobState::Failed {
+        return Err(Error::Conflict(format!(
+            "job {id} is {state}; only failed jobs can be requeued"
+        )));
+    }
+    let sql = format!(
+        "UPDATE jobs SET state = 'pending', attempt = 0, run_at = ?2, finished_at = NULL,
+                effective_priority = priority, aged_at = NULL
+         WHERE id = ?1 RETURNING {JOB_COLUMNS}"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![id, now], rows::job)?)
+}
+
+/// Deletes `failed` jobs (these, or all when `ids` is empty) and, by
+/// cascade, their attempts. Other ids are skipped.
+pub(super) fn purge(conn: &Connection, ids: &[JobId]) -> Result<u64> {
+    if ids.is_empty() {
+        let deleted = conn
+            .prepare_cached("DELETE FROM jobs WHERE state = 'failed'")?
+            .execute([])?;
+        return Ok(deleted as u64);
+    }
+    let mut delete = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1 AND state = 'failed'")?;
+    let mut deleted = 0;
+    for id in ids {
+        deleted += delete.execute([id])? as u64;
+    }
+    Ok(deleted)
+}
+
+/// One aging step for every due waiting job that has waited `after_ms`
+/// since it became due or since its last step. The step's time is that
+/// boundary, not `now`, so steps do not drift with the caller's period and
+/// a job that missed several catches up one step per call. `after_ms <= 0`
+/// turns aging off.
+pub(super) fn age(conn: &Connection, after_ms: i64, now: Millis) -> Result<u64> {
+    if after_ms <= 0 {
+        return Ok(0);
+    }
+    let aged = conn
+        .prepare_cached(
+            "UPDATE jobs
+             SET effective_priority = effective_priority - 1,
+                 aged_at = max(run_at, coalesce(aged_at, run_at)) + ?1
+             WHERE state IN ('pending', 'retrying') AND run_at <= ?2
+               AND effective_priority > 0
+               AND max(run_at, coalesce(aged_at, run_at)) + ?1 <= ?2",
+        )?
+        .execute(params![after_ms, now])?;
+    Ok(aged as u64)
+}
+
+/// A job's state; [`Error::NotFound`] for an unknown id.
+fn state_of(conn: &Connection, id: JobId) -> Result<JobState> {
+    conn.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
+        .query_row([id], |row| rows::state(row, 0))
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("job {id}")))
+}

@@ -1,0 +1,269 @@
+//! Group commit: the one thread that writes to the database.
+//!
+//! Callers send a command (a closure over the write connection) and await
+//! its reply. The thread takes every command already queued (up to
+//! [`MAX_BATCH`]), applies them in one transaction, each inside its own
+//! savepoint, commits once (one fsync for the batch) and only then replies
+//! to each. A command that fails (an unknown job, a conflict) rolls back to
+//! its savepoint and gets its error; the rest of the batch still commits.
+//! If the commit itself fails, every command in the batch gets that error
+//! and nothing of the batch is kept.
+//!
+//! Knows nothing of jobs or modules: commands are opaque closures.
+
+use crate::store::{Error, Result};
+use rusqlite::{Connection, TransactionBehavior};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// Most commands committed together: bounds how long the first command of
+/// a burst waits for the others.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// A queued write: applied inside a savepoint, answered after the commit.
+trait Command: Send {
+    /// Runs the command; `false` when it failed and its savepoint must be
+    /// rolled back.
+    fn apply(&mut self, conn: &Connection) -> bool;
+
+    /// Sends the command's result, or `failed` when the batch did not
+    /// commit.
+    fn reply(self: Box<Self>, failed: Option<&str>);
+}
+
+/// A command made of a closure and the channel its caller waits on.
+struct Call<T, F> {
+    op: Option<F>,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Command for Call<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T> + Send,
+{
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let Some(op) = self.op.take() else {
+            return false;
+        };
+        let result = op(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn reply(self: Box<Self>, failed: Option<&str>) {
+        let result = match (self.result, failed) {
+            // A failed command's error stands: nothing of it was applied
+            // either way.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)), Some(why)) | (None, Some(why)) => Err(Error::Database(why.to_owned())),
+            (Some(Ok(value)), None) => Ok(value),
+            (None, None) => Err(Error::Database("the command was not applied".to_owned())),
+        };
+        // The caller may have stopped waiting; the write stands regardless.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle on the writer thread.
+pub(super) struct Writer {
+    sender: Mutex<Option<mpsc::Sender<Box<dyn Command>>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    batches: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Starts the writer thread; it owns `conn` until [`close`](Self::close).
+    pub(super) fn start(conn: Connection) -> Result<Writer> {
+        let (sender, receiver) = mpsc::channel();
+        let batches = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&batches);
+        let thread = std::thread::Builder::new()
+            .name("wasmjob-store-writer".to_owned())
+            .spawn(move || run(conn, receiver, &counter))?;
+        Ok(Writer {
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            batches,
+        })
+    }
+
+    /// Runs `op` on the write connection as part of the next batch; resolves
+    /// once the batch is durably committed.
+    pub(super) async fn call<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.send(op)?.await.map_err(|_| closed())?
+    }
+
+    /// Queues `op`; the receiver gets its result after the commit.
+    fn send<T, F>(&self, op: F) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let command = Box::new(Call {
+            op: Some(op),
+            result: None,
+            reply,
+        });
+        match &*lock(&self.sender) {
+            Some(sender) if sender.send(command).is_ok() => Ok(answer),
+            _ => Err(closed()),
+        }
+    }
+
+    /// Batches committed (or attempted) since the start.
+    pub(super) fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Whether the thread is still taking commands.
+    pub(super) fn is_running(&self) -> bool {
+        lock(&self.sender).is_some()
+            && lock(&self.thread)
+                .as_ref()
+                .is_some_and(|thread| !thread.is_finished())
+    }
+
+    /// Stops taking commands, lets the thread finish the ones queued and
+    /// waits for it to close the connection.
+    pub(super) fn close(&self) -> Option<JoinHandle<()>> {
+        lock(&self.sender).take();
+        lock(&self.thread).take()
+    }
+}
+
+impl Drop for Writer {
+    /// Dropping the sender stops the thread after the queued commands; it
+    /// is not joined here, so dropping never blocks an async runtime.
+    fn drop(&mut self) {
+        lock(&self.sender).take();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn closed() -> Error {
+    Error::Database("the store is closed".to_owned())
+}
+
+/// The writer thread: one batch per wake-up until every sender is gone.
+fn run(mut conn: Connection, receiver: mpsc::Receiver<Box<dyn Command>>, batches: &AtomicU64) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        batches.fetch_add(1, Ordering::Relaxed);
+        commit_batch(&mut conn, batch);
+    }
+}
+
+/// Applies `batch` in one transaction and replies to every command.
+fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Command>>) {
+    let failed = apply_all(conn, &mut batch).err().map(|e| e.to_string());
+    if let Some(why) = &failed {
+        tracing::error!(error = %why, commands = batch.len(), "store batch not committed");
+    }
+    for command in batch {
+        command.reply(failed.as_deref());
+    }
+}
+
+fn apply_all(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> rusqlite::Result<()> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for command in batch.iter_mut() {
+        let savepoint = tx.savepoint()?;
+        if command.apply(&savepoint) {
+            savepoint.commit()?;
+        } else {
+            savepoint.finish()?; // rolls back to the savepoint
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::connection::{Role, open};
+    use std::time::Duration;
+
+    fn writer(dir: &std::path::Path) -> Writer {
+        let conn = open(&dir.join("w.db"), Role::Writer, Duration::from_secs(5)).unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
+            .unwrap();
+        Writer::start(conn).unwrap()
+    }
+
+    fn insert(v: i64) -> impl FnOnce(&Connection) -> Result<i64> + Send + 'static {
+        move |conn| {
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+            Ok(v)
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_commands_commit_as_one_batch_and_a_failing_one_is_isolated() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(dir.path());
+        // Hold the writer inside a first batch while four more commands
+        // queue up behind it.
+        let (release, wait) = mpsc::channel::<()>();
+        let (entered, is_in) = oneshot::channel();
+        let held = writer
+            .send(move |_| {
+                let _ = entered.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+            .unwrap();
+        is_in.await.unwrap();
+        let queued: Vec<_> = [1, 2, 1, 3]
+            .into_iter()
+            .map(|v| writer.send(insert(v)).unwrap())
+            .collect();
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        let mut results = Vec::new();
+        for answer in queued {
+            results.push(answer.await.unwrap());
+        }
+        assert!(matches!(results[0], Ok(1)), "{results:?}");
+        assert!(matches!(results[1], Ok(2)), "{results:?}");
+        assert!(matches!(results[2], Err(Error::Database(_))), "{results:?}");
+        assert!(matches!(results[3], Ok(3)), "{results:?}");
+        assert_eq!(writer.batches(), 2, "the held batch, then one for the rest");
+        let count = writer
+            .call(|conn| Ok(conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(count, 3);
+    }
+
+    #[tokio::test]
+    async fn a_closed_writer_refuses_commands_after_finishing_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(dir.path());
+        let queued = writer.send(insert(7)).unwrap();
+        let thread = writer.close().unwrap();
+        assert_eq!(queued.await.unwrap().unwrap(), 7);
+        thread.join().unwrap();
+        assert!(writer.call(insert(8)).await.is_err());
+    }
+}

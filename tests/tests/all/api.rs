@@ -1,0 +1,331 @@
+//! The HTTP API through the real router (no socket): success paths and a
+//! test for every client mistake, asserting status and error code.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use wasmjob::api::{ApiConfig, router};
+use wasmjob::queue::QueueConfig;
+use wasmjob_tests::guests;
+use wasmjob_tests::host::Host;
+
+struct Api {
+    host: Host,
+    config: ApiConfig,
+}
+
+impl Api {
+    fn new() -> Api {
+        Self::with(ApiConfig::default())
+    }
+
+    fn with(config: ApiConfig) -> Api {
+        Api {
+            host: Host::new(QueueConfig::default()),
+            config,
+        }
+    }
+
+    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let app = router(self.host.queue.clone(), self.config.clone());
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        (status, body)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post_json(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.post_raw(uri, body.to_string()).await
+    }
+
+    async fn post_raw(&self, uri: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        self.call(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn upload(&self, path: &str, name: Option<&str>) -> (StatusCode, Value) {
+        let uri = match name {
+            Some(name) => format!("/v1/modules?name={name}"),
+            None => "/v1/modules".to_owned(),
+        };
+        self.call(
+            Request::post(uri)
+                .body(Body::from(wasmjob_tests::guest_bytes(path)))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+fn error_message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn upload_is_idempotent_and_names_resolve() {
+    let api = Api::new();
+    let (status, first) = api.upload(guests::HELLO, Some("hello")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["kind"], "component");
+    assert_eq!(
+        first["hash"].as_str().unwrap(),
+        blake3::hash(&wasmjob_tests::guest_bytes(guests::HELLO))
+            .to_hex()
+            .as_str()
+    );
+    let (_, again) = api.upload(guests::HELLO, None).await;
+    assert_eq!(again["hash"], first["hash"]);
+    let (status, by_name) = api.get("/v1/modules/hello").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(by_name["hash"], first["hash"]);
+    let (_, list) = api.get("/v1/modules").await;
+    assert_eq!(list["modules"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn submit_get_list_with_cursor_and_batch() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let (status, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "input": {"name": "Ada"}, "priority": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["state"], "pending");
+    assert_eq!(job["priority"], 2);
+    let id = job["id"].as_i64().unwrap();
+    let (status, detail) = api.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["input"], json!({"name": "Ada"}));
+    assert_eq!(detail["attempts"], json!([]));
+
+    let jobs: Vec<Value> = (0..5)
+        .map(|i| json!({"module": "hello", "input": {"name": i}}))
+        .collect();
+    let (status, batch) = api
+        .post_json("/v1/jobs/batch", json!({ "jobs": jobs }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    assert_eq!(batch["jobs"].as_array().unwrap().len(), 5);
+
+    let (_, page1) = api.get("/v1/jobs?limit=4").await;
+    assert_eq!(page1["jobs"].as_array().unwrap().len(), 4);
+    let cursor = page1["next_cursor"].as_i64().expect("a next page");
+    let (_, page2) = api.get(&format!("/v1/jobs?limit=4&before={cursor}")).await;
+    assert_eq!(page2["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(page2["next_cursor"], Value::Null);
+    let (_, pending) = api.get("/v1/jobs?state=pending&priority=2").await;
+    assert_eq!(pending["jobs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn cancel_and_requeue_follow_the_state_machine() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let (_, job) = api.post_json("/v1/jobs", json!({"module": "hello"})).await;
+    let id = job["id"].as_i64().unwrap();
+    let (status, body) = api.post_raw(&format!("/v1/jobs/{id}/requeue"), "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "conflict");
+    let (status, body) = api.post_raw(&format!("/v1/jobs/{id}/cancel"), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "cancelled");
+    let (status, body) = api.post_raw(&format!("/v1/jobs/{id}/cancel"), "").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&body), "conflict");
+}
+
+#[tokio::test]
+async fn a_module_still_needed_cannot_be_deleted() {
+    let api = Api::new();
+    let (_, module) = api.upload(guests::HELLO, None).await;
+    let hash = module["hash"].as_str().unwrap().to_owned();
+    let (_, job) = api.post_json("/v1/jobs", json!({"module": hash})).await;
+    let del = Request::delete(format!("/v1/modules/{hash}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = api.call(del).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    api.post_raw(&format!("/v1/jobs/{}/cancel", job["id"]), "")
+        .await;
+    let del = Request::delete(format!("/v1/modules/{hash}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _) = api.call(del).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.get(&format!("/v1/modules/{hash}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+}
+
+#[tokio::test]
+async fn client_mistakes_get_4xx_with_a_code_naming_the_problem() {
+    let api = Api::with(ApiConfig {
+        max_body_bytes: 1024,
+        ..ApiConfig::default()
+    });
+    api.upload(guests::HELLO, Some("hello")).await;
+    let cases: Vec<(&str, String, StatusCode, &str, &str)> = vec![
+        (
+            "malformed JSON",
+            "{\"module\": ".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "",
+        ),
+        (
+            "unknown field",
+            json!({"module": "hello", "colour": 1}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "colour",
+        ),
+        (
+            "unknown module",
+            json!({"module": "nope"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "nope",
+        ),
+        (
+            "priority out of range",
+            json!({"module": "hello", "priority": 11}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "priority",
+        ),
+        (
+            "bad retry policy",
+            json!({"module": "hello", "retry": {"backoff": "sometimes"}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "sometimes",
+        ),
+        (
+            "zero backoff base",
+            json!({"module": "hello", "retry": {"backoff": "fixed", "base_ms": 0}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "base_ms",
+        ),
+        (
+            "zero attempts",
+            json!({"module": "hello", "max_attempts": 0}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "max_attempts",
+        ),
+        (
+            "memory above ceiling",
+            json!({"module": "hello", "limits": {"memory_bytes": 1u64 << 40}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "memory_bytes",
+        ),
+        (
+            "body over the limit",
+            json!({"module": "hello", "input": "x".repeat(4096)}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "",
+        ),
+    ];
+    for (what, body, status, code, needle) in cases {
+        let (got, answer) = api.post_raw("/v1/jobs", body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert_eq!(error_code(&answer), code, "{what}: {answer}");
+        assert!(error_message(&answer).contains(needle), "{what}: {answer}");
+    }
+    let (status, body) = api
+        .post_json(
+            "/v1/jobs/batch",
+            json!({"jobs": [{"module": "hello"}, {"module": "hello", "priority": 42}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_message(&body).contains("jobs[1].priority"), "{body}");
+    let (_, list) = api.get("/v1/jobs").await;
+    assert_eq!(
+        list["jobs"],
+        json!([]),
+        "nothing from a refused batch was stored"
+    );
+}
+
+#[tokio::test]
+async fn invalid_wasm_uploads_unknown_jobs_and_bad_ids() {
+    let api = Api::new();
+    let (status, body) = api
+        .call(
+            Request::post("/v1/modules")
+                .body(Body::from("not wasm"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "invalid_module");
+    assert!(
+        error_message(&body).contains("not a WebAssembly module"),
+        "{body}"
+    );
+    let (status, body) = api.get("/v1/jobs/999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+    let (status, body) = api.get("/v1/jobs/abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "invalid_request");
+    let (status, body) = api.get("/v1/jobs?state=sleeping").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_message(&body).contains("sleeping"));
+    let (status, body) = api.get("/v1/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+}
+
+#[tokio::test]
+async fn a_token_is_required_when_configured() {
+    let api = Api::with(ApiConfig {
+        token: Some("s3cret".to_owned()),
+        ..ApiConfig::default()
+    });
+    let (status, body) = api.get("/v1/jobs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "unauthorized");
+    let request = Request::get("/v1/jobs")
+        .header(header::AUTHORIZATION, "Bearer s3cret")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _) = api.call(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "health needs no token");
+    let (status, body) = api.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

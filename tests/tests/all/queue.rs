@@ -1,0 +1,206 @@
+//! The queue end to end, in-process: real SQLite files, real compiled
+//! guests, the real worker pool, time driven by a test clock.
+
+use serde_json::json;
+use wasmjob::job::{Backoff, JobState, RetryPolicy};
+use wasmjob::queue::QueueConfig;
+use wasmjob::report::FailureKind;
+use wasmjob::store::{AttemptReport, JobDetail};
+use wasmjob_tests::guests;
+use wasmjob_tests::host::{Host, NowMs, small_fuel, wait_until};
+
+fn one_worker() -> QueueConfig {
+    QueueConfig {
+        concurrency: 1,
+        ..QueueConfig::default()
+    }
+}
+
+fn kinds(detail: &JobDetail) -> Vec<Option<FailureKind>> {
+    detail
+        .attempts
+        .iter()
+        .map(|a| match &a.report {
+            AttemptReport::Engine(report) => report.failure_kind(),
+            AttemptReport::Lost { .. } => panic!("unexpected lost attempt"),
+        })
+        .collect()
+}
+
+fn fixed(ms: u64) -> RetryPolicy {
+    RetryPolicy {
+        backoff: Backoff::Fixed,
+        base_ms: ms,
+        max_delay_ms: ms,
+        jitter: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_takes_the_most_urgent_job_first_then_the_oldest() {
+    let mut host = Host::new(one_worker());
+    let hello = host.upload(guests::HELLO).await;
+    let mut ids = Vec::new();
+    for priority in [9, 5, 0, 5, 3] {
+        let mut job = host.job(&hello, json!({"name": "p"}));
+        job.priority = priority;
+        ids.push((priority, host.submit(job).await.id));
+    }
+    host.start_workers();
+    let mut started = Vec::new();
+    for (priority, id) in &ids {
+        let detail = host.wait_for(*id, JobState::Completed).await;
+        started.push((detail.attempts[0].started_at, *priority, *id));
+    }
+    started.sort();
+    let order: Vec<_> = started.iter().map(|(_, p, id)| (*p, *id)).collect();
+    assert_eq!(
+        order,
+        vec![ids[2], ids[4], ids[1], ids[3], ids[0]],
+        "priority 0, then 3, then the two 5s oldest first, then 9"
+    );
+    host.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flaky_completes_on_its_third_attempt_after_the_backoff() {
+    let mut host = Host::new(one_worker());
+    let flaky = host.upload(guests::FLAKY).await;
+    let mut job = host.job(&flaky, json!({"succeed_on": 3}));
+    job.max_attempts = 5;
+    job.retry = fixed(60_000);
+    let id = host.submit(job).await.id;
+    host.start_workers();
+    for attempt in 1..=2 {
+        let detail = host
+            .wait_job(id, |d| {
+                d.job.state == JobState::Retrying && d.job.attempt == attempt
+            })
+            .await
+            .expect("the attempt failed and waits for its backoff");
+        let finished = detail.attempts.last().unwrap().finished_at;
+        assert!(detail.job.run_at >= finished + 60_000, "backoff of 60 s");
+        // Not due yet: the worker leaves it alone until the clock moves.
+        assert!(host.queue.running().is_empty());
+        host.clock.set(detail.job.run_at);
+        host.queue.wake();
+    }
+    let detail = host.wait_for(id, JobState::Completed).await;
+    assert_eq!(detail.job.attempt, 3);
+    assert_eq!(
+        kinds(&detail),
+        vec![
+            Some(FailureKind::GuestError),
+            Some(FailureKind::GuestError),
+            None
+        ]
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(detail.output.as_ref().unwrap()).unwrap(),
+        json!({"attempt": 3})
+    );
+    host.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_ends_in_the_dead_letter_with_escalating_fuel() {
+    let mut host = Host::new(one_worker());
+    let looping = host.upload(guests::INFINITE_LOOP).await;
+    let mut job = host.job(&looping, json!({}));
+    job.limits = small_fuel(1_000_000);
+    job.retry = fixed(1);
+    let id = host.submit(job).await.id;
+    host.start_workers();
+    let detail = host.wait_for(id, JobState::Failed).await;
+    assert_eq!(detail.job.attempt, 3);
+    assert_eq!(kinds(&detail), vec![Some(FailureKind::OutOfFuel); 3]);
+    let fuel: Vec<_> = detail
+        .attempts
+        .iter()
+        .map(|a| match &a.report {
+            AttemptReport::Engine(r) => (r.limits.fuel, r.fuel.consumed),
+            AttemptReport::Lost { .. } => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        fuel,
+        vec![
+            (1_000_000, Some(1_000_000)),
+            (2_000_000, Some(2_000_000)),
+            (4_000_000, Some(4_000_000))
+        ],
+        "each retry ran with twice the fuel and used all of it"
+    );
+    let dead = host
+        .queue
+        .list(wasmjob::store::JobFilter {
+            state: Some(JobState::Failed),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+
+    // Re-queued, it gets a fresh attempt budget and keeps its history.
+    let requeued = host.queue.requeue(id).await.unwrap();
+    assert_eq!(requeued.state, JobState::Pending);
+    let detail = host
+        .wait_job(id, |d| {
+            d.job.state == JobState::Failed && d.attempts.len() == 6
+        })
+        .await
+        .expect("ran its fresh attempts");
+    assert_eq!(detail.attempts.len(), 6);
+    host.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_hog_reports_memory_limit() {
+    let mut host = Host::new(one_worker());
+    let hog = host.upload(guests::MEMORY_HOG).await;
+    let mut job = host.job(&hog, json!({"mode": "abort"}));
+    job.max_attempts = 1;
+    let id = host.submit(job).await.id;
+    host.start_workers();
+    let detail = host.wait_for(id, JobState::Failed).await;
+    assert_eq!(kinds(&detail), vec![Some(FailureKind::MemoryLimit)]);
+    assert!(detail.job.last_error.unwrap().contains("memory limit"));
+    host.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_and_running_jobs_can_be_cancelled() {
+    let mut host = Host::new(one_worker());
+    let looping = host.upload(guests::INFINITE_LOOP).await;
+    let mut later = host.job(&looping, json!({}));
+    later.run_at = host.clock.now_ms() + 3_600_000;
+    let later = host.submit(later).await.id;
+    let cancelled = host.queue.cancel(later).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+
+    let mut job = host.job(&looping, json!({}));
+    job.limits = small_fuel(u64::MAX / 4);
+    job.limits.timeout_ms = 3_600_000;
+    let id = host.submit(job).await.id;
+    host.start_workers();
+    let queue = host.queue.clone();
+    wait_until(|| {
+        let running = queue.running().contains(&id);
+        async move { running.then_some(()) }
+    })
+    .await
+    .expect("the job started");
+    host.queue.cancel(id).await.unwrap();
+    wait_until(|| {
+        let stopped = !queue.running().contains(&id);
+        async move { stopped.then_some(()) }
+    })
+    .await
+    .expect("the running guest was stopped");
+    let detail = host.detail(id).await;
+    assert_eq!(detail.job.state, JobState::Cancelled);
+    // A second cancel is a conflict: the job is final.
+    assert!(host.queue.cancel(id).await.is_err());
+    host.stop_workers().await;
+}
