@@ -1,0 +1,178 @@
+//! `wasmjob serve` as a real process: jobs over HTTP, a host killed with
+//! SIGKILL mid-run and restarted, graceful shutdown on SIGTERM.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wasmjob_tests::guests;
+
+/// Upper bound for things that must happen; reaching it is a failure.
+const HANG: Duration = Duration::from_secs(90);
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--lease", "1s"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wasmjob serve");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the server printed its address before exiting")
+                .unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn upload(&self, path: &str) -> String {
+        let bytes = std::fs::read(path).unwrap();
+        let mut response = ureq::post(&self.url("/v1/modules"))
+            .send(&bytes[..])
+            .unwrap();
+        let body: Value = response.body_mut().read_json().unwrap();
+        body["hash"].as_str().unwrap().to_owned()
+    }
+
+    fn submit(&self, job: Value) -> i64 {
+        let mut response = ureq::post(&self.url("/v1/jobs")).send_json(&job).unwrap();
+        let body: Value = response.body_mut().read_json().unwrap();
+        body["id"].as_i64().unwrap()
+    }
+
+    fn job(&self, id: i64) -> Value {
+        let mut response = ureq::get(&self.url(&format!("/v1/jobs/{id}")))
+            .call()
+            .unwrap();
+        response.body_mut().read_json().unwrap()
+    }
+
+    fn wait(&self, id: i64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let job = self.job(id);
+            if check(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} never {what}: {job}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn sigterm(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + HANG;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn final_state(job: &Value) -> bool {
+    matches!(
+        job["state"].as_str(),
+        Some("completed" | "failed" | "cancelled")
+    )
+}
+
+#[test]
+fn a_host_killed_mid_run_loses_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--concurrency", "1"]);
+    let fib = server.upload(guests::FIB);
+    let hello = server.upload(guests::HELLO);
+    let retry = json!({"backoff": "fixed", "base_ms": 10, "max_delay_ms": 10});
+    let slow = server.submit(json!({
+        "module": fib, "input": {"n": 40}, "priority": 0, "retry": retry,
+        "limits": {"fuel": 1_000_000_000_000u64, "timeout_ms": 600_000}
+    }));
+    let others: Vec<i64> = (0..10)
+        .map(|i| {
+            server
+                .submit(json!({"module": hello, "input": {"name": format!("n{i}")}, "priority": 9}))
+        })
+        .collect();
+    server.wait(slow, "started", |j| j["state"] == "running");
+    server.child.kill().unwrap(); // SIGKILL mid-run
+    server.child.wait().unwrap();
+
+    let server = Server::start(dir.path(), &["--concurrency", "2"]);
+    let done = server.wait(slow, "finished", final_state);
+    assert_eq!(done["state"], "completed", "{done}");
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["report"]["status"], "lost", "{done}");
+    assert_eq!(attempts.last().unwrap()["report"]["status"], "success");
+    for id in others {
+        let job = server.wait(id, "finished", final_state);
+        assert_eq!(job["state"], "completed", "{job}");
+    }
+}
+
+#[test]
+fn sigterm_requeues_a_running_job_without_spending_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--shutdown-grace", "0s"]);
+    let looping = server.upload(guests::INFINITE_LOOP);
+    let id = server.submit(json!({
+        "module": looping, "max_attempts": 1,
+        "limits": {"fuel": 1_000_000_000_000_000u64, "timeout_ms": 600_000}
+    }));
+    server.wait(id, "started", |j| j["state"] == "running");
+    server.sigterm();
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+
+    let server = Server::start(dir.path(), &[]);
+    let job = server.job(id);
+    assert!(
+        matches!(
+            job["state"].as_str(),
+            Some("pending" | "retrying" | "running")
+        ),
+        "interrupted, not failed: {job}"
+    );
+    assert_eq!(
+        job["attempts"],
+        json!([]),
+        "the interrupted attempt was not spent"
+    );
+    // It runs again on the restarted host: one attempt in all.
+    let running = server.wait(id, "restarted", |j| j["state"] == "running");
+    assert_eq!(running["attempt"], 1);
+}
