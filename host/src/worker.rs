@@ -65,13 +65,14 @@ impl Pool {
     /// interrupts the rest; interrupted jobs go back to waiting without
     /// spending an attempt.
     pub async fn shutdown(mut self) {
+        let jobs = self.jobs.clone();
         let queue = self.queue.clone();
         queue.inner.shutting_down.store(true, Ordering::SeqCst);
         queue.wake();
         self.dispatcher.abort();
         let _ = (&mut self.dispatcher).await;
         let grace = Duration::from_millis(queue.config().shutdown_grace_ms);
-        let mut jobs = self.jobs.lock().await;
+        let mut jobs = jobs.lock().await;
         let drained =
             tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} }).await;
         if drained.is_err() {
@@ -89,6 +90,18 @@ impl Pool {
             while jobs.join_next().await.is_some() {}
         }
         drop(jobs);
+        self.renewer.abort();
+        if let Some(runtime) = self.guest_runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Without a graceful shutdown: stop everything now. Dropping a
+        // runtime normally blocks, which is not allowed in async code.
+        self.dispatcher.abort();
         self.renewer.abort();
         if let Some(runtime) = self.guest_runtime.take() {
             runtime.shutdown_background();

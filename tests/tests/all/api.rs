@@ -329,3 +329,15 @@ async fn a_token_is_required_when_configured() {
     let (status, body) = api.get("/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn a_module_over_the_upload_limit_is_413() {
+    let api = Api::with(ApiConfig {
+        max_module_bytes: 1024,
+        ..ApiConfig::default()
+    });
+    let (status, body) = api.upload(guests::HELLO, None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "payload_too_large");
+    assert!(error_message(&body).contains("1024"), "{body}");
+}
