@@ -16,6 +16,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub(super) const CLEAR_LEASE: &str =
     "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL";
 
+/// The jobs a claim takes, most urgent first. `INDEXED BY`: without
+/// statistics SQLite prefers `jobs_by_state` and sorts every waiting job;
+/// `jobs_claim` yields them in order and stops after `LIMIT` due ones.
+pub(super) const CLAIM_CANDIDATES: &str = "SELECT id FROM jobs INDEXED BY jobs_claim
+     WHERE state IN ('pending', 'retrying') AND run_at <= ?3
+     ORDER BY effective_priority, run_at, id
+     LIMIT ?4";
+
 /// Stores new jobs, `pending`; each module must be recorded.
 pub(super) fn submit(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<Vec<Job>> {
     let sql = format!(
@@ -58,11 +66,7 @@ pub(super) fn claim(
                 attempts_total = attempts_total + 1, lease_owner = ?1,
                 lease_token = lower(hex(randomblob(16))), lease_expires_at = ?2,
                 started_at = ?3
-         WHERE id IN (
-             SELECT id FROM jobs
-             WHERE state IN ('pending', 'retrying') AND run_at <= ?3
-             ORDER BY effective_priority, run_at, id
-             LIMIT ?4)
+         WHERE id IN ({CLAIM_CANDIDATES})
          RETURNING {JOB_COLUMNS}, input, lease_token, effective_priority"
     );
     let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
@@ -161,9 +165,10 @@ pub(super) fn age(conn: &Connection, after_ms: i64, now: Millis) -> Result<u64> 
     if after_ms <= 0 {
         return Ok(0);
     }
+    // INDEXED BY: only due waiting jobs are candidates (see CLAIM_CANDIDATES).
     let aged = conn
         .prepare_cached(
-            "UPDATE jobs
+            "UPDATE jobs INDEXED BY jobs_waiting
              SET effective_priority = effective_priority - 1,
                  aged_at = max(run_at, coalesce(aged_at, run_at)) + ?1
              WHERE state IN ('pending', 'retrying') AND run_at <= ?2

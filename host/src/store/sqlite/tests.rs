@@ -65,7 +65,7 @@ impl Fixture {
 
     /// Submits one job and returns it.
     async fn submit(&self, job: NewJob) -> Job {
-        self.store.submit(vec![job], job_time(0)).await.unwrap().remove(0)
+        self.store.submit(vec![job], T0).await.unwrap().remove(0)
     }
 
     /// Claims up to `limit` jobs at `now` as `worker-1`.
@@ -79,7 +79,13 @@ impl Fixture {
     }
 
     /// Records one result for `claimed`.
-    async fn record(&self, claimed: &Claimed, report: Option<Report>, next: Next, now: Millis) -> Recorded {
+    async fn record(
+        &self,
+        claimed: &Claimed,
+        report: Option<Report>,
+        next: Next,
+        now: Millis,
+    ) -> Recorded {
         let result = AttemptResult {
             lease: lease(claimed),
             report,
@@ -94,11 +100,6 @@ impl Fixture {
     }
 }
 
-/// `T0 + offset`.
-fn job_time(offset: Millis) -> Millis {
-    T0 + offset
-}
-
 fn lease(claimed: &Claimed) -> Lease {
     Lease {
         id: claimed.job.id,
@@ -109,7 +110,11 @@ fn lease(claimed: &Claimed) -> Lease {
 /// An engine report: success with `output`, or failure with `message`.
 fn report(outcome: std::result::Result<&str, &str>) -> Report {
     let (status, output, failure) = match outcome {
-        Ok(output) => (Status::Success, Some(Output(output.as_bytes().to_vec())), None),
+        Ok(output) => (
+            Status::Success,
+            Some(Output(output.as_bytes().to_vec())),
+            None,
+        ),
         Err(message) => (
             Status::Failure,
             None,
