@@ -243,3 +243,44 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod precedence {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wasmjob.toml");
+        std::fs::write(&file, "[queue]\nconcurrency = 3\nlease_ms = 5000\n").unwrap();
+        let args = Wrapper::parse_from([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--concurrency",
+            "7",
+        ]);
+        let config = args.serve.config().unwrap();
+        assert_eq!(config.queue.concurrency, 7, "the flag wins");
+        assert_eq!(
+            config.queue.lease_ms, 5000,
+            "the file applies where no flag is given"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wasmjob.toml");
+        std::fs::write(&file, "[server]\nlisten_on = \"x\"\n").unwrap();
+        let args = Wrapper::parse_from(["serve", "--config", file.to_str().unwrap()]);
+        assert!(args.serve.config().unwrap_err().contains("listen_on"));
+    }
+}
