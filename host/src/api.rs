@@ -6,6 +6,7 @@
 //! answered with a generic body.
 
 mod error;
+mod host_info;
 mod jobs;
 mod modules;
 
@@ -82,6 +83,8 @@ pub fn router(queue: Queue, config: ApiConfig) -> Router {
         .route("/jobs/{id}/requeue", post(jobs::requeue))
         .route("/dead-letter", get(jobs::dead_letter).delete(jobs::purge))
         .route("/dead-letter/{id}", delete(jobs::purge_one))
+        .route("/stats", get(host_info::stats))
+        .route("/workers", get(host_info::workers))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let v1 = modules
         .merge(jobs)

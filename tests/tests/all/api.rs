@@ -341,3 +341,24 @@ async fn a_module_over_the_upload_limit_is_413() {
     assert_eq!(error_code(&body), "payload_too_large");
     assert!(error_message(&body).contains("1024"), "{body}");
 }
+
+#[tokio::test]
+async fn stats_count_jobs_by_state_and_workers_show_the_pool() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    for _ in 0..3 {
+        api.post_json("/v1/jobs", json!({"module": "hello"})).await;
+    }
+    let (_, job) = api.post_json("/v1/jobs", json!({"module": "hello"})).await;
+    api.post_raw(&format!("/v1/jobs/{}/cancel", job["id"]), "")
+        .await;
+    let (status, stats) = api.get("/v1/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stats["jobs"]["pending"], 3);
+    assert_eq!(stats["jobs"]["cancelled"], 1);
+    assert_eq!(stats["jobs"]["completed"], 0);
+    let (status, workers) = api.get("/v1/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(workers["busy"], 0);
+    assert_eq!(workers["running"], json!([]));
+}
