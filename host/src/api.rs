@@ -4,24 +4,33 @@
 //! `tower::ServiceExt::oneshot`, no socket. Every client mistake is a 4xx
 //! with `{ "error": { "code", "message" } }`; server errors are logged and
 //! answered with a generic body.
+//!
+//! The routes are one table ([`routes`] lists it) and every handler carries
+//! its OpenAPI description ([`openapi`]), served at `GET /v1/openapi.json`.
 
 mod error;
 mod host_info;
 mod jobs;
 mod modules;
+pub mod openapi;
 
 pub use error::ApiError;
+
+use error::ErrorBody;
 
 use crate::job::RetryPolicy;
 use crate::limits::Limits;
 use crate::queue::Queue;
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Json, Router};
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// Defaults applied to submitted jobs and request bounds.
 #[derive(Clone, Debug)]
@@ -62,53 +71,157 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
 }
 
+/// Which part of the app a route belongs to: decides where it is mounted,
+/// its body limit and whether it needs the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    /// `/v1/modules…`: module uploads, bounded by `max_module_bytes`.
+    Modules,
+    /// The rest of `/v1`: JSON bodies, bounded by `max_body_bytes`.
+    Jobs,
+    /// Under `/v1` but public: the OpenAPI document.
+    Docs,
+    /// Outside `/v1`, public: health probes.
+    Health,
+}
+
+/// One row of the route table.
+struct RouteEntry {
+    group: Group,
+    method: Method,
+    /// The full path, in axum's (and OpenAPI's) `{param}` syntax.
+    path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+fn entry<H, T>(group: Group, method: Method, path: &'static str, handler: H) -> RouteEntry
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
+    RouteEntry {
+        group,
+        method,
+        path,
+        handler: on(filter, handler),
+    }
+}
+
+/// The route table: every route the router serves, and only these.
+/// [`router`] is built from it and [`routes`] lists it, so the OpenAPI
+/// document can be checked against it.
+fn table() -> Vec<RouteEntry> {
+    use Group::{Docs, Health, Jobs, Modules};
+    vec![
+        entry(Modules, Method::POST, "/v1/modules", modules::upload),
+        entry(Modules, Method::GET, "/v1/modules", modules::list),
+        entry(Modules, Method::GET, "/v1/modules/{module}", modules::get),
+        entry(
+            Modules,
+            Method::DELETE,
+            "/v1/modules/{module}",
+            modules::delete,
+        ),
+        entry(Jobs, Method::POST, "/v1/jobs", jobs::submit),
+        entry(Jobs, Method::GET, "/v1/jobs", jobs::list),
+        entry(Jobs, Method::POST, "/v1/jobs/batch", jobs::submit_batch),
+        entry(Jobs, Method::GET, "/v1/jobs/{id}", jobs::get),
+        entry(Jobs, Method::POST, "/v1/jobs/{id}/cancel", jobs::cancel),
+        entry(Jobs, Method::POST, "/v1/jobs/{id}/requeue", jobs::requeue),
+        entry(Jobs, Method::GET, "/v1/dead-letter", jobs::dead_letter),
+        entry(Jobs, Method::DELETE, "/v1/dead-letter", jobs::purge),
+        entry(
+            Jobs,
+            Method::DELETE,
+            "/v1/dead-letter/{id}",
+            jobs::purge_one,
+        ),
+        entry(Jobs, Method::GET, "/v1/stats", host_info::stats),
+        entry(Jobs, Method::GET, "/v1/workers", host_info::workers),
+        entry(Docs, Method::GET, "/v1/openapi.json", openapi::serve),
+        entry(Health, Method::GET, "/healthz", healthz),
+        entry(Health, Method::GET, "/readyz", readyz),
+    ]
+}
+
+/// Every route the router serves, as (method, path) with path parameters
+/// in `{name}` form, exactly as they appear in the OpenAPI document.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    table()
+        .into_iter()
+        .map(|route| (route.method, route.path))
+        .collect()
+}
+
 /// The whole HTTP app.
+///
+/// `/v1` needs the bearer token when one is configured, except
+/// `/v1/openapi.json`; `/healthz` and `/readyz` are public. Module uploads
+/// are bounded by `max_module_bytes`, every other body by `max_body_bytes`.
+/// Unknown paths are a JSON 404.
 pub fn router(queue: Queue, config: ApiConfig) -> Router {
     let state = AppState {
         queue,
         config: Arc::new(config),
     };
-    let modules = Router::new()
-        .route("/modules", post(modules::upload).get(modules::list))
-        .route(
-            "/modules/{module}",
-            get(modules::get).delete(modules::delete),
-        )
-        .layer(DefaultBodyLimit::max(state.config.max_module_bytes));
-    let jobs = Router::new()
-        .route("/jobs", post(jobs::submit).get(jobs::list))
-        .route("/jobs/batch", post(jobs::submit_batch))
-        .route("/jobs/{id}", get(jobs::get))
-        .route("/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/jobs/{id}/requeue", post(jobs::requeue))
-        .route("/dead-letter", get(jobs::dead_letter).delete(jobs::purge))
-        .route("/dead-letter/{id}", delete(jobs::purge_one))
-        .route("/stats", get(host_info::stats))
-        .route("/workers", get(host_info::workers))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let mut modules = Router::new();
+    let mut jobs = Router::new();
+    let mut docs = Router::new();
+    let mut root = Router::new();
+    for route in table() {
+        let nested = route.path.strip_prefix("/v1");
+        match (route.group, nested) {
+            (Group::Modules, Some(path)) => modules = modules.route(path, route.handler),
+            (Group::Jobs, Some(path)) => jobs = jobs.route(path, route.handler),
+            (Group::Docs, Some(path)) => docs = docs.route(path, route.handler),
+            (Group::Health, None) => root = root.route(route.path, route.handler),
+            (group, _) => panic!("route {} does not belong in {group:?}", route.path),
+        }
+    }
+    let modules = modules.layer(DefaultBodyLimit::max(state.config.max_module_bytes));
+    let jobs = jobs.layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let docs = docs.layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let v1 = modules
         .merge(jobs)
-        .fallback(not_found)
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .fallback(not_found)
-        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .merge(docs)
+        .fallback(not_found);
+    root.nest("/v1", v1).fallback(not_found).with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+/// `GET /healthz`: the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    responses((status = 200, description = "The process is up.", body = HealthStatus,
+        example = json!({"status": "ok"}))),
+)]
+async fn healthz() -> Json<HealthStatus> {
+    Json(HealthStatus { status: "ok" })
 }
 
+/// `GET /readyz`: the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "The store answers.", body = HealthStatus,
+            example = json!({"status": "ready"})),
+        (status = 503, description = "`not_ready`: the store is unreachable.", body = ErrorBody),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.queue.store().ping().await {
-        Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(()) => Json(HealthStatus { status: "ready" }).into_response(),
         Err(error) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
@@ -116,6 +229,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response(),
     }
+}
+
+/// The body of `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthStatus {
+    /// `ok` (healthz) or `ready` (readyz).
+    #[schema(value_type = String, examples("ok", "ready"))]
+    status: &'static str,
 }
 
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {

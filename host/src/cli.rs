@@ -3,6 +3,9 @@
 //! are one line on stderr with exit code 2.
 
 mod exec;
+mod jobs;
+mod modules;
+mod remote;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -12,8 +15,13 @@ use std::process::ExitCode;
 pub const EXIT_OK: u8 = 0;
 /// Exit code for a job that failed.
 pub const EXIT_JOB_FAILED: u8 = 1;
-/// Exit code for a usage error or a module that cannot be loaded.
+/// Exit code for a usage error, a module that cannot be loaded, or a
+/// request the host refused (4xx).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the host failed (5xx).
+pub const EXIT_SERVER: u8 = 3;
+/// Exit code when the host cannot be reached.
+pub const EXIT_UNREACHABLE: u8 = 4;
 
 /// wasmjob: a background job host where every job is a sandboxed
 /// WebAssembly module.
@@ -44,6 +52,53 @@ pub enum Command {
     ///
     /// Example: wasmjob serve --data-dir ./wasmjob-data --listen 127.0.0.1:7878 --concurrency 8
     Serve(serve::ServeArgs),
+    /// Upload a module to the host; prints its hash.
+    ///
+    /// Example: wasmjob upload target/wasm32-wasip2/release/resize.wasm --name resize
+    Upload(modules::UploadArgs),
+    /// Submit a job; prints its id, or with --wait follows it to the end.
+    ///
+    /// Exit code with --wait: 0 if the job completed, 1 if it failed or was
+    /// cancelled. Without: 0 once the host accepted it (durably).
+    ///
+    /// Example: wasmjob submit resize --input '{"width": 64}' --priority 2 --retry exponential:1s --wait
+    Submit(jobs::SubmitArgs),
+    /// Show a job: state, attempts with their figures, output.
+    ///
+    /// Example: wasmjob status 42
+    Status(jobs::JobArgs),
+    /// List jobs, newest first, with filters.
+    ///
+    /// Example: wasmjob list --state failed --module resize --limit 20
+    List(jobs::ListArgs),
+    /// Cancel a pending, retrying or running job.
+    ///
+    /// Example: wasmjob cancel 42
+    Cancel(jobs::JobArgs),
+    /// Re-queue a job from the dead letter with a fresh attempt budget.
+    ///
+    /// Example: wasmjob retry 42
+    Retry(jobs::JobArgs),
+    /// List the dead-letter queue (failed jobs), or purge it.
+    ///
+    /// Example: wasmjob dead-letter --json
+    DeadLetter(jobs::DeadLetterArgs),
+    /// Print a job's log records and stderr, attempt by attempt.
+    ///
+    /// Example: wasmjob logs 42
+    Logs(jobs::JobArgs),
+    /// List the modules the host has.
+    ///
+    /// Example: wasmjob modules
+    Modules(modules::HostArgs),
+    /// Show the worker pool and the jobs it is running.
+    ///
+    /// Example: wasmjob workers
+    Workers(modules::HostArgs),
+    /// Count jobs by state.
+    ///
+    /// Example: wasmjob stats --json
+    Stats(modules::HostArgs),
 }
 
 /// Runs the parsed command line.
@@ -51,6 +106,17 @@ pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Exec(args) => exec::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Upload(args) => modules::upload(args),
+        Command::Submit(args) => jobs::submit(args),
+        Command::Status(args) => jobs::status(args),
+        Command::List(args) => jobs::list(args),
+        Command::Cancel(args) => jobs::cancel(args),
+        Command::Retry(args) => jobs::retry(args),
+        Command::DeadLetter(args) => jobs::dead_letter(args),
+        Command::Logs(args) => jobs::logs(args),
+        Command::Modules(args) => modules::modules(args),
+        Command::Workers(args) => modules::workers(args),
+        Command::Stats(args) => modules::stats(args),
     };
     ExitCode::from(code)
 }

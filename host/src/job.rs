@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub type JobId = i64;
 
 /// Where a job is in its life. See `docs/state_machine.md`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting to be claimed (moved out by a worker's claim, or cancel).
@@ -84,7 +84,7 @@ impl fmt::Display for JobState {
 }
 
 /// How the delay before a retry grows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Backoff {
     /// `base × 2^(n−1)` after the n-th failed attempt: 1s, 2s, 4s, 8s…
@@ -104,8 +104,9 @@ pub const DEFAULT_RETRY_BASE_MS: u64 = 1_000;
 pub const DEFAULT_RETRY_MAX_DELAY_MS: u64 = 3_600_000;
 
 /// A job's retry policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schema(default)]
 pub struct RetryPolicy {
     /// How the delay grows.
     pub backoff: Backoff,
@@ -233,9 +234,10 @@ pub struct NewJob {
 }
 
 /// A stored job.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     /// Its id.
+    #[schema(value_type = i64)]
     pub id: JobId,
     /// The module's hash.
     pub module: String,
@@ -252,14 +254,19 @@ pub struct Job {
     /// Limits for the next (or current) attempt.
     pub limits: Limits,
     /// Not run before this time.
+    #[schema(value_type = i64)]
     pub run_at: Millis,
     /// When it was submitted.
+    #[schema(value_type = i64)]
     pub created_at: Millis,
     /// When its latest attempt started.
+    #[schema(value_type = Option<i64>, required = true)]
     pub started_at: Option<Millis>,
     /// When it reached a final state.
+    #[schema(value_type = Option<i64>, required = true)]
     pub finished_at: Option<Millis>,
     /// The last failure message.
+    #[schema(required = true)]
     pub last_error: Option<String>,
 }
 

@@ -30,7 +30,7 @@ pub const DEFAULT_STDIO_TAIL_BYTES: u64 = 16 * 1024;
 
 /// Limits for one invocation. Serialized with explicit units in the field
 /// names so that JSON clients never guess.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel budget (roughly one unit per wasm instruction).

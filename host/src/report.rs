@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// How a module is run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleKind {
     /// A component implementing the `wasmjob:job` world.
@@ -29,7 +29,7 @@ impl fmt::Display for ModuleKind {
 }
 
 /// Whether the invocation succeeded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The job returned output.
@@ -39,7 +39,7 @@ pub enum Status {
 }
 
 /// Why an invocation failed. The names are part of the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The fuel budget ran out.
@@ -96,23 +96,26 @@ impl fmt::Display for FailureKind {
 }
 
 /// One frame of a wasm backtrace, innermost first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Frame {
     /// The function's name from the module's name section, demangled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub function: Option<String>,
     /// The function's index in its core module.
     pub function_index: u32,
     /// The core module's name, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub module: Option<String>,
     /// Byte offset of the instruction in the module, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub offset: Option<usize>,
 }
 
 /// How an invocation failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
     /// The failure's classification.
     pub kind: FailureKind,
@@ -122,9 +125,11 @@ pub struct Failure {
     pub retryable: bool,
     /// The wasm trap code (e.g. `unreachable`), when the guest trapped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub trap_code: Option<String>,
     /// The exit code of a command module.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub exit_code: Option<i32>,
     /// The wasm backtrace at the trap, innermost frame first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -132,7 +137,9 @@ pub struct Failure {
 }
 
 /// Severity of a guest log record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Very detailed tracing.
@@ -148,7 +155,7 @@ pub enum Level {
 }
 
 /// A log record written by the guest through the host's `log` import.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogRecord {
     /// Microseconds since the invocation started.
     pub at_us: u64,
@@ -159,7 +166,7 @@ pub struct LogRecord {
 }
 
 /// The latest progress the guest reported.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     /// 0 to 100.
     pub percent: u8,
@@ -168,16 +175,17 @@ pub struct Progress {
 }
 
 /// Fuel figures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FuelUsage {
     /// Fuel consumed by the invocation; `None` when fuel metering is off.
+    #[schema(required = true)]
     pub consumed: Option<u64>,
     /// The fuel budget it ran with.
     pub limit: u64,
 }
 
 /// Memory figures, summed over all linear memories.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemoryUsage {
     /// The largest total size the memories reached, in bytes.
     pub peak_bytes: u64,
@@ -186,7 +194,7 @@ pub struct MemoryUsage {
 }
 
 /// What was captured of stdout or stderr.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StdioTail {
     /// Total bytes the guest wrote.
     pub total_bytes: u64,
@@ -195,16 +203,18 @@ pub struct StdioTail {
 }
 
 /// Everything known about one invocation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     /// Success or failure.
     pub status: Status,
     /// The output, present on success. JSON by convention: shown as JSON
     /// when it parses, as a string otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub output: Option<Output>,
     /// How the invocation failed, present on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub failure: Option<Failure>,
     /// The module that ran (blake3 hash, hex).
     pub module: String,
@@ -224,6 +234,7 @@ pub struct Report {
     pub logs_dropped: u64,
     /// The last progress the guest reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub progress: Option<Progress>,
     /// What the guest wrote to stdout (for a command module, the output).
     pub stdout: StdioTail,

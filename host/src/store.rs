@@ -46,7 +46,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// A module's metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModuleRecord {
     /// blake3 hash of the bytes, hex.
     pub hash: String,
@@ -55,8 +55,10 @@ pub struct ModuleRecord {
     /// Size in bytes.
     pub size: u64,
     /// Optional human name; submitting by name picks the newest module.
+    #[schema(required = true)]
     pub name: Option<String>,
     /// When it was first uploaded.
+    #[schema(value_type = i64)]
     pub created_at: Millis,
 }
 
@@ -137,13 +139,15 @@ pub enum Recorded {
 }
 
 /// One stored attempt.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     /// Its number, from 1.
     pub attempt: u32,
     /// When it started.
+    #[schema(value_type = i64)]
     pub started_at: Millis,
     /// When its result was recorded.
+    #[schema(value_type = i64)]
     pub finished_at: Millis,
     /// The engine's report, or a `lost` report made by the rescuer.
     pub report: AttemptReport,
@@ -151,7 +155,7 @@ pub struct Attempt {
 
 /// An attempt's report: the engine's, or the rescuer's when the host died
 /// mid-run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum AttemptReport {
     /// The engine ran it to an outcome.
@@ -159,8 +163,10 @@ pub enum AttemptReport {
     /// The lease expired before a result arrived.
     Lost {
         /// Always `"lost"`.
+        #[schema(pattern = "^lost$", example = "lost")]
         status: String,
         /// Who held the lease.
+        #[schema(required = true)]
         owner: Option<String>,
         /// One line.
         message: String,

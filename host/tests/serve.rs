@@ -176,3 +176,112 @@ fn sigterm_requeues_a_running_job_without_spending_an_attempt() {
     let running = server.wait(id, "restarted", |j| j["state"] == "running");
     assert_eq!(running["attempt"], 1);
 }
+
+/// Runs a client command against `server`.
+fn cli(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+        .args(args)
+        .env("WASMJOB_URL", &server.base)
+        .env("WASMJOB_CLIENT_CONFIG", "/nonexistent/client.toml")
+        .output()
+        .expect("run wasmjob")
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_client_commands_drive_a_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--concurrency", "2"]);
+
+    let out = cli(&server, &["upload", guests::HELLO, "--name", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim().len(), 64, "prints the hash");
+    cli(&server, &["upload", guests::FATAL, "--name", "fatal"]);
+
+    let out = cli(
+        &server,
+        &["submit", "hello", "--input", r#"{"name":"Ada"}"#, "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let output: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(output["greeting"], "Hello, Ada!");
+
+    let out = cli(
+        &server,
+        &["submit", "fatal", "--max-attempts", "3", "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(1), "a failed job exits 1");
+    assert!(stderr(&out).contains("failed"), "{}", stderr(&out));
+
+    let out = cli(
+        &server,
+        &[
+            "submit",
+            "hello",
+            "--input",
+            r#"{"name":"Bo"}"#,
+            "--delay",
+            "1h",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let id = stdout(&out).trim().to_owned();
+    let out = cli(&server, &["status", &id, "--json"]);
+    let job: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(job["state"], "pending");
+    let out = cli(&server, &["list", "--state", "pending"]);
+    assert!(stdout(&out).contains(&id), "{}", stdout(&out));
+    let out = cli(&server, &["retry", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "requeue of a pending job is refused"
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("conflict"), "{}", stderr(&out));
+    let out = cli(&server, &["cancel", &id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("cancelled"));
+
+    let out = cli(&server, &["dead-letter", "--json"]);
+    let page: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1, "the fatal job");
+    let out = cli(&server, &["stats", "--json"]);
+    let stats: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(stats["jobs"]["completed"], 1);
+    assert_eq!(stats["jobs"]["failed"], 1);
+    assert_eq!(stats["jobs"]["cancelled"], 1);
+    let out = cli(&server, &["logs", "1"]);
+    assert!(stdout(&out).contains("greeting Ada"), "{}", stdout(&out));
+    for command in ["modules", "workers"] {
+        let out = cli(&server, &[command]);
+        assert_eq!(out.status.code(), Some(0), "{command}: {}", stderr(&out));
+    }
+
+    let out = cli(&server, &["submit", "hello", "--input", "{not json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not valid JSON"));
+    let out = cli(&server, &["status", "999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not_found"));
+}
+
+#[test]
+fn an_unreachable_host_exits_4_with_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+        .args(["stats", "--url", "http://127.0.0.1:9"])
+        .env("WASMJOB_CLIENT_CONFIG", "/nonexistent/client.toml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the host"), "{err}");
+}

@@ -1,6 +1,8 @@
 //! `/v1/jobs` and `/v1/dead-letter`: submit (one or a batch), get, list,
 //! cancel, re-queue, purge.
 
+use super::error::ErrorBody;
+use super::openapi::Unauthorized;
 use super::{ApiError, AppState};
 use crate::clock::Millis;
 use crate::job::{DEFAULT_PRIORITY, Job, JobId, JobState, NewJob, RetryPolicy};
@@ -12,6 +14,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Most jobs in one batch submission.
 const MAX_BATCH: usize = 10_000;
@@ -20,32 +23,59 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
 
 /// A job as submitted. Unset fields take the server's defaults.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"module": "hello", "input": {"name": "Ada"}, "priority": 2}))]
 pub struct SubmitJob {
     /// Module hash or name.
     module: String,
     /// Any JSON; `null` when absent.
     #[serde(default)]
     input: serde_json::Value,
+    /// 0 (critical) to 10 (low); 5 when absent.
+    #[schema(nullable = false, maximum = 10)]
     priority: Option<u8>,
+    /// Attempts allowed in all, at least 1; the server's default when absent.
+    #[schema(nullable = false, minimum = 1)]
     max_attempts: Option<u32>,
+    /// How to retry; the server's default policy when absent. Fields left
+    /// out of a given policy take the built-in defaults shown.
+    #[schema(nullable = false)]
     retry: Option<RetryPolicy>,
+    /// Limits of the first attempt; each one left out takes the server's
+    /// default.
+    #[schema(nullable = false)]
     limits: Option<LimitsPatch>,
     /// Run no earlier than this many milliseconds from now.
+    #[schema(nullable = false)]
     delay_ms: Option<u64>,
 }
 
 /// Per-job overrides of the default limits.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsPatch {
+    /// Fuel budget (roughly one unit per wasm instruction).
+    #[schema(nullable = false)]
     fuel: Option<u64>,
+    /// Maximum linear memory in bytes, summed over all memories; at most
+    /// the host's `engine.max_memory_bytes`.
+    #[schema(nullable = false)]
     memory_bytes: Option<u64>,
+    /// Wall-clock timeout in milliseconds, greater than 0.
+    #[schema(nullable = false, minimum = 1)]
     timeout_ms: Option<u64>,
+    /// Maximum size of the job's output in bytes.
+    #[schema(nullable = false)]
     output_bytes: Option<u64>,
+    /// Maximum number of log records kept.
+    #[schema(nullable = false)]
     log_records: Option<u32>,
+    /// Maximum total bytes of log messages kept.
+    #[schema(nullable = false)]
     log_bytes: Option<u64>,
+    /// Bytes kept from the end of stdout and of stderr.
+    #[schema(nullable = false)]
     stdio_tail_bytes: Option<u64>,
 }
 
@@ -64,13 +94,41 @@ impl LimitsPatch {
 }
 
 /// A batch submission: all jobs commit together or none does.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
+    /// 1 to 10000 jobs.
+    #[schema(min_items = 1, max_items = 10000)]
     jobs: Vec<SubmitJob>,
 }
 
+/// Jobs created by a batch, in the order submitted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobBatch {
+    /// The jobs.
+    jobs: Vec<Job>,
+}
+
 /// `POST /v1/jobs`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    operation_id = "submit_job",
+    tag = "jobs",
+    request_body = SubmitJob,
+    responses(
+        (status = 201, description = "Stored, durably.", body = Job),
+        (status = 400, description = "`invalid_json`: malformed, an unknown field or a wrong \
+            type; `invalid_request`: a field out of range or an unknown module.",
+            body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 413, description = "`payload_too_large`: larger than the server's \
+            `server.max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not \
+            `application/json`.", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn submit(
     State(state): State<AppState>,
     body: Result<Json<SubmitJob>, JsonRejection>,
@@ -82,10 +140,29 @@ pub async fn submit(
 }
 
 /// `POST /v1/jobs/batch` with `{ "jobs": [...] }`: one durable commit.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/batch",
+    operation_id = "submit_batch",
+    tag = "jobs",
+    request_body = SubmitBatch,
+    responses(
+        (status = 201, description = "Every job stored in one durable commit.",
+            body = JobBatch),
+        (status = 400, description = "`invalid_json` or `invalid_request`, naming the job \
+            (`jobs[3].priority: ...`); nothing is stored.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 413, description = "`payload_too_large`: larger than the server's \
+            `server.max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not \
+            `application/json`.", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn submit_batch(
     State(state): State<AppState>,
     body: Result<Json<SubmitBatch>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobBatch>), ApiError> {
     let Json(batch) = body?;
     if batch.jobs.is_empty() {
         return Err(ApiError::invalid("jobs: the batch is empty"));
@@ -101,10 +178,7 @@ pub async fn submit_batch(
         jobs.push(prepare(&state, request, &format!("jobs[{i}].")).await?);
     }
     let jobs = state.queue.submit(jobs).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "jobs": jobs })),
-    ))
+    Ok((StatusCode::CREATED, Json(JobBatch { jobs })))
 }
 
 /// Applies defaults, resolves the module and checks every field; errors
@@ -170,20 +244,42 @@ fn prefix(error: ApiError, at: &str, field: &str) -> ApiError {
     }
 }
 
-/// A job with what is stored about it, as the API shows it.
-#[derive(Debug, Serialize)]
+/// A job with what is stored about it, as the API shows it: the job's
+/// fields, then its input, output, live progress and attempts.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
     #[serde(flatten)]
     job: Job,
+    /// The input: JSON as submitted.
     input: Output,
+    /// The output, once completed: JSON when it parses, a string otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     output: Option<Output>,
+    /// The latest progress, while it runs on this host.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     progress: Option<Progress>,
+    /// Every attempt's report, oldest first.
     attempts: Vec<Attempt>,
 }
 
 /// `GET /v1/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "get_job",
+    tag = "jobs",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "The job with input, output, live progress and every \
+            attempt's report.", body = JobView),
+        (status = 400, description = "`invalid_request`: not a job id.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -199,22 +295,65 @@ pub async fn get(
     }))
 }
 
+/// The `{id}` of a job's path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct JobIdParam {
+    /// The job's id, a positive integer.
+    #[param(value_type = i64, minimum = 1)]
+    #[allow(dead_code)] // Read as a string by the handlers, to name a bad id.
+    id: JobId,
+}
+
 /// Filters of a listing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only jobs in this state.
+    #[param(inline, value_type = Option<JobState>)]
     state: Option<String>,
+    /// Only jobs of this module (hash or name).
     module: Option<String>,
+    /// Only jobs of this priority, as submitted (0 to 10).
     priority: Option<u8>,
+    /// The cursor: only jobs with an id below this (`next_cursor` of the
+    /// previous page).
+    #[param(value_type = Option<i64>)]
     before: Option<JobId>,
+    /// Page size: 100 when absent, clamped to 1..=1000.
     limit: Option<usize>,
 }
 
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    /// The jobs.
+    jobs: Vec<Job>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    #[schema(value_type = Option<i64>, required = true)]
+    next_cursor: Option<JobId>,
+}
+
 /// `GET /v1/jobs?state=&module=&priority=&before=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "list_jobs",
+    tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of jobs, newest first.", body = JobPage),
+        (status = 400, description = "`invalid_query`: an unknown parameter or a wrong type; \
+            `invalid_request`: an unknown state or module.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobPage>, ApiError> {
     let Query(query) = query?;
     let filter_state = match query.state.as_deref() {
         None => None,
@@ -242,10 +381,29 @@ pub async fn list(
 }
 
 /// `GET /v1/dead-letter`: failed jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letter",
+    operation_id = "list_dead_letter",
+    tag = "dead-letter",
+    params(
+        ("before" = Option<i64>, Query, description = "The cursor: only jobs with an id \
+            below this (`next_cursor` of the previous page)."),
+        ("limit" = Option<usize>, Query, description = "Page size: 100 when absent, clamped \
+            to 1..=1000."),
+    ),
+    responses(
+        (status = 200, description = "A page of failed jobs, newest first.", body = JobPage),
+        (status = 400, description = "`invalid_query`: an unknown parameter or a wrong type.",
+            body = ErrorBody),
+        (status = 401, response = Unauthorized),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn dead_letter(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobPage>, ApiError> {
     let Query(query) = query?;
     page(
         &state,
@@ -260,7 +418,7 @@ pub async fn dead_letter(
     .await
 }
 
-async fn page(state: &AppState, filter: JobFilter) -> Result<Json<serde_json::Value>, ApiError> {
+async fn page(state: &AppState, filter: JobFilter) -> Result<Json<JobPage>, ApiError> {
     let limit = filter.limit;
     let jobs = state.queue.list(filter).await?;
     let next = if jobs.len() == limit {
@@ -268,12 +426,29 @@ async fn page(state: &AppState, filter: JobFilter) -> Result<Json<serde_json::Va
     } else {
         None
     };
-    Ok(Json(
-        serde_json::json!({ "jobs": jobs, "next_cursor": next }),
-    ))
+    Ok(Json(JobPage {
+        jobs,
+        next_cursor: next,
+    }))
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    operation_id = "cancel_job",
+    tag = "jobs",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "Cancelled: a pending or retrying job at once, a running \
+            one is stopped.", body = Job),
+        (status = 400, description = "`invalid_request`: not a job id.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the job is final.", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -282,6 +457,23 @@ pub async fn cancel(
 }
 
 /// `POST /v1/jobs/{id}/requeue`: from the dead letter, fresh attempts.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/requeue",
+    operation_id = "requeue_job",
+    tag = "dead-letter",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "Back to `pending` with a fresh attempt budget; its old \
+            attempts are kept.", body = Job),
+        (status = 400, description = "`invalid_request`: not a job id.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the job is not in the dead letter.",
+            body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn requeue(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -289,17 +481,50 @@ pub async fn requeue(
     Ok(Json(state.queue.requeue(parse_id(&id)?).await?))
 }
 
+/// How many jobs a purge deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Purged {
+    /// Jobs deleted.
+    purged: u64,
+}
+
 /// `DELETE /v1/dead-letter`: purges every failed job.
-pub async fn purge(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    delete,
+    path = "/v1/dead-letter",
+    operation_id = "purge_dead_letter",
+    tag = "dead-letter",
+    responses(
+        (status = 200, description = "Every failed job deleted.", body = Purged),
+        (status = 401, response = Unauthorized),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn purge(State(state): State<AppState>) -> Result<Json<Purged>, ApiError> {
     let purged = state.queue.store().purge(Vec::new()).await?;
-    Ok(Json(serde_json::json!({ "purged": purged })))
+    Ok(Json(Purged { purged }))
 }
 
 /// `DELETE /v1/dead-letter/{id}`: purges one failed job.
+#[utoipa::path(
+    delete,
+    path = "/v1/dead-letter/{id}",
+    operation_id = "purge_dead_letter_job",
+    tag = "dead-letter",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "Deleted (`purged` is 1).", body = Purged),
+        (status = 400, description = "`invalid_request`: not a job id.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: the job is not in the dead letter.",
+            body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn purge_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Purged>, ApiError> {
     let id = parse_id(&id)?;
     let purged = state.queue.store().purge(vec![id]).await?;
     if purged == 0 {
@@ -307,7 +532,7 @@ pub async fn purge_one(
             "job {id} is not in the dead letter"
         )));
     }
-    Ok(Json(serde_json::json!({ "purged": purged })))
+    Ok(Json(Purged { purged }))
 }
 
 fn parse_id(text: &str) -> Result<JobId, ApiError> {

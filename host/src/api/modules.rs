@@ -1,5 +1,7 @@
 //! `/v1/modules`: upload, list, get, delete.
 
+use super::error::ErrorBody;
+use super::openapi::Unauthorized;
 use super::{ApiError, AppState};
 use crate::store::ModuleRecord;
 use axum::Json;
@@ -7,16 +9,46 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Query of an upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// A name for the module; submitting jobs by name picks the newest
+    /// module with that name.
     name: Option<String>,
 }
 
 /// `POST /v1/modules[?name=]` with the raw wasm bytes as the body.
+#[utoipa::path(
+    post,
+    path = "/v1/modules",
+    operation_id = "upload_module",
+    tag = "modules",
+    params(UploadQuery),
+    request_body(
+        description = "The module's raw bytes: a `wasmjob:job` component or a WASI preview 1 \
+                       command module. Any content type is accepted.",
+        content(
+            (Vec<u8> = "application/wasm"),
+            (Vec<u8> = "application/octet-stream"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Stored (or already stored: uploads are idempotent by \
+            hash, and a new name is added).", body = ModuleRecord),
+        (status = 400, description = "`invalid_module`: the engine refused the bytes; \
+            `invalid_request`: empty body; `invalid_query`: unknown query parameter.",
+            body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 413, description = "`payload_too_large`: larger than the server's \
+            `engine.max_module_bytes`.", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn upload(
     State(state): State<AppState>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
@@ -46,13 +78,46 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
+/// Every module, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModuleList {
+    /// The modules.
+    modules: Vec<ModuleRecord>,
+}
+
 /// `GET /v1/modules`.
-pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/modules",
+    operation_id = "list_modules",
+    tag = "modules",
+    responses(
+        (status = 200, description = "Every module, newest first.", body = ModuleList),
+        (status = 401, response = Unauthorized),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<ModuleList>, ApiError> {
     let modules = state.queue.store().modules().await?;
-    Ok(Json(serde_json::json!({ "modules": modules })))
+    Ok(Json(ModuleList { modules }))
 }
 
 /// `GET /v1/modules/{hash or name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/modules/{module}",
+    operation_id = "get_module",
+    tag = "modules",
+    params(("module" = String, Path,
+        description = "The module's blake3 hash (hex) or name (the newest with that name).")),
+    responses(
+        (status = 200, description = "The module.", body = ModuleRecord),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no module with that hash or name.",
+            body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(module): Path<String>,
@@ -67,6 +132,23 @@ pub async fn get(
 }
 
 /// `DELETE /v1/modules/{hash or name}`: refused (409) while jobs need it.
+#[utoipa::path(
+    delete,
+    path = "/v1/modules/{module}",
+    operation_id = "delete_module",
+    tag = "modules",
+    params(("module" = String, Path,
+        description = "The module's blake3 hash (hex) or name (the newest with that name).")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no module with that hash or name.",
+            body = ErrorBody),
+        (status = 409, description = "`conflict`: jobs that are not final still need it.",
+            body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(module): Path<String>,

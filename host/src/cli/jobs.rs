@@ -1,0 +1,466 @@
+//! Client commands about jobs: submit (and follow), status, list, cancel,
+//! retry, dead-letter, logs.
+
+use super::remote::{Remote, cell, fail, print_json, print_table};
+use super::serve::parse_retry;
+use super::{EXIT_JOB_FAILED, EXIT_OK, usage_error};
+use crate::client::Client;
+use crate::job::RetryPolicy;
+use crate::units::{parse_bytes, parse_duration};
+use clap::Args;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How often `--wait` asks the host about the job.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// Arguments of `wasmjob submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Module hash or name.
+    pub module: String,
+    /// Input: JSON text, or @FILE to read JSON from a file [default: null].
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub input: Option<String>,
+    /// 0 (critical) to 10 (low) [default: 5].
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u8>,
+    /// Attempts in all [default: the host's].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Retry policy: exponential|linear|fixed|none[:BASE], e.g. exponential:1s.
+    #[arg(long, value_parser = parse_retry, value_name = "POLICY")]
+    pub retry: Option<RetryPolicy>,
+    /// Fuel budget.
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Memory limit (e.g. 64MiB).
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    pub memory: Option<u64>,
+    /// Wall-clock timeout (e.g. 30s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Run no earlier than this from now (e.g. 10m).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub delay: Option<Duration>,
+    /// Follow the job until it ends, then print its output or failure;
+    /// exit 0 only if it completed.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Arguments naming one job.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job's id.
+    pub id: i64,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Arguments of `wasmjob list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only jobs in this state (pending, running, retrying, completed,
+    /// failed, cancelled).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only jobs of this module (hash or name).
+    #[arg(long)]
+    pub module: Option<String>,
+    /// Only jobs of this priority.
+    #[arg(long)]
+    pub priority: Option<u8>,
+    /// At most this many [default: 100].
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Only jobs older than this id (the previous page's cursor).
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Arguments of `wasmjob dead-letter`.
+#[derive(Debug, Args)]
+pub struct DeadLetterArgs {
+    /// Delete every job in the dead letter instead of listing them.
+    #[arg(long)]
+    pub purge: bool,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+fn connect(remote: &Remote) -> Result<Client, u8> {
+    remote.client().map_err(usage_error)
+}
+
+/// `wasmjob submit`.
+pub fn submit(args: SubmitArgs) -> u8 {
+    let client = match connect(&args.remote) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let input = match read_input(args.input.as_deref()) {
+        Ok(input) => input,
+        Err(message) => return usage_error(message),
+    };
+    let mut body = json!({ "module": args.module, "input": input });
+    let mut limits = serde_json::Map::new();
+    if let Some(fuel) = args.fuel {
+        limits.insert("fuel".into(), json!(fuel));
+    }
+    if let Some(memory) = args.memory {
+        limits.insert("memory_bytes".into(), json!(memory));
+    }
+    if let Some(timeout) = args.timeout {
+        limits.insert("timeout_ms".into(), json!(timeout.as_millis() as u64));
+    }
+    if !limits.is_empty() {
+        body["limits"] = Value::Object(limits);
+    }
+    if let Some(priority) = args.priority {
+        body["priority"] = json!(priority);
+    }
+    if let Some(max) = args.max_attempts {
+        body["max_attempts"] = json!(max);
+    }
+    if let Some(retry) = args.retry {
+        body["retry"] = serde_json::to_value(retry).expect("policies serialize");
+    }
+    if let Some(delay) = args.delay {
+        body["delay_ms"] = json!(delay.as_millis() as u64);
+    }
+    let job = match client.post_json("/v1/jobs", &body) {
+        Ok(job) => job,
+        Err(error) => return fail(error),
+    };
+    if !args.wait {
+        if args.remote.json {
+            print_json(&job);
+        } else {
+            println!("{}", job["id"]);
+        }
+        return EXIT_OK;
+    }
+    follow(
+        &client,
+        job["id"].as_i64().unwrap_or_default(),
+        args.remote.json,
+    )
+}
+
+fn read_input(input: Option<&str>) -> Result<Value, String> {
+    let Some(text) = input else {
+        return Ok(Value::Null);
+    };
+    let (text, source) = match text.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read input file {path}: {e}"))?,
+            path.to_owned(),
+        ),
+        None => (text.to_owned(), "--input".to_owned()),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{source} is not valid JSON: {e}"))
+}
+
+/// Follows a job until it is final, with a progress bar on a terminal.
+fn follow(client: &Client, id: i64, json_out: bool) -> u8 {
+    let bar = indicatif::ProgressBar::new(100);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} job {prefix} [{bar:30}] {pos:>3}% {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(id.to_string());
+    let mut last = String::new();
+    let job = loop {
+        let job = match client.get(&format!("/v1/jobs/{id}")) {
+            Ok(job) => job,
+            Err(error) => {
+                bar.abandon();
+                return fail(error);
+            }
+        };
+        let state = format!(
+            "{} (attempt {}/{})",
+            cell(&job["state"]),
+            job["attempt"],
+            job["max_attempts"]
+        );
+        if state != last {
+            bar.println(format!("job {id}: {state}"));
+            last = state;
+        }
+        if let Some(percent) = job["progress"]["percent"].as_u64() {
+            bar.set_position(percent);
+            bar.set_message(cell(&job["progress"]["note"]));
+        }
+        if matches!(
+            job["state"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        ) {
+            break job;
+        }
+        bar.tick();
+        std::thread::sleep(WAIT_POLL);
+    };
+    bar.finish_and_clear();
+    if json_out {
+        print_json(&job);
+    } else if job["state"] == "completed" {
+        print_json(&job["output"]);
+    } else {
+        let report = &job["attempts"]
+            .as_array()
+            .and_then(|a| a.last())
+            .cloned()
+            .unwrap_or(Value::Null)["report"];
+        eprintln!(
+            "job {id} {}: {}",
+            cell(&job["state"]),
+            cell(&job["last_error"])
+        );
+        if !report.is_null() {
+            print_json(report);
+        }
+    }
+    if job["state"] == "completed" {
+        EXIT_OK
+    } else {
+        EXIT_JOB_FAILED
+    }
+}
+
+/// `wasmjob status ID`.
+pub fn status(args: JobArgs) -> u8 {
+    let client = match connect(&args.remote) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let job = match client.get(&format!("/v1/jobs/{}", args.id)) {
+        Ok(job) => job,
+        Err(error) => return fail(error),
+    };
+    if args.remote.json {
+        print_json(&job);
+        return EXIT_OK;
+    }
+    for (key, value) in [
+        ("id", &job["id"]),
+        ("state", &job["state"]),
+        ("module", &job["module"]),
+        ("priority", &job["priority"]),
+        ("attempt", &job["attempt"]),
+        ("max_attempts", &job["max_attempts"]),
+        ("last_error", &job["last_error"]),
+    ] {
+        println!("{key:<13} {}", cell(value));
+    }
+    if let Some(percent) = job["progress"]["percent"].as_u64() {
+        println!(
+            "{:<13} {percent}% {}",
+            "progress",
+            cell(&job["progress"]["note"])
+        );
+    }
+    let rows: Vec<Vec<String>> = job["attempts"]
+        .as_array()
+        .map(|attempts| attempts.iter().map(attempt_row).collect())
+        .unwrap_or_default();
+    if !rows.is_empty() {
+        println!();
+        print_table(
+            &["attempt", "status", "kind", "fuel", "peak memory", "ms"],
+            &rows,
+        );
+    }
+    if job["state"] == "completed" {
+        println!("\noutput:");
+        print_json(&job["output"]);
+    }
+    EXIT_OK
+}
+
+fn attempt_row(attempt: &Value) -> Vec<String> {
+    let report = &attempt["report"];
+    vec![
+        cell(&attempt["attempt"]),
+        cell(&report["status"]),
+        cell(&report["failure"]["kind"]),
+        cell(&report["fuel"]["consumed"]),
+        cell(&report["memory"]["peak_bytes"]),
+        report["duration_us"]
+            .as_u64()
+            .map_or("-".to_owned(), |us| format!("{:.1}", us as f64 / 1000.0)),
+    ]
+}
+
+/// `wasmjob list`.
+pub fn list(args: ListArgs) -> u8 {
+    let mut query = vec![format!("limit={}", args.limit)];
+    if let Some(state) = &args.state {
+        query.push(format!("state={state}"));
+    }
+    if let Some(module) = &args.module {
+        query.push(format!("module={module}"));
+    }
+    if let Some(priority) = args.priority {
+        query.push(format!("priority={priority}"));
+    }
+    if let Some(before) = args.before {
+        query.push(format!("before={before}"));
+    }
+    print_jobs(&args.remote, &format!("/v1/jobs?{}", query.join("&")))
+}
+
+fn print_jobs(remote: &Remote, path: &str) -> u8 {
+    let client = match connect(remote) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let page = match client.get(path) {
+        Ok(page) => page,
+        Err(error) => return fail(error),
+    };
+    if remote.json {
+        print_json(&page);
+        return EXIT_OK;
+    }
+    let rows: Vec<Vec<String>> = page["jobs"]
+        .as_array()
+        .map(|jobs| {
+            jobs.iter()
+                .map(|job| {
+                    vec![
+                        cell(&job["id"]),
+                        cell(&job["state"]),
+                        cell(&job["priority"]),
+                        format!("{}/{}", job["attempt"], job["max_attempts"]),
+                        cell(&job["module"]).chars().take(12).collect(),
+                        cell(&job["last_error"]).chars().take(60).collect(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print_table(
+        &["id", "state", "priority", "attempt", "module", "last error"],
+        &rows,
+    );
+    if let Some(next) = page["next_cursor"].as_i64() {
+        println!("(more: --before {next})");
+    }
+    EXIT_OK
+}
+
+/// `wasmjob cancel ID`.
+pub fn cancel(args: JobArgs) -> u8 {
+    post_action(&args, "cancel")
+}
+
+/// `wasmjob retry ID`: re-queues a dead-lettered job.
+pub fn retry(args: JobArgs) -> u8 {
+    post_action(&args, "requeue")
+}
+
+fn post_action(args: &JobArgs, action: &str) -> u8 {
+    let client = match connect(&args.remote) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    match client.post_json(&format!("/v1/jobs/{}/{action}", args.id), &Value::Null) {
+        Ok(job) if args.remote.json => {
+            print_json(&job);
+            EXIT_OK
+        }
+        Ok(job) => {
+            println!("job {}: {}", job["id"], cell(&job["state"]));
+            EXIT_OK
+        }
+        Err(error) => fail(error),
+    }
+}
+
+/// `wasmjob dead-letter [--purge]`.
+pub fn dead_letter(args: DeadLetterArgs) -> u8 {
+    if !args.purge {
+        return print_jobs(&args.remote, "/v1/dead-letter");
+    }
+    let client = match connect(&args.remote) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    match client.delete("/v1/dead-letter") {
+        Ok(answer) if args.remote.json => {
+            print_json(&answer);
+            EXIT_OK
+        }
+        Ok(answer) => {
+            println!("purged {} job(s)", answer["purged"]);
+            EXIT_OK
+        }
+        Err(error) => fail(error),
+    }
+}
+
+/// `wasmjob logs ID`: each attempt's log records and stderr tail.
+pub fn logs(args: JobArgs) -> u8 {
+    let client = match connect(&args.remote) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let job = match client.get(&format!("/v1/jobs/{}", args.id)) {
+        Ok(job) => job,
+        Err(error) => return fail(error),
+    };
+    let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
+    if args.remote.json {
+        let logs: Vec<Value> = attempts
+            .iter()
+            .map(|a| {
+                json!({
+                    "attempt": a["attempt"],
+                    "logs": a["report"]["logs"],
+                    "logs_dropped": a["report"]["logs_dropped"],
+                    "stderr": a["report"]["stderr"]["tail"],
+                })
+            })
+            .collect();
+        print_json(&json!(logs));
+        return EXIT_OK;
+    }
+    if attempts.is_empty() {
+        println!("job {} has not run yet", args.id);
+    }
+    for attempt in &attempts {
+        let report = &attempt["report"];
+        println!(
+            "== attempt {} ({})",
+            attempt["attempt"],
+            cell(&report["status"])
+        );
+        for record in report["logs"].as_array().into_iter().flatten() {
+            println!(
+                "[+{:>8.3} ms] {:<5} {}",
+                record["at_us"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                cell(&record["level"]),
+                cell(&record["message"])
+            );
+        }
+        if report["logs_dropped"].as_u64().unwrap_or(0) > 0 {
+            println!("({} log records dropped)", report["logs_dropped"]);
+        }
+        if let Some(stderr) = report["stderr"]["tail"].as_str()
+            && !stderr.is_empty()
+        {
+            println!("-- stderr --\n{}", stderr.trim_end());
+        }
+    }
+    EXIT_OK
+}
