@@ -6,6 +6,7 @@ mod exec;
 mod jobs;
 mod modules;
 mod remote;
+mod scaffold;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -95,6 +96,14 @@ pub enum Command {
     ///
     /// Example: wasmjob workers
     Workers(modules::HostArgs),
+    /// Create a new job crate that uses the guest SDK, with a test.
+    ///
+    /// Example: wasmjob new resize --path ./jobs
+    New(scaffold::NewArgs),
+    /// Build a job crate for wasm32-wasip2 and print the .wasm path.
+    ///
+    /// Example: wasmjob build --path ./jobs/resize
+    Build(scaffold::BuildArgs),
     /// Count jobs by state.
     ///
     /// Example: wasmjob stats --json
@@ -117,6 +126,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Modules(args) => modules::modules(args),
         Command::Workers(args) => modules::workers(args),
         Command::Stats(args) => modules::stats(args),
+        Command::New(args) => scaffold::new(args),
+        Command::Build(args) => scaffold::build(args),
     };
     ExitCode::from(code)
 }
