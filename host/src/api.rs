@@ -194,7 +194,7 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-/// `GET /healthz`: the process is up.
+/// Liveness: the process is up.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -207,7 +207,7 @@ async fn healthz() -> Json<HealthStatus> {
     Json(HealthStatus { status: "ok" })
 }
 
-/// `GET /readyz`: the store answers.
+/// Readiness: the store answers.
 #[utoipa::path(
     get,
     path = "/readyz",

@@ -34,18 +34,25 @@ pub const DEFAULT_STDIO_TAIL_BYTES: u64 = 16 * 1024;
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel budget (roughly one unit per wasm instruction).
+    #[schema(required = true)]
     pub fuel: u64,
     /// Maximum linear memory in bytes, summed over all memories.
+    #[schema(required = true)]
     pub memory_bytes: u64,
     /// Wall-clock timeout in milliseconds.
+    #[schema(required = true)]
     pub timeout_ms: u64,
     /// Maximum size of the job's output in bytes.
+    #[schema(required = true)]
     pub output_bytes: u64,
     /// Maximum number of log records kept.
+    #[schema(required = true)]
     pub log_records: u32,
     /// Maximum total bytes of log messages kept.
+    #[schema(required = true)]
     pub log_bytes: u64,
     /// Bytes kept from the end of stdout and of stderr.
+    #[schema(required = true)]
     pub stdio_tail_bytes: u64,
 }
 

@@ -31,13 +31,26 @@ fn the_c_guide_builds_and_runs() {
         }
     }
     let out = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
-        .args(["exec", wasm.to_str().unwrap(), "--input", "the quick brown fox"])
+        .args([
+            "exec",
+            wasm.to_str().unwrap(),
+            "--input",
+            "the quick brown fox",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["kind"], "command");
-    assert_eq!(report["output"], serde_json::json!({"bytes": 19, "words": 4}));
+    assert_eq!(
+        report["output"],
+        serde_json::json!({"bytes": 19, "words": 4})
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
         .args(["exec", wasm.to_str().unwrap()])

@@ -63,7 +63,7 @@ pub struct Occupancy {
     busy: usize,
 }
 
-/// `GET /v1/stats`: jobs per state and this host's worker occupancy.
+/// Jobs per state and this host's worker occupancy.
 #[utoipa::path(
     get,
     path = "/v1/stats",
@@ -114,7 +114,7 @@ pub struct RunningJob {
     progress: Option<Progress>,
 }
 
-/// `GET /v1/workers`: the pool and the jobs it is running, with progress.
+/// This host's pool and the jobs it runs, with live progress.
 #[utoipa::path(
     get,
     path = "/v1/workers",

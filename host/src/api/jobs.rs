@@ -109,7 +109,10 @@ pub struct JobBatch {
     jobs: Vec<Job>,
 }
 
-/// `POST /v1/jobs`.
+/// Submit a job.
+///
+/// Unset fields take the server's defaults; the job is stored durably
+/// before the answer.
 #[utoipa::path(
     post,
     path = "/v1/jobs",
@@ -139,7 +142,9 @@ pub async fn submit(
     Ok((StatusCode::CREATED, Json(jobs.remove(0))))
 }
 
-/// `POST /v1/jobs/batch` with `{ "jobs": [...] }`: one durable commit.
+/// Submit a batch of jobs.
+///
+/// All jobs are checked, then stored in one durable commit: all or none.
 #[utoipa::path(
     post,
     path = "/v1/jobs/batch",
@@ -264,7 +269,7 @@ pub struct JobView {
     attempts: Vec<Attempt>,
 }
 
-/// `GET /v1/jobs/{id}`.
+/// Get a job with its input, output, live progress and attempts.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
@@ -306,6 +311,14 @@ pub struct JobIdParam {
 }
 
 /// Filters of a listing.
+/// Paging of the dead-letter listing: no filters (it is one state).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    before: Option<JobId>,
+    limit: Option<usize>,
+}
+
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -335,7 +348,9 @@ pub struct JobPage {
     next_cursor: Option<JobId>,
 }
 
-/// `GET /v1/jobs?state=&module=&priority=&before=&limit=`.
+/// List jobs, newest first.
+///
+/// Filters combine; pages follow `next_cursor` through `before`.
 #[utoipa::path(
     get,
     path = "/v1/jobs",
@@ -380,7 +395,7 @@ pub async fn list(
     .await
 }
 
-/// `GET /v1/dead-letter`: failed jobs, newest first.
+/// List the dead letter: failed jobs, newest first.
 #[utoipa::path(
     get,
     path = "/v1/dead-letter",
@@ -402,7 +417,7 @@ pub async fn list(
 )]
 pub async fn dead_letter(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(query) = query?;
     page(
@@ -432,7 +447,10 @@ async fn page(state: &AppState, filter: JobFilter) -> Result<Json<JobPage>, ApiE
     }))
 }
 
-/// `POST /v1/jobs/{id}/cancel`.
+/// Cancel a job.
+///
+/// A pending or retrying job is cancelled at once; a running one is
+/// stopped. A final job is a conflict.
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/cancel",
@@ -456,7 +474,7 @@ pub async fn cancel(
     Ok(Json(state.queue.cancel(parse_id(&id)?).await?))
 }
 
-/// `POST /v1/jobs/{id}/requeue`: from the dead letter, fresh attempts.
+/// Re-queue a job from the dead letter, with fresh attempts.
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/requeue",
@@ -488,7 +506,7 @@ pub struct Purged {
     purged: u64,
 }
 
-/// `DELETE /v1/dead-letter`: purges every failed job.
+/// Purge the dead letter: delete every failed job.
 #[utoipa::path(
     delete,
     path = "/v1/dead-letter",
@@ -505,7 +523,7 @@ pub async fn purge(State(state): State<AppState>) -> Result<Json<Purged>, ApiErr
     Ok(Json(Purged { purged }))
 }
 
-/// `DELETE /v1/dead-letter/{id}`: purges one failed job.
+/// Purge one job from the dead letter.
 #[utoipa::path(
     delete,
     path = "/v1/dead-letter/{id}",

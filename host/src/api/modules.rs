@@ -22,7 +22,17 @@ pub struct UploadQuery {
     name: Option<String>,
 }
 
-/// `POST /v1/modules[?name=]` with the raw wasm bytes as the body.
+// Documentation only: the upload handler reads its body as `Bytes`.
+/// A module's raw wasm bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // Never built: it only describes the body.
+pub struct WasmBytes(Vec<u8>);
+
+/// Upload a module.
+///
+/// The body is the raw wasm bytes; the engine validates them. The same
+/// bytes again return the existing record (a new `name` is added to it).
 #[utoipa::path(
     post,
     path = "/v1/modules",
@@ -33,8 +43,8 @@ pub struct UploadQuery {
         description = "The module's raw bytes: a `wasmjob:job` component or a WASI preview 1 \
                        command module. Any content type is accepted.",
         content(
-            (Vec<u8> = "application/wasm"),
-            (Vec<u8> = "application/octet-stream"),
+            (inline(WasmBytes) = "application/wasm"),
+            (inline(WasmBytes) = "application/octet-stream"),
         ),
     ),
     responses(
@@ -85,7 +95,7 @@ pub struct ModuleList {
     modules: Vec<ModuleRecord>,
 }
 
-/// `GET /v1/modules`.
+/// List every module, newest first.
 #[utoipa::path(
     get,
     path = "/v1/modules",
@@ -102,7 +112,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModuleList>, Api
     Ok(Json(ModuleList { modules }))
 }
 
-/// `GET /v1/modules/{hash or name}`.
+/// Get a module by hash or name.
 #[utoipa::path(
     get,
     path = "/v1/modules/{module}",
@@ -131,7 +141,9 @@ pub async fn get(
     Ok(Json(record))
 }
 
-/// `DELETE /v1/modules/{hash or name}`: refused (409) while jobs need it.
+/// Delete a module.
+///
+/// Refused (409) while jobs that are not final still need it.
 #[utoipa::path(
     delete,
     path = "/v1/modules/{module}",

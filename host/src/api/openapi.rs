@@ -169,7 +169,9 @@ pub fn json() -> String {
 
 static JSON: LazyLock<String> = LazyLock::new(json);
 
-/// `GET /v1/openapi.json`.
+/// This OpenAPI document.
+///
+/// Public even when the server has a token.
 #[utoipa::path(
     get,
     path = "/v1/openapi.json",

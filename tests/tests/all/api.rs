@@ -362,3 +362,11 @@ async fn stats_count_jobs_by_state_and_workers_show_the_pool() {
     assert_eq!(workers["busy"], 0);
     assert_eq!(workers["running"], json!([]));
 }
+
+#[tokio::test]
+async fn the_dead_letter_listing_refuses_filters_it_would_ignore() {
+    let api = Api::new();
+    let (status, body) = api.get("/v1/dead-letter?state=pending").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_query");
+}

@@ -4,5 +4,6 @@ mod api;
 mod command;
 mod component;
 mod load;
+mod openapi;
 mod queue;
 mod wat;
