@@ -89,3 +89,36 @@ fn a_missing_file_and_bad_flags_exit_2() {
     let out = exec(&[guests::HELLO, "--input", "@/nonexistent/input.json"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let commands = [
+        "exec",
+        "serve",
+        "upload",
+        "submit",
+        "status",
+        "list",
+        "cancel",
+        "retry",
+        "dead-letter",
+        "logs",
+        "modules",
+        "workers",
+        "stats",
+        "new",
+        "build",
+    ];
+    for command in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{command} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Example: wasmjob"),
+            "{command} --help has no example:\n{help}"
+        );
+    }
+}
