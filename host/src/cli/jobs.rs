@@ -1,7 +1,7 @@
 //! Client commands about jobs: submit (and follow), status, list, cancel,
 //! retry, dead-letter, logs.
 
-use super::remote::{Remote, cell, fail, print_json, print_table};
+use super::remote::{OrExit, Remote, cell, exit_code, print_json, print_table};
 use super::serve::parse_retry;
 use super::{EXIT_JOB_FAILED, EXIT_OK, usage_error};
 use crate::client::Client;
@@ -93,20 +93,14 @@ pub struct DeadLetterArgs {
     pub remote: Remote,
 }
 
-fn connect(remote: &Remote) -> Result<Client, u8> {
-    remote.client().map_err(usage_error)
-}
-
 /// `wasmjob submit`.
 pub fn submit(args: SubmitArgs) -> u8 {
-    let client = match connect(&args.remote) {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    let input = match read_input(args.input.as_deref()) {
-        Ok(input) => input,
-        Err(message) => return usage_error(message),
-    };
+    exit_code(submit_body(args))
+}
+
+fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
+    let client = args.remote.connect()?;
+    let input = read_input(args.input.as_deref()).map_err(usage_error)?;
     let mut body = json!({ "module": args.module, "input": input });
     let mut limits = serde_json::Map::new();
     if let Some(fuel) = args.fuel {
@@ -133,17 +127,14 @@ pub fn submit(args: SubmitArgs) -> u8 {
     if let Some(delay) = args.delay {
         body["delay_ms"] = json!(delay.as_millis() as u64);
     }
-    let job = match client.post_json("/v1/jobs", &body) {
-        Ok(job) => job,
-        Err(error) => return fail(error),
-    };
+    let job = client.post_json("/v1/jobs", &body).or_exit()?;
     if !args.wait {
         if args.remote.json {
             print_json(&job);
         } else {
             println!("{}", job["id"]);
         }
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
     follow(
         &client,
@@ -168,7 +159,7 @@ fn read_input(input: Option<&str>) -> Result<Value, String> {
 }
 
 /// Follows a job until it is final, with a progress bar on a terminal.
-fn follow(client: &Client, id: i64, json_out: bool) -> u8 {
+fn follow(client: &Client, id: i64, json_out: bool) -> Result<u8, u8> {
     let bar = indicatif::ProgressBar::new(100);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -180,13 +171,10 @@ fn follow(client: &Client, id: i64, json_out: bool) -> u8 {
     bar.set_prefix(id.to_string());
     let mut last = String::new();
     let job = loop {
-        let job = match client.get(&format!("/v1/jobs/{id}")) {
-            Ok(job) => job,
-            Err(error) => {
-                bar.abandon();
-                return fail(error);
-            }
-        };
+        let job = client
+            .get(&format!("/v1/jobs/{id}"))
+            .inspect_err(|_| bar.abandon())
+            .or_exit()?;
         let state = format!(
             "{} (attempt {}/{})",
             cell(&job["state"]),
@@ -230,26 +218,24 @@ fn follow(client: &Client, id: i64, json_out: bool) -> u8 {
             print_json(report);
         }
     }
-    if job["state"] == "completed" {
+    Ok(if job["state"] == "completed" {
         EXIT_OK
     } else {
         EXIT_JOB_FAILED
-    }
+    })
 }
 
 /// `wasmjob status ID`.
 pub fn status(args: JobArgs) -> u8 {
-    let client = match connect(&args.remote) {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    let job = match client.get(&format!("/v1/jobs/{}", args.id)) {
-        Ok(job) => job,
-        Err(error) => return fail(error),
-    };
+    exit_code(status_body(args))
+}
+
+fn status_body(args: JobArgs) -> Result<u8, u8> {
+    let client = args.remote.connect()?;
+    let job = client.get(&format!("/v1/jobs/{}", args.id)).or_exit()?;
     if args.remote.json {
         print_json(&job);
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
     for (key, value) in [
         ("id", &job["id"]),
@@ -284,7 +270,7 @@ pub fn status(args: JobArgs) -> u8 {
         println!("\noutput:");
         print_json(&job["output"]);
     }
-    EXIT_OK
+    Ok(EXIT_OK)
 }
 
 fn attempt_row(attempt: &Value) -> Vec<String> {
@@ -316,21 +302,18 @@ pub fn list(args: ListArgs) -> u8 {
     if let Some(before) = args.before {
         query.push(format!("before={before}"));
     }
-    print_jobs(&args.remote, &format!("/v1/jobs?{}", query.join("&")))
+    exit_code(print_jobs(
+        &args.remote,
+        &format!("/v1/jobs?{}", query.join("&")),
+    ))
 }
 
-fn print_jobs(remote: &Remote, path: &str) -> u8 {
-    let client = match connect(remote) {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    let page = match client.get(path) {
-        Ok(page) => page,
-        Err(error) => return fail(error),
-    };
+fn print_jobs(remote: &Remote, path: &str) -> Result<u8, u8> {
+    let client = remote.connect()?;
+    let page = client.get(path).or_exit()?;
     if remote.json {
         print_json(&page);
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
     let rows: Vec<Vec<String>> = page["jobs"]
         .as_array()
@@ -356,69 +339,59 @@ fn print_jobs(remote: &Remote, path: &str) -> u8 {
     if let Some(next) = page["next_cursor"].as_i64() {
         println!("(more: --before {next})");
     }
-    EXIT_OK
+    Ok(EXIT_OK)
 }
 
 /// `wasmjob cancel ID`.
 pub fn cancel(args: JobArgs) -> u8 {
-    post_action(&args, "cancel")
+    exit_code(post_action(&args, "cancel"))
 }
 
 /// `wasmjob retry ID`: re-queues a dead-lettered job.
 pub fn retry(args: JobArgs) -> u8 {
-    post_action(&args, "requeue")
+    exit_code(post_action(&args, "requeue"))
 }
 
-fn post_action(args: &JobArgs, action: &str) -> u8 {
-    let client = match connect(&args.remote) {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    match client.post_json(&format!("/v1/jobs/{}/{action}", args.id), &Value::Null) {
-        Ok(job) if args.remote.json => {
-            print_json(&job);
-            EXIT_OK
-        }
-        Ok(job) => {
-            println!("job {}: {}", job["id"], cell(&job["state"]));
-            EXIT_OK
-        }
-        Err(error) => fail(error),
+fn post_action(args: &JobArgs, action: &str) -> Result<u8, u8> {
+    let client = args.remote.connect()?;
+    let job = client
+        .post_json(&format!("/v1/jobs/{}/{action}", args.id), &Value::Null)
+        .or_exit()?;
+    if args.remote.json {
+        print_json(&job);
+    } else {
+        println!("job {}: {}", job["id"], cell(&job["state"]));
     }
+    Ok(EXIT_OK)
 }
 
 /// `wasmjob dead-letter [--purge]`.
 pub fn dead_letter(args: DeadLetterArgs) -> u8 {
+    exit_code(dead_letter_body(args))
+}
+
+fn dead_letter_body(args: DeadLetterArgs) -> Result<u8, u8> {
     if !args.purge {
         return print_jobs(&args.remote, "/v1/dead-letter");
     }
-    let client = match connect(&args.remote) {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    match client.delete("/v1/dead-letter") {
-        Ok(answer) if args.remote.json => {
-            print_json(&answer);
-            EXIT_OK
-        }
-        Ok(answer) => {
-            println!("purged {} job(s)", answer["purged"]);
-            EXIT_OK
-        }
-        Err(error) => fail(error),
+    let client = args.remote.connect()?;
+    let answer = client.delete("/v1/dead-letter").or_exit()?;
+    if args.remote.json {
+        print_json(&answer);
+    } else {
+        println!("purged {} job(s)", answer["purged"]);
     }
+    Ok(EXIT_OK)
 }
 
 /// `wasmjob logs ID`: each attempt's log records and stderr tail.
 pub fn logs(args: JobArgs) -> u8 {
-    let client = match connect(&args.remote) {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    let job = match client.get(&format!("/v1/jobs/{}", args.id)) {
-        Ok(job) => job,
-        Err(error) => return fail(error),
-    };
+    exit_code(logs_body(args))
+}
+
+fn logs_body(args: JobArgs) -> Result<u8, u8> {
+    let client = args.remote.connect()?;
+    let job = client.get(&format!("/v1/jobs/{}", args.id)).or_exit()?;
     let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
     if args.remote.json {
         let logs: Vec<Value> = attempts
@@ -433,7 +406,7 @@ pub fn logs(args: JobArgs) -> u8 {
             })
             .collect();
         print_json(&json!(logs));
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
     if attempts.is_empty() {
         println!("job {} has not run yet", args.id);
@@ -462,5 +435,5 @@ pub fn logs(args: JobArgs) -> u8 {
             println!("-- stderr --\n{}", stderr.trim_end());
         }
     }
-    EXIT_OK
+    Ok(EXIT_OK)
 }

@@ -1,7 +1,7 @@
 //! Client commands about modules and the host: upload, modules, workers,
 //! stats.
 
-use super::remote::{Remote, cell, fail, print_json, print_table};
+use super::remote::{OrExit, Remote, cell, exit_code, print_json, print_table};
 use super::{EXIT_OK, usage_error};
 use clap::Args;
 use std::path::PathBuf;
@@ -27,44 +27,37 @@ pub struct HostArgs {
 
 /// `wasmjob upload FILE [--name NAME]`.
 pub fn upload(args: UploadArgs) -> u8 {
-    let client = match args.remote.client() {
-        Ok(client) => client,
-        Err(message) => return usage_error(message),
-    };
-    let bytes = match std::fs::read(&args.file) {
-        Ok(bytes) => bytes,
-        Err(e) => return usage_error(format!("cannot read {}: {e}", args.file.display())),
-    };
+    exit_code(upload_body(args))
+}
+
+fn upload_body(args: UploadArgs) -> Result<u8, u8> {
+    let client = args.remote.connect()?;
+    let bytes = std::fs::read(&args.file)
+        .map_err(|e| usage_error(format!("cannot read {}: {e}", args.file.display())))?;
     let path = match &args.name {
         Some(name) => format!("/v1/modules?name={name}"),
         None => "/v1/modules".to_owned(),
     };
-    match client.post_bytes(&path, &bytes) {
-        Ok(module) if args.remote.json => {
-            print_json(&module);
-            EXIT_OK
-        }
-        Ok(module) => {
-            println!("{}", cell(&module["hash"]));
-            EXIT_OK
-        }
-        Err(error) => fail(error),
+    let module = client.post_bytes(&path, &bytes).or_exit()?;
+    if args.remote.json {
+        print_json(&module);
+    } else {
+        println!("{}", cell(&module["hash"]));
     }
+    Ok(EXIT_OK)
 }
 
 /// `wasmjob modules`.
 pub fn modules(args: HostArgs) -> u8 {
-    let client = match args.remote.client() {
-        Ok(client) => client,
-        Err(message) => return usage_error(message),
-    };
-    let answer = match client.get("/v1/modules") {
-        Ok(answer) => answer,
-        Err(error) => return fail(error),
-    };
+    exit_code(modules_body(args))
+}
+
+fn modules_body(args: HostArgs) -> Result<u8, u8> {
+    let client = args.remote.connect()?;
+    let answer = client.get("/v1/modules").or_exit()?;
     if args.remote.json {
         print_json(&answer);
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
     let rows: Vec<Vec<String>> = answer["modules"]
         .as_array()
@@ -80,22 +73,20 @@ pub fn modules(args: HostArgs) -> u8 {
         })
         .collect();
     print_table(&["hash", "kind", "size", "name"], &rows);
-    EXIT_OK
+    Ok(EXIT_OK)
 }
 
 /// `wasmjob workers`.
 pub fn workers(args: HostArgs) -> u8 {
-    let client = match args.remote.client() {
-        Ok(client) => client,
-        Err(message) => return usage_error(message),
-    };
-    let answer = match client.get("/v1/workers") {
-        Ok(answer) => answer,
-        Err(error) => return fail(error),
-    };
+    exit_code(workers_body(args))
+}
+
+fn workers_body(args: HostArgs) -> Result<u8, u8> {
+    let client = args.remote.connect()?;
+    let answer = client.get("/v1/workers").or_exit()?;
     if args.remote.json {
         print_json(&answer);
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
     println!(
         "{} busy of {} ({})",
@@ -118,22 +109,20 @@ pub fn workers(args: HostArgs) -> u8 {
     if !rows.is_empty() {
         print_table(&["job", "progress %", "note"], &rows);
     }
-    EXIT_OK
+    Ok(EXIT_OK)
 }
 
 /// `wasmjob stats`.
 pub fn stats(args: HostArgs) -> u8 {
-    let client = match args.remote.client() {
-        Ok(client) => client,
-        Err(message) => return usage_error(message),
-    };
-    let answer = match client.get("/v1/stats") {
-        Ok(answer) => answer,
-        Err(error) => return fail(error),
-    };
+    exit_code(stats_body(args))
+}
+
+fn stats_body(args: HostArgs) -> Result<u8, u8> {
+    let client = args.remote.connect()?;
+    let answer = client.get("/v1/stats").or_exit()?;
     if args.remote.json {
         print_json(&answer);
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
     let rows: Vec<Vec<String>> = answer["jobs"]
         .as_object()
@@ -146,5 +135,5 @@ pub fn stats(args: HostArgs) -> u8 {
         "workers: {} busy of {}",
         answer["workers"]["busy"], answer["workers"]["concurrency"]
     );
-    EXIT_OK
+    Ok(EXIT_OK)
 }

@@ -77,6 +77,32 @@ pub fn fail(error: ClientError) -> u8 {
     }
 }
 
+/// The exit code of a client command whose body returns early with
+/// `Err(code)` once the error has been reported.
+pub fn exit_code(result: Result<u8, u8>) -> u8 {
+    result.unwrap_or_else(|code| code)
+}
+
+/// Reports a failed request (one line) and turns it into its exit code, so
+/// command bodies can use `?`.
+pub trait OrExit<T> {
+    /// `Err(error)` becomes `Err(exit code)` after printing the error.
+    fn or_exit(self) -> Result<T, u8>;
+}
+
+impl<T> OrExit<T> for Result<T, ClientError> {
+    fn or_exit(self) -> Result<T, u8> {
+        self.map_err(fail)
+    }
+}
+
+impl Remote {
+    /// [`Remote::client`], reporting a bad configuration as a usage error.
+    pub fn connect(&self) -> Result<Client, u8> {
+        self.client().map_err(super::usage_error)
+    }
+}
+
 /// Prints `value` as pretty JSON.
 pub fn print_json(value: &Value) {
     println!(
