@@ -62,11 +62,14 @@ impl Default for QueueConfig {
     }
 }
 
-/// A job currently running in this process.
+/// A job this process holds the lease of: claimed and waiting in the
+/// worker's local buffer, or running.
 pub(crate) struct Running {
     pub cancel: CancelToken,
     pub token: String,
     pub progress: Arc<Mutex<Option<Progress>>>,
+    /// Whether it has left the buffer and is running.
+    pub started: bool,
 }
 
 /// The queue. Cheap to clone.
@@ -234,15 +237,17 @@ impl Queue {
         Ok(self.inner.store.list(filter).await?)
     }
 
-    /// Ids of the jobs running in this process.
+    /// Ids of the jobs running in this process (not those claimed and
+    /// still waiting in the worker's buffer).
     pub fn running(&self) -> Vec<JobId> {
         let mut ids: Vec<_> = self
             .inner
             .running
             .lock()
             .expect("running map")
-            .keys()
-            .copied()
+            .iter()
+            .filter(|(_, r)| r.started)
+            .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
         ids

@@ -126,6 +126,9 @@ pub struct AttemptResult {
     pub report: Option<Report>,
     /// What happens to the job now.
     pub next: Next,
+    /// When the attempt ended: the job's `finished_at` if it is final now,
+    /// and the attempt's end in its history.
+    pub finished_at: Millis,
 }
 
 /// Whether a reported result was applied.
@@ -248,7 +251,7 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Applies attempt results in one commit; results whose lease is no
     /// longer held are [`Recorded::Stale`].
-    async fn record(&self, results: Vec<AttemptResult>, now: Millis) -> Result<Vec<Recorded>>;
+    async fn record(&self, results: Vec<AttemptResult>) -> Result<Vec<Recorded>>;
 
     /// Cancels a job that is pending, retrying or running. A final job is
     /// a [`Error::Conflict`].

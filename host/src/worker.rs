@@ -1,37 +1,40 @@
 //! The worker pool: claim → execute → record.
 //!
-//! One dispatcher claims due jobs in batches as slots free up, and runs
-//! each on the guest runtime (a tokio runtime of its own, so guest code
-//! never runs on the API's threads). An idle dispatcher sleeps until a
-//! submit wakes it or the next delayed job is due. A renewer extends the
-//! leases of running jobs and stops those the store no longer gives us
-//! (cancelled elsewhere, or rescued).
+//! Three tasks move jobs, each batching its side of the store:
+//! - the dispatcher (`dispatch`) claims due jobs ahead of need into a
+//!   small local buffer, sized from how fast jobs have been finishing, and
+//!   starts one whenever a slot is free. Guest code runs on a tokio runtime
+//!   of its own, so it never runs on the API's threads. An idle dispatcher
+//!   sleeps until a submit wakes it or the next delayed job is due;
+//! - each job (`run`) executes in a fresh sandbox and hands its result to
+//! - the recorder (`record`), which writes every result that arrived while
+//!   the previous write was committing in one store call.
+//!
+//! A renewer extends the leases of claimed jobs (buffered or running) and
+//! stops those the store no longer gives us (cancelled, or rescued).
 
-use crate::clock::Millis;
-use crate::engine::{self, CancelToken, Invocation, JobInfo, ProgressSink};
-use crate::job::Job;
-use crate::queue::{Queue, Running};
-use crate::report::{FailureKind, Report};
-use crate::store::{AttemptResult, ClaimRequest, Claimed, Lease, Next};
+mod dispatch;
+mod record;
+mod run;
+
+use crate::engine::CancelToken;
+use crate::queue::Queue;
+use crate::store::{AttemptResult, Lease, Next};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-
-/// Longest an idle dispatcher sleeps before looking again, whatever it
-/// expects: a backstop against a missed wake-up or a clock change.
-const IDLE_POLL: Duration = Duration::from_millis(1_000);
-/// Pause after a store error before claiming again.
-const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// A running worker pool; [`Pool::shutdown`] stops it gracefully.
 pub struct Pool {
     queue: Queue,
-    dispatcher: tokio::task::JoinHandle<()>,
-    renewer: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    dispatcher: Option<JoinHandle<dispatch::Stopped>>,
+    recorder: Option<JoinHandle<()>>,
+    results: Option<mpsc::UnboundedSender<AttemptResult>>,
+    renewer: JoinHandle<()>,
     guest_runtime: Option<tokio::runtime::Runtime>,
-    jobs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
 }
 
 impl Pool {
@@ -43,36 +46,54 @@ impl Pool {
             .thread_name("wasmjob-guest")
             .enable_all()
             .build()?;
-        let jobs = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-        let slots = Arc::new(Semaphore::new(concurrency));
-        let dispatcher = tokio::spawn(dispatch(
-            queue.clone(),
-            slots,
-            guest_runtime.handle().clone(),
-            jobs.clone(),
+        let (stop, stopped) = watch::channel(false);
+        let (results, received) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch::run(
+            dispatch::Dispatcher {
+                queue: queue.clone(),
+                slots: Arc::new(Semaphore::new(concurrency)),
+                guests: guest_runtime.handle().clone(),
+                results: results.clone(),
+                pace: dispatch::Pace::new(tokio::time::Instant::now()),
+            },
+            stopped,
         ));
+        let recorder = tokio::spawn(record::run(queue.clone(), received));
         let renewer = tokio::spawn(renew(queue.clone()));
         Ok(Pool {
             queue,
-            dispatcher,
+            stop,
+            dispatcher: Some(dispatcher),
+            recorder: Some(recorder),
+            results: Some(results),
             renewer,
             guest_runtime: Some(guest_runtime),
-            jobs,
         })
     }
 
-    /// Stops claiming, lets running jobs finish for the grace period, then
-    /// interrupts the rest; interrupted jobs go back to waiting without
-    /// spending an attempt.
+    /// Stops claiming and puts buffered jobs back, lets running jobs finish
+    /// for the grace period, then interrupts the rest; interrupted and
+    /// buffered jobs go back to waiting without spending an attempt. Every
+    /// result is recorded before this returns.
     pub async fn shutdown(mut self) {
-        let jobs = self.jobs.clone();
         let queue = self.queue.clone();
         queue.inner.shutting_down.store(true, Ordering::SeqCst);
-        queue.wake();
-        self.dispatcher.abort();
-        let _ = (&mut self.dispatcher).await;
+        let _ = self.stop.send(true);
+        let results = self.results.take().expect("results sender");
+        let mut jobs = match self.dispatcher.take() {
+            Some(dispatcher) => match dispatcher.await {
+                Ok(stopped) => {
+                    release(&queue, &results, stopped.buffered);
+                    stopped.jobs
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the dispatcher failed");
+                    tokio::task::JoinSet::new()
+                }
+            },
+            None => tokio::task::JoinSet::new(),
+        };
         let grace = Duration::from_millis(queue.config().shutdown_grace_ms);
-        let mut jobs = jobs.lock().await;
         let drained =
             tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} }).await;
         if drained.is_err() {
@@ -89,7 +110,14 @@ impl Pool {
             }
             while jobs.join_next().await.is_some() {}
         }
-        drop(jobs);
+        // Every job task has sent its result: the recorder ends once it has
+        // written them.
+        drop(results);
+        if let Some(recorder) = self.recorder.take()
+            && let Err(error) = recorder.await
+        {
+            tracing::error!(%error, "the recorder failed");
+        }
         self.renewer.abort();
         if let Some(runtime) = self.guest_runtime.take() {
             runtime.shutdown_background();
@@ -101,7 +129,12 @@ impl Drop for Pool {
     fn drop(&mut self) {
         // Without a graceful shutdown: stop everything now. Dropping a
         // runtime normally blocks, which is not allowed in async code.
-        self.dispatcher.abort();
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.abort();
+        }
+        if let Some(recorder) = &self.recorder {
+            recorder.abort();
+        }
         self.renewer.abort();
         if let Some(runtime) = self.guest_runtime.take() {
             runtime.shutdown_background();
@@ -113,195 +146,38 @@ fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-async fn dispatch(
-    queue: Queue,
-    slots: Arc<Semaphore>,
-    guests: tokio::runtime::Handle,
-    jobs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
-) {
-    loop {
-        // Wait for at least one free slot, then take every free one.
-        let first = match slots.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => return,
-        };
-        let mut permits = vec![first];
-        while let Ok(permit) = slots.clone().try_acquire_owned() {
-            permits.push(permit);
-        }
-        let notified = queue.inner.wake.notified();
-        let request = ClaimRequest {
-            owner: queue.config().owner.clone(),
-            limit: permits.len(),
-            lease_ms: queue.config().lease_ms,
-        };
-        let claimed = match queue.store().claim(request, queue.now()).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::error!(%error, "claiming jobs failed");
-                drop(permits);
-                tokio::time::sleep(ERROR_BACKOFF).await;
-                continue;
-            }
-        };
-        if claimed.is_empty() {
-            drop(permits);
-            idle(&queue, notified).await;
-            continue;
-        }
-        let mut set = jobs.lock().await;
-        // Reap finished tasks so the set does not grow without bound.
-        while set.try_join_next().is_some() {}
-        for job in claimed {
-            let permit = permits.pop().expect("one permit per claimed job");
-            let queue = queue.clone();
-            set.spawn_on(
-                async move {
-                    run_job(&queue, job).await;
-                    drop(permit);
-                },
-                &guests,
-            );
-        }
-    }
-}
-
-/// Sleeps until woken, until the next delayed job is due, or [`IDLE_POLL`].
-async fn idle(queue: &Queue, notified: tokio::sync::futures::Notified<'_>) {
-    let mut wait = IDLE_POLL;
-    if let Ok(Some(due)) = queue.store().next_due().await {
-        let until = (due - queue.now()).max(0) as u64;
-        wait = wait.min(Duration::from_millis(until.max(1)));
-    }
-    tokio::select! {
-        () = notified => {}
-        () = tokio::time::sleep(wait) => {}
-    }
-}
-
-/// Runs one claimed job and records its result.
-async fn run_job(queue: &Queue, claimed: Claimed) {
-    let Claimed { job, input, token } = claimed;
-    let lease = Lease {
-        id: job.id,
-        token: token.clone(),
-    };
-    let outcome = attempt(queue, &job, input, token).await;
-    // One timestamp for the result: the backoff counts from when it ended.
-    let now = queue.now();
-    let (report, next) = match outcome {
-        Ok(report) => {
-            let next = decide(queue, &job, &report, now);
-            (Some(report), next)
-        }
-        Err(AttemptError::Host(message)) => {
-            tracing::warn!(job_id = job.id, %message, "host could not run the job; releasing it");
-            (None, Next::Release)
-        }
-        Err(AttemptError::Module(message)) => {
-            tracing::warn!(job_id = job.id, %message, "job's module cannot be loaded");
-            (None, Next::Fail)
-        }
-    };
-    let result = AttemptResult {
-        lease,
-        report,
-        next,
-    };
-    if let Err(error) = queue.store().record(vec![result], now).await {
-        // The lease will expire and the rescuer will retry the job.
-        tracing::error!(job_id = job.id, %error, "recording a result failed");
-    }
-}
-
-enum AttemptError {
-    /// The host could not run it now (no sandbox slot, engine failure).
-    Host(String),
-    /// The job's module is gone or refused: it can never run.
-    Module(String),
-}
-
-async fn attempt(
+/// Gives claimed jobs that never started back to the store, attempt
+/// unspent.
+fn release(
     queue: &Queue,
-    job: &Job,
-    input: Vec<u8>,
-    token: String,
-) -> Result<Report, AttemptError> {
-    let module = queue
-        .module(&job.module)
-        .await
-        .map_err(|e| AttemptError::Module(e.to_string()))?;
-    let cancel = CancelToken::new();
-    let progress = Arc::new(Mutex::new(None));
-    let sink_progress = progress.clone();
-    let sink: ProgressSink = Arc::new(move |p| {
-        *sink_progress.lock().expect("progress") = Some(p.clone());
-    });
-    queue.inner.running.lock().expect("running map").insert(
-        job.id,
-        Running {
-            cancel: cancel.clone(),
-            token,
-            progress,
-        },
+    results: &mpsc::UnboundedSender<AttemptResult>,
+    buffered: Vec<dispatch::Buffered>,
+) {
+    if buffered.is_empty() {
+        return;
+    }
+    tracing::info!(
+        jobs = buffered.len(),
+        "releasing claimed jobs that did not start"
     );
-    let invocation = Invocation {
-        info: JobInfo {
-            id: job.id.to_string(),
-            attempt: job.attempt,
-            max_attempts: job.max_attempts,
-            priority: job.priority,
-        },
-        input,
-        limits: job.limits,
-        cancel,
-        progress: Some(sink),
-    };
-    let result = queue.engine().execute(&module, invocation).await;
-    queue
-        .inner
-        .running
-        .lock()
-        .expect("running map")
-        .remove(&job.id);
-    result.map_err(|e| match e {
-        engine::Error::Capacity(m) | engine::Error::Host(m) | engine::Error::Config(m) => {
-            AttemptError::Host(m)
-        }
-    })
-}
-
-/// What happens to a job after an attempt with this report.
-fn decide(queue: &Queue, job: &Job, report: &Report, now: Millis) -> Next {
-    let Some(failure) = &report.failure else {
-        let output = report
-            .output
-            .as_ref()
-            .map(|o| o.0.clone())
-            .unwrap_or_default();
-        return Next::Complete { output };
-    };
-    if failure.kind == FailureKind::Cancelled {
-        // Interrupted by our own shutdown: not the job's fault.
-        return if queue.is_shutting_down() {
-            Next::Release
-        } else {
-            Next::Cancelled
+    let mut running = queue.inner.running.lock().expect("running map");
+    for job in buffered {
+        running.remove(&job.claimed.job.id);
+        let result = AttemptResult {
+            lease: Lease {
+                id: job.claimed.job.id,
+                token: job.claimed.token,
+            },
+            report: None,
+            next: Next::Release,
+            finished_at: queue.now(),
         };
-    }
-    if !failure.retryable || job.attempt >= job.max_attempts {
-        return Next::Fail;
-    }
-    match job.retry.delay_ms(job.attempt, fastrand::f64()) {
-        None => Next::Fail,
-        Some(delay) => Next::Retry {
-            run_at: now.saturating_add(delay as i64),
-            limits: queue.config().escalation.next(job.limits, failure.kind),
-        },
+        // The recorder outlives every sender: this cannot fail.
+        let _ = results.send(result);
     }
 }
 
-/// Renews the leases of running jobs every third of the lease; stops jobs
+/// Renews the leases of claimed jobs every third of the lease; stops jobs
 /// whose lease the store did not renew.
 async fn renew(queue: Queue) {
     let period = Duration::from_millis((queue.config().lease_ms / 3).max(10) as u64);
@@ -334,6 +210,113 @@ async fn renew(queue: Queue) {
                 }
             }
             Err(error) => tracing::error!(%error, "renewing leases failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, TestClock};
+    use crate::engine::{Engine, EngineConfig};
+    use crate::job::{JobState, NewJob, RetryPolicy};
+    use crate::limits::Limits;
+    use crate::queue::QueueConfig;
+    use crate::report::ModuleKind;
+    use crate::store::{JobStore, SqliteStore, StoreConfig};
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// A dispatcher with every slot busy and a lookahead of 8 claims 8 jobs
+    /// into its buffer without starting any; a cancel reaches a buffered
+    /// job; stopping hands the rest back, and released they wait again with
+    /// their attempt unspent.
+    #[tokio::test]
+    async fn buffered_jobs_are_claimed_ahead_and_released_unspent_at_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(StoreConfig::new(dir.path())).unwrap());
+        let bytes = b"not run in this test".to_vec();
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        store
+            .put_module(&hash, ModuleKind::Component, &bytes, None, T0)
+            .await
+            .unwrap();
+        let clock = Arc::new(TestClock::new(T0));
+        let engine = Engine::new(EngineConfig {
+            concurrency: 1,
+            pooling: false,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let queue = Queue::new(store.clone(), engine, clock.clone(), QueueConfig::default());
+        let job = NewJob {
+            module: hash,
+            input: b"null".to_vec(),
+            priority: 5,
+            max_attempts: 3,
+            retry: RetryPolicy::default(),
+            limits: Limits::default(),
+            run_at: clock.now(),
+        };
+        let ids: Vec<_> = queue
+            .submit(vec![job; 20])
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+
+        let (stop, stopped) = watch::channel(false);
+        let (results, mut received) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch::run(
+            dispatch::Dispatcher {
+                queue: queue.clone(),
+                slots: Arc::new(Semaphore::new(0)),
+                guests: tokio::runtime::Handle::current(),
+                results: results.clone(),
+                pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+            },
+            stopped,
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while queue.inner.running.lock().unwrap().len() < 8 {
+            assert!(std::time::Instant::now() < deadline, "the claim never came");
+            tokio::task::yield_now().await;
+        }
+        assert!(queue.running().is_empty(), "buffered jobs are not running");
+        let counts = store.counts().await.unwrap();
+        assert!(counts.contains(&(JobState::Running, 8)), "{counts:?}");
+
+        queue.cancel(ids[0]).await.unwrap();
+        stop.send(true).unwrap();
+        let stopped = dispatcher.await.unwrap();
+        assert_eq!(
+            stopped.buffered.len(),
+            8,
+            "the claim was exactly the lookahead"
+        );
+        assert!(stopped.buffered[0].cancel.is_cancelled());
+
+        release(&queue, &results, stopped.buffered);
+        drop(results);
+        let mut released = Vec::new();
+        while let Some(result) = received.recv().await {
+            assert_eq!(result.next, Next::Release);
+            released.push(result);
+        }
+        let recorded = store.record(released).await.unwrap();
+        use crate::store::Recorded::{Applied, Stale};
+        assert_eq!(recorded[0], Stale, "the cancelled job stays cancelled");
+        assert!(recorded[1..].iter().all(|r| *r == Applied), "{recorded:?}");
+        assert!(queue.inner.running.lock().unwrap().is_empty());
+        for (n, id) in ids.iter().enumerate() {
+            let job = store.job(*id).await.unwrap().unwrap().job;
+            if n == 0 {
+                assert_eq!(job.state, JobState::Cancelled);
+                continue;
+            }
+            assert_eq!(job.state, JobState::Pending, "job {id}");
+            assert_eq!(job.attempt, 0, "job {id}: the attempt is not spent");
         }
     }
 }

@@ -95,6 +95,7 @@ async fn run(jobs: usize, concurrency: usize) {
         rate(processed)
     );
     println!("end to end:                   {:>9.0} jobs/s", rate(total));
+    println!("store commits:                {:>9}", store.batches());
     println!(
         "{}",
         serde_json::json!({"throughput": {

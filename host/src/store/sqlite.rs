@@ -243,12 +243,12 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn record(&self, results: Vec<AttemptResult>, now: Millis) -> Result<Vec<Recorded>> {
+    async fn record(&self, results: Vec<AttemptResult>) -> Result<Vec<Recorded>> {
         if results.is_empty() {
             return Ok(Vec::new());
         }
         self.writer
-            .call(move |conn| outcomes::record(conn, results, now))
+            .call(move |conn| outcomes::record(conn, results))
             .await
     }
 

@@ -4,6 +4,7 @@
 //! Owns every `PRAGMA` the store relies on; knows nothing of the schema.
 
 use crate::store::{Error, Result};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
@@ -37,6 +38,11 @@ pub(super) fn open(path: &Path, role: Role, busy_timeout: Duration) -> Result<Co
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // The query planner stability guarantee: a cached statement keeps its
+    // plan. Without it the bundled SQLite (built with STAT4) re-prepares
+    // statements whose plan could depend on a bound value, such as the
+    // claim, on every run.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     match role {
         Role::Writer => {

@@ -22,14 +22,10 @@ const RELEASE: &str = "state = CASE WHEN attempt <= 1 THEN 'pending' ELSE 'retry
      started_at = CASE WHEN attempt <= 1 THEN NULL ELSE started_at END";
 
 /// Applies each result whose lease is still held.
-pub(super) fn record(
-    conn: &Connection,
-    results: Vec<AttemptResult>,
-    now: Millis,
-) -> Result<Vec<Recorded>> {
+pub(super) fn record(conn: &Connection, results: Vec<AttemptResult>) -> Result<Vec<Recorded>> {
     results
         .into_iter()
-        .map(|result| record_one(conn, result, now))
+        .map(|result| record_one(conn, result))
         .collect()
 }
 
@@ -39,11 +35,12 @@ struct Held {
     started_at: Option<Millis>,
 }
 
-fn record_one(conn: &Connection, result: AttemptResult, now: Millis) -> Result<Recorded> {
+fn record_one(conn: &Connection, result: AttemptResult) -> Result<Recorded> {
     let AttemptResult {
         lease,
         report,
         next,
+        finished_at: now,
     } = result;
     let Some(held) = held(conn, &lease)? else {
         return Ok(Recorded::Stale);

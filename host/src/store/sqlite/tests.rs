@@ -90,8 +90,9 @@ impl Fixture {
             lease: lease(claimed),
             report,
             next,
+            finished_at: now,
         };
-        self.store.record(vec![result], now).await.unwrap()[0]
+        self.store.record(vec![result]).await.unwrap()[0]
     }
 
     /// The job's stored state.

@@ -12,7 +12,7 @@
 //! Knows nothing of jobs or modules: commands are opaque closures.
 
 use crate::store::{Error, Result};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -160,7 +160,7 @@ fn closed() -> Error {
 }
 
 /// The writer thread: one batch per wake-up until every sender is gone.
-fn run(mut conn: Connection, receiver: mpsc::Receiver<Box<dyn Command>>, batches: &AtomicU64) {
+fn run(conn: Connection, receiver: mpsc::Receiver<Box<dyn Command>>, batches: &AtomicU64) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -170,12 +170,12 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Box<dyn Command>>, batches
             }
         }
         batches.fetch_add(1, Ordering::Relaxed);
-        commit_batch(&mut conn, batch);
+        commit_batch(&conn, batch);
     }
 }
 
 /// Applies `batch` in one transaction and replies to every command.
-fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Command>>) {
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Command>>) {
     let failed = apply_all(conn, &mut batch).err().map(|e| e.to_string());
     if let Some(why) = &failed {
         tracing::error!(error = %why, commands = batch.len(), "store batch not committed");
@@ -185,17 +185,33 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Command>>) {
     }
 }
 
-fn apply_all(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> rusqlite::Result<()> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for command in batch.iter_mut() {
-        let savepoint = tx.savepoint()?;
-        if command.apply(&savepoint) {
-            savepoint.commit()?;
-        } else {
-            savepoint.finish()?; // rolls back to the savepoint
-        }
+/// Transaction control runs as cached prepared statements: a batch costs
+/// no SQL parsing beyond its commands' own.
+fn apply_all(conn: &Connection, batch: &mut [Box<dyn Command>]) -> rusqlite::Result<()> {
+    control(conn, "BEGIN IMMEDIATE")?;
+    let result = apply_each(conn, batch).and_then(|()| control(conn, "COMMIT"));
+    if result.is_err() && !conn.is_autocommit() {
+        // The batch is lost either way; were the rollback to fail too, the
+        // next BEGIN would fail and report it.
+        let _ = control(conn, "ROLLBACK");
     }
-    tx.commit()
+    result
+}
+
+fn apply_each(conn: &Connection, batch: &mut [Box<dyn Command>]) -> rusqlite::Result<()> {
+    for command in batch.iter_mut() {
+        control(conn, "SAVEPOINT command")?;
+        if !command.apply(conn) {
+            control(conn, "ROLLBACK TO command")?;
+        }
+        control(conn, "RELEASE command")?;
+    }
+    Ok(())
+}
+
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 #[cfg(test)]

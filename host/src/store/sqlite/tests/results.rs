@@ -187,10 +187,11 @@ async fn one_call_applies_each_result_on_its_own() {
         next: Next::Complete {
             output: b"ok".to_vec(),
         },
+        finished_at: T0 + 1,
     };
     // The same lease twice: the second is stale once the first applied.
     let results = vec![done(&claimed[0]), done(&claimed[1]), done(&claimed[0])];
-    let recorded = f.store.record(results, T0 + 1).await.unwrap();
+    let recorded = f.store.record(results).await.unwrap();
     assert_eq!(
         recorded,
         [Recorded::Applied, Recorded::Applied, Recorded::Stale]

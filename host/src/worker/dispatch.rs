@@ -1,0 +1,303 @@
+//! The dispatcher: claims jobs ahead of need and starts them as slots free.
+//!
+//! A claim is a durable write, so claiming one job per free slot would cost
+//! a commit per job. Instead the dispatcher keeps a local buffer of claimed
+//! jobs and refills it, one claim in flight at a time, when it runs low.
+//! How far ahead it claims follows how fast jobs have been starting: about
+//! [`HORIZON`] of work beyond the free slots, never more than
+//! [`MAX_AHEAD`]. Short jobs are claimed hundreds at a time; long jobs only
+//! one per free slot, so a slow job never holds others hostage in the
+//! buffer. Buffered jobs are in the queue's running map (not `started`), so
+//! their leases are renewed and a cancel reaches them.
+
+use super::run;
+use crate::engine::CancelToken;
+use crate::queue::{Queue, Running};
+use crate::store::{AttemptResult, ClaimRequest, Claimed};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+/// Longest an idle dispatcher sleeps before looking again, whatever it
+/// expects: a backstop against a missed wake-up or a clock change.
+const IDLE_POLL: Duration = Duration::from_millis(1_000);
+/// Pause after a store error before claiming again.
+const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+/// How much work, in time at the recent start rate, the dispatcher claims
+/// beyond its free slots.
+const HORIZON: Duration = Duration::from_millis(20);
+/// The shortest span the start rate is measured over.
+const SAMPLE: Duration = Duration::from_millis(5);
+/// Most jobs claimed beyond the free slots.
+const MAX_AHEAD: usize = 512;
+
+/// What the dispatcher needs.
+pub(super) struct Dispatcher {
+    pub queue: Queue,
+    pub slots: Arc<Semaphore>,
+    pub guests: tokio::runtime::Handle,
+    pub results: mpsc::UnboundedSender<AttemptResult>,
+    pub pace: Pace,
+}
+
+/// A claimed job waiting for a slot.
+pub(super) struct Buffered {
+    pub claimed: Claimed,
+    pub cancel: CancelToken,
+}
+
+/// What a stopped dispatcher hands back: jobs it claimed but did not start
+/// (to release) and the tasks of those it did (to await).
+pub(super) struct Stopped {
+    pub buffered: Vec<Buffered>,
+    pub jobs: JoinSet<()>,
+}
+
+/// Claims and starts jobs until `stop` turns true.
+pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>) -> Stopped {
+    let Dispatcher {
+        queue,
+        slots,
+        guests,
+        results,
+        mut pace,
+    } = dispatcher;
+    let mut buffer: VecDeque<Buffered> = VecDeque::new();
+    let mut jobs = JoinSet::new();
+    let mut claiming: Option<(usize, JoinHandle<crate::store::Result<Vec<Claimed>>>)> = None;
+    // Set when the store had no more due jobs (or failed): wait for a wake
+    // or this instant before claiming again.
+    let mut resting: Option<Instant> = None;
+    loop {
+        // How many to claim now, if it is time to claim.
+        let want = (claiming.is_none() && resting.is_none() && buffer.len() <= pace.low_water())
+            .then(|| (slots.available_permits() + pace.ahead()).saturating_sub(buffer.len()));
+        // Every slot busy and nothing to claim ahead.
+        let full = want == Some(0);
+        if let Some(limit) = want.filter(|&limit| limit > 0) {
+            let queue = queue.clone();
+            let request = ClaimRequest {
+                owner: queue.config().owner.clone(),
+                limit,
+                lease_ms: queue.config().lease_ms,
+            };
+            pace.claimed(Instant::now());
+            claiming = Some((
+                limit,
+                tokio::spawn(async move { queue.store().claim(request, queue.now()).await }),
+            ));
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            claimed = async { (&mut claiming.as_mut().expect("claim in flight").1).await },
+                if claiming.is_some() =>
+            {
+                let (asked, _) = claiming.take().expect("claim in flight");
+                match claimed {
+                    Ok(Ok(claimed)) => {
+                        if claimed.len() < asked {
+                            resting = Some(rest_until(&queue).await);
+                        }
+                        buffer.extend(register(&queue, claimed));
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "claiming jobs failed");
+                        resting = Some(Instant::now() + ERROR_BACKOFF);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the claim task failed");
+                        resting = Some(Instant::now() + ERROR_BACKOFF);
+                    }
+                }
+            }
+            permit = slots.clone().acquire_owned(), if !buffer.is_empty() => {
+                let Ok(permit) = permit else { break };
+                let job = buffer.pop_front().expect("a buffered job");
+                if !start(&queue, &job) {
+                    continue; // cancelled or lost while buffered
+                }
+                pace.started();
+                // Reap finished tasks so the set does not grow without bound.
+                while jobs.try_join_next().is_some() {}
+                let queue = queue.clone();
+                let results = results.clone();
+                jobs.spawn_on(
+                    async move {
+                        let result = run::run(&queue, job.claimed, job.cancel).await;
+                        drop(permit);
+                        // The recorder outlives every job task.
+                        let _ = results.send(result);
+                    },
+                    &guests,
+                );
+            }
+            // Every slot busy and nothing to claim ahead: wait for a slot.
+            permit = slots.clone().acquire_owned(), if full && buffer.is_empty() => {
+                if permit.is_err() { break }
+            }
+            () = queue.inner.wake.notified(), if resting.is_some() => resting = None,
+            () = tokio::time::sleep_until(resting.unwrap_or_else(Instant::now)),
+                if resting.is_some() => resting = None,
+        }
+    }
+    // A claim in flight may have taken jobs: hand them back too.
+    if let Some((_, claim)) = claiming.take()
+        && let Ok(Ok(claimed)) = claim.await
+    {
+        buffer.extend(register(&queue, claimed));
+    }
+    Stopped {
+        buffered: buffer.into(),
+        jobs,
+    }
+}
+
+/// When to claim again after the store had nothing more: when the next
+/// delayed job is due, or after [`IDLE_POLL`] (a wake comes sooner).
+async fn rest_until(queue: &Queue) -> Instant {
+    let mut wait = IDLE_POLL;
+    if let Ok(Some(due)) = queue.store().next_due().await {
+        let until = (due - queue.now()).max(0) as u64;
+        wait = wait.min(Duration::from_millis(until.max(1)));
+    }
+    Instant::now() + wait
+}
+
+/// Puts claimed jobs in the running map (not started) so their leases are
+/// renewed and cancels reach them.
+fn register(queue: &Queue, claimed: Vec<Claimed>) -> Vec<Buffered> {
+    let mut running = queue.inner.running.lock().expect("running map");
+    claimed
+        .into_iter()
+        .map(|claimed| {
+            let cancel = CancelToken::new();
+            running.insert(
+                claimed.job.id,
+                Running {
+                    cancel: cancel.clone(),
+                    token: claimed.token.clone(),
+                    progress: Arc::new(Mutex::new(None)),
+                    started: false,
+                },
+            );
+            Buffered { claimed, cancel }
+        })
+        .collect()
+}
+
+/// Marks a buffered job started; `false` (and forgets it) when it was
+/// cancelled or its lease lost while it waited: the store has already
+/// moved it on.
+fn start(queue: &Queue, job: &Buffered) -> bool {
+    let mut running = queue.inner.running.lock().expect("running map");
+    if job.cancel.is_cancelled() {
+        running.remove(&job.claimed.job.id);
+        return false;
+    }
+    if let Some(entry) = running.get_mut(&job.claimed.job.id) {
+        entry.started = true;
+    }
+    true
+}
+
+/// How far ahead to claim, from the recent rate at which jobs started.
+pub(super) struct Pace {
+    /// When the last claim was sent.
+    since: Instant,
+    /// Jobs started since then.
+    started: usize,
+    /// Jobs to claim beyond the free slots.
+    ahead: usize,
+}
+
+impl Pace {
+    /// Starts with no lookahead: the first claims are for free slots only.
+    pub(super) fn new(now: Instant) -> Self {
+        Pace::with_ahead(now, 0)
+    }
+
+    /// Starts with `ahead` jobs of lookahead.
+    pub(super) fn with_ahead(now: Instant, ahead: usize) -> Self {
+        Pace {
+            since: now,
+            started: 0,
+            ahead,
+        }
+    }
+
+    /// Jobs to claim beyond the free slots.
+    fn ahead(&self) -> usize {
+        self.ahead
+    }
+
+    /// Refill when the buffer is down to half the lookahead, so the next
+    /// claim commits while the rest of the buffer runs.
+    fn low_water(&self) -> usize {
+        self.ahead / 2
+    }
+
+    fn started(&mut self) {
+        self.started += 1;
+    }
+
+    /// A claim is being sent: update the lookahead from the start rate
+    /// since the last update, once that spans at least [`SAMPLE`] (claims
+    /// can follow each other closely; a shorter span says little). It at
+    /// most doubles per update, so a burst after an idle spell grows it
+    /// quickly but one fast sample cannot jump it to the maximum.
+    fn claimed(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed < SAMPLE {
+            return;
+        }
+        let rate = self.started as f64 / elapsed.as_secs_f64();
+        let wanted = (rate * HORIZON.as_secs_f64()).round() as usize;
+        self.ahead = wanted.min(self.ahead * 2 + 8).min(MAX_AHEAD);
+        self.since = now;
+        self.started = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookahead_follows_the_start_rate_and_grows_gradually() {
+        let mut now = Instant::now();
+        let mut pace = Pace::new(now);
+        let mut sample = |pace: &mut Pace, started: usize, after: Duration| {
+            for _ in 0..started {
+                pace.started();
+            }
+            now += after;
+            pace.claimed(now);
+        };
+        // Nothing started yet: claim only for the free slots.
+        sample(&mut pace, 0, SAMPLE);
+        assert_eq!(pace.ahead(), 0);
+        // 100,000 jobs/s is 2,000 per horizon, but growth is capped.
+        sample(&mut pace, 1_000, Duration::from_millis(10));
+        assert_eq!(pace.ahead(), 8);
+        sample(&mut pace, 1_000, Duration::from_millis(10));
+        assert_eq!(pace.ahead(), 24);
+        // A span shorter than SAMPLE changes nothing.
+        sample(&mut pace, 0, SAMPLE / 2);
+        assert_eq!(pace.ahead(), 24);
+        for _ in 0..10 {
+            sample(&mut pace, 1_000, Duration::from_millis(10));
+        }
+        assert_eq!(pace.ahead(), MAX_AHEAD);
+        assert_eq!(pace.low_water(), MAX_AHEAD / 2);
+        // 1,000 jobs/s is 20 per horizon.
+        sample(&mut pace, 100, Duration::from_millis(100));
+        assert_eq!(pace.ahead(), 20);
+        // No starts for a while (long jobs): none ahead.
+        sample(&mut pace, 0, Duration::from_secs(1));
+        assert_eq!(pace.ahead(), 0);
+    }
+}
