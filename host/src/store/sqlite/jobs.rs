@@ -19,8 +19,13 @@ pub(super) const CLEAR_LEASE: &str =
 /// The jobs a claim takes, most urgent first. `INDEXED BY`: without
 /// statistics SQLite prefers `jobs_by_state` and sorts every waiting job;
 /// `jobs_claim` yields them in order and stops after `LIMIT` due ones.
+/// Listing every priority turns the walk into one range per priority that
+/// ends at `run_at <= now`: delayed jobs are never visited, however many
+/// there are (a plain scan would step over every delayed job of a priority
+/// before reaching the next one).
 pub(super) const CLAIM_CANDIDATES: &str = "SELECT id FROM jobs INDEXED BY jobs_claim
-     WHERE state IN ('pending', 'retrying') AND run_at <= ?3
+     WHERE state IN ('pending', 'retrying')
+       AND effective_priority IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10) AND run_at <= ?3
      ORDER BY effective_priority, run_at, id
      LIMIT ?4";
 

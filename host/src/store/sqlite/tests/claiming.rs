@@ -174,5 +174,33 @@ async fn the_claim_walks_its_index_in_order_without_sorting() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(steps, ["SCAN jobs USING INDEX jobs_claim"]);
+    assert_eq!(
+        steps,
+        ["SEARCH jobs USING INDEX jobs_claim (effective_priority=? AND run_at<?)"]
+    );
+}
+
+#[tokio::test]
+async fn the_claim_never_walks_over_delayed_jobs() {
+    let f = fixture().await;
+    // 2,000 jobs delayed by an hour at priority 5, one due job at 7: the
+    // due one is behind all of them in index order.
+    let delayed: Vec<_> = (0..2_000).map(|_| f.job(5, T0 + 3_600_000)).collect();
+    f.store.submit(delayed, T0).await.unwrap();
+    let due = f.submit(f.job(7, T0)).await;
+    let conn = rusqlite::Connection::open(f.dir.path().join("wasmjob.db")).unwrap();
+    let mut candidates = conn
+        .prepare(crate::store::sqlite::jobs::CLAIM_CANDIDATES)
+        .unwrap();
+    let ids: Vec<i64> = candidates
+        .query_map([0, 0, T0, 10], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, [due.id]);
+    let steps = candidates.get_status(rusqlite::StatementStatus::VmStep);
+    assert!(
+        steps < 500,
+        "{steps} VM steps: the claim walked over the delayed jobs"
+    );
 }
