@@ -13,7 +13,8 @@ use crate::store::{self, JobDetail, JobFilter, JobStore, ModuleRecord};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,9 @@ pub(crate) struct Inner {
     pub config: QueueConfig,
     pub wake: Notify,
     pub running: Mutex<HashMap<JobId, Running>>,
+    /// Callers of [`Queue::wait`], by job: told when the job may have
+    /// changed state.
+    pub waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<()>>>>,
     pub shutting_down: AtomicBool,
 }
 
@@ -104,6 +108,7 @@ impl Queue {
                 config,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
+                waiters: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
             }),
         }
@@ -203,6 +208,7 @@ impl Queue {
         if let Some(running) = self.inner.running.lock().expect("running map").get(&id) {
             running.cancel.cancel();
         }
+        self.changed([id]);
         Ok(job)
     }
 
@@ -222,6 +228,71 @@ impl Queue {
             .await?
             .ok_or_else(|| store::Error::NotFound(format!("job {id}")))?;
         Ok((detail, self.progress(id)))
+    }
+
+    /// Like [`job`](Self::job), but first waits up to `wait` for the job
+    /// to be final (completed, failed or cancelled). Returns the job as it
+    /// is when it becomes final or the wait ends, whichever is first. The
+    /// wait is wall-clock time: it bounds an HTTP request, not a job.
+    pub async fn wait(
+        &self,
+        id: JobId,
+        wait: Duration,
+    ) -> Result<(JobDetail, Option<Progress>), Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register before reading, so a change between the read and
+            // the wait is not missed.
+            let (told, changed) = oneshot::channel();
+            self.waiters().entry(id).or_default().push(told);
+            let found = self.job(id).await;
+            let waited = match &found {
+                Ok((detail, _)) if !detail.job.state.is_final() => {
+                    tokio::time::timeout_at(deadline, changed).await.is_ok()
+                }
+                _ => {
+                    drop(changed);
+                    false
+                }
+            };
+            if !waited {
+                self.forget_waiters(id);
+                return if tokio::time::Instant::now() >= deadline {
+                    self.job(id).await
+                } else {
+                    found
+                };
+            }
+        }
+    }
+
+    /// Tells callers of [`wait`](Self::wait) that these jobs may have
+    /// changed state.
+    pub(crate) fn changed(&self, ids: impl IntoIterator<Item = JobId>) {
+        let mut waiters = self.waiters();
+        if waiters.is_empty() {
+            return;
+        }
+        for id in ids {
+            for told in waiters.remove(&id).into_iter().flatten() {
+                let _ = told.send(());
+            }
+        }
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Vec<oneshot::Sender<()>>>> {
+        self.inner.waiters.lock().expect("waiters map")
+    }
+
+    /// Drops the registrations of callers that stopped waiting.
+    fn forget_waiters(&self, id: JobId) {
+        let mut waiters = self.waiters();
+        if let Some(list) = waiters.get_mut(&id) {
+            list.retain(|told| !told.is_closed());
+            if list.is_empty() {
+                waiters.remove(&id);
+            }
+        }
     }
 
     /// The latest progress of a job running in this process.

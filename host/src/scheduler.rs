@@ -29,6 +29,7 @@ pub async fn rescue_once(queue: &Queue) -> usize {
         Ok(ids) => {
             if !ids.is_empty() {
                 tracing::warn!(jobs = ?ids, "rescued jobs whose lease expired");
+                queue.changed(ids.iter().copied());
                 queue.wake();
             }
             ids.len()

@@ -269,17 +269,21 @@ pub struct JobView {
     attempts: Vec<Attempt>,
 }
 
-/// Get a job with its input, output, live progress and attempts.
+/// Get a job with its input, output, live progress and attempts; with
+/// `wait_ms`, first wait for it to finish.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
     operation_id = "get_job",
     tag = "jobs",
-    params(JobIdParam),
+    params(JobIdParam, GetQuery),
     responses(
         (status = 200, description = "The job with input, output, live progress and every \
-            attempt's report.", body = JobView),
-        (status = 400, description = "`invalid_request`: not a job id.", body = ErrorBody),
+            attempt's report: as soon as it is final (completed, failed or cancelled), or \
+            when `wait_ms` has passed, whichever is first.", body = JobView),
+        (status = 400, description = "`invalid_request`: not a job id, or `wait_ms` over \
+            the maximum; `invalid_query`: an unknown parameter or a wrong type.",
+            body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
     ),
@@ -288,9 +292,22 @@ pub struct JobView {
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    query: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
-    let (detail, progress) = state.queue.job(id).await?;
+    let Query(query) = query?;
+    let (detail, progress) = match query.wait_ms {
+        None | Some(0) => state.queue.job(id).await?,
+        Some(ms) if ms > MAX_WAIT_MS => {
+            return Err(ApiError::invalid(format!(
+                "wait_ms: {ms} is over the maximum of {MAX_WAIT_MS}"
+            )));
+        }
+        Some(ms) => {
+            let wait = std::time::Duration::from_millis(ms);
+            state.queue.wait(id, wait).await?
+        }
+    };
     Ok(Json(JobView {
         job: detail.job,
         input: Output(detail.input),
@@ -298,6 +315,20 @@ pub async fn get(
         progress,
         attempts: detail.attempts,
     }))
+}
+
+/// Longest a `GET /v1/jobs/{id}` may wait for the job to finish.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// Options of getting one job.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetQuery {
+    /// Wait up to this many ms (at most 60,000) for the job to be final
+    /// before answering: a long poll instead of polling.
+    #[param(maximum = 60_000)]
+    wait_ms: Option<u64>,
 }
 
 /// The `{id}` of a job's path.

@@ -11,8 +11,10 @@ use clap::Args;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// How often `--wait` asks the host about the job.
-const WAIT_POLL: Duration = Duration::from_millis(100);
+/// How long each of `--wait`'s requests waits for the job to finish (a
+/// long poll: the host answers as soon as it does); between answers the
+/// progress bar shows the latest progress.
+const WAIT_POLL: Duration = Duration::from_millis(250);
 
 /// Arguments of `wasmjob submit`.
 #[derive(Debug, Args)]
@@ -172,7 +174,7 @@ fn follow(client: &Client, id: i64, json_out: bool) -> Result<u8, u8> {
     let mut last = String::new();
     let job = loop {
         let job = client
-            .get(&format!("/v1/jobs/{id}"))
+            .get(&format!("/v1/jobs/{id}?wait_ms={}", WAIT_POLL.as_millis()))
             .inspect_err(|_| bar.abandon())
             .or_exit()?;
         let state = format!(
@@ -196,7 +198,6 @@ fn follow(client: &Client, id: i64, json_out: bool) -> Result<u8, u8> {
             break job;
         }
         bar.tick();
-        std::thread::sleep(WAIT_POLL);
     };
     bar.finish_and_clear();
     if json_out {

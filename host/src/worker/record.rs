@@ -7,7 +7,7 @@
 //! is claimed or running it writes at once: an idle host adds no latency.
 
 use crate::queue::Queue;
-use crate::store::AttemptResult;
+use crate::store::{AttemptResult, Recorded};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -34,9 +34,16 @@ pub(super) async fn run(queue: Queue, mut results: mpsc::UnboundedReceiver<Attem
         }
         let count = batch.len();
         let written = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-        if let Err(error) = queue.store().record(written).await {
+        let ids: Vec<_> = written.iter().map(|r| r.lease.id).collect();
+        match queue.store().record(written).await {
+            Ok(recorded) => queue.changed(
+                ids.into_iter()
+                    .zip(recorded)
+                    .filter(|(_, r)| *r == Recorded::Applied)
+                    .map(|(id, _)| id),
+            ),
             // The leases will expire and the rescuer will retry the jobs.
-            tracing::error!(%error, results = count, "recording results failed");
+            Err(error) => tracing::error!(%error, results = count, "recording results failed"),
         }
     }
 }

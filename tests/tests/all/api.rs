@@ -370,3 +370,54 @@ async fn the_dead_letter_listing_refuses_filters_it_would_ignore() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body), "invalid_query");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_with_wait_ms_answers_once_the_job_is_final_or_the_wait_ends() {
+    let mut api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let (_, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "input": {"name": "Ada"}}),
+        )
+        .await;
+    let id = job["id"].as_i64().unwrap();
+
+    // No workers yet: the wait ends with the job still pending.
+    let (status, body) = api.get(&format!("/v1/jobs/{id}?wait_ms=20")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "pending");
+
+    // A request already waiting is answered when the job completes, long
+    // before its wait ends.
+    let app = router(api.host.queue.clone(), api.config.clone());
+    let uri = format!("/v1/jobs/{id}?wait_ms=60000");
+    let waiting = tokio::spawn(app.oneshot(Request::get(uri).body(Body::empty()).unwrap()));
+    api.host.start_workers();
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["state"], "completed", "{body}");
+    assert_eq!(body["output"], json!({"greeting": "Hello, Ada!"}));
+    api.host.stop_workers().await;
+
+    // A final job is answered at once, whatever the wait.
+    let (status, body) = api.get(&format!("/v1/jobs/{id}?wait_ms=60000")).await;
+    assert_eq!(
+        (status, &body["state"]),
+        (StatusCode::OK, &json!("completed"))
+    );
+
+    let (status, body) = api.get(&format!("/v1/jobs/{id}?wait_ms=60001")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_request");
+    assert!(error_message(&body).contains("wait_ms"), "{body}");
+    let (status, body) = api.get(&format!("/v1/jobs/{id}?wait_ms=soon")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_query");
+    let (status, body) = api.get("/v1/jobs/999999?wait_ms=10").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
