@@ -33,6 +33,9 @@ pub enum Error {
     Internal(String),
 }
 
+/// Most module references kept resolved; the cache starts over when full.
+const RESOLVED_CACHE: usize = 1_024;
+
 /// Queue behaviour that is not per job.
 #[derive(Clone, Debug)]
 pub struct QueueConfig {
@@ -73,6 +76,14 @@ pub(crate) struct Running {
     pub started: bool,
 }
 
+/// Module references already resolved, and how many times modules have
+/// changed (a read that started before a change is not cached).
+#[derive(Default)]
+pub(crate) struct Resolved {
+    generation: u64,
+    records: HashMap<String, ModuleRecord>,
+}
+
 /// The queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
@@ -89,6 +100,10 @@ pub(crate) struct Inner {
     /// Callers of [`Queue::wait`], by job: told when the job may have
     /// changed state.
     pub waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<()>>>>,
+    /// Module references (hash or name) already resolved. Only this queue
+    /// changes modules, and it clears the cache whenever it does, so an
+    /// entry is never stale.
+    pub resolved: Mutex<Resolved>,
     pub shutting_down: AtomicBool,
 }
 
@@ -109,6 +124,7 @@ impl Queue {
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
+                resolved: Mutex::new(Resolved::default()),
                 shutting_down: AtomicBool::new(false),
             }),
         }
@@ -163,8 +179,34 @@ impl Queue {
             .inner
             .store
             .put_module(&hash, module.kind(), &bytes, name.as_deref(), self.now())
-            .await?;
+            .await;
+        // A name may now resolve to this module.
+        self.forget_resolved();
+        Ok(record?)
+    }
+
+    /// Deletes a module (by hash or name) that no waiting or running job
+    /// needs; returns its record.
+    pub async fn delete_module(&self, module: &str) -> Result<ModuleRecord, Error> {
+        let record = self
+            .inner
+            .store
+            .module(module)
+            .await?
+            .ok_or_else(|| store::Error::NotFound(format!("module `{module}` not found")))?;
+        let deleted = self.inner.store.delete_module(&record.hash).await;
+        self.forget_resolved();
+        deleted?;
+        if let Ok(hash) = blake3::Hash::from_hex(&record.hash) {
+            self.inner.engine.unload(&hash);
+        }
         Ok(record)
+    }
+
+    fn forget_resolved(&self) {
+        let mut resolved = self.inner.resolved.lock().expect("resolved modules");
+        resolved.generation += 1;
+        resolved.records.clear();
     }
 
     /// The loaded module for `hash`, loading it from the store if this
@@ -183,13 +225,29 @@ impl Queue {
         Ok(module)
     }
 
-    /// Resolves a module reference (hash or name) to its record.
+    /// Resolves a module reference (hash or name) to its record; after the
+    /// first time, from memory.
     pub async fn resolve(&self, module: &str) -> Result<ModuleRecord, Error> {
-        self.inner
-            .store
-            .module(module)
-            .await?
-            .ok_or_else(|| Error::Invalid(format!("unknown module `{module}`: upload it first")))
+        let generation = {
+            let resolved = self.inner.resolved.lock().expect("resolved modules");
+            if let Some(record) = resolved.records.get(module) {
+                return Ok(record.clone());
+            }
+            resolved.generation
+        };
+        let record =
+            self.inner.store.module(module).await?.ok_or_else(|| {
+                Error::Invalid(format!("unknown module `{module}`: upload it first"))
+            })?;
+        let mut resolved = self.inner.resolved.lock().expect("resolved modules");
+        // Modules changed while we read: what we read may be stale.
+        if resolved.generation == generation {
+            if resolved.records.len() >= RESOLVED_CACHE {
+                resolved.records.clear();
+            }
+            resolved.records.insert(module.to_owned(), record.clone());
+        }
+        Ok(record)
     }
 
     /// Submits jobs in one durable commit and wakes the workers.

@@ -165,15 +165,6 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(module): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let record = state
-        .queue
-        .store()
-        .module(&module)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("module `{module}` not found")))?;
-    state.queue.store().delete_module(&record.hash).await?;
-    if let Ok(hash) = blake3::Hash::from_hex(&record.hash) {
-        state.queue.engine().unload(&hash);
-    }
+    state.queue.delete_module(&module).await?;
     Ok(StatusCode::NO_CONTENT)
 }

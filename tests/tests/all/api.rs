@@ -421,3 +421,41 @@ async fn get_with_wait_ms_answers_once_the_job_is_final_or_the_wait_ends() {
     let (status, body) = api.get("/v1/jobs/999999?wait_ms=10").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+#[tokio::test]
+async fn submitting_by_name_follows_uploads_and_deletes() {
+    let api = Api::new();
+    let (_, hello) = api.upload(guests::HELLO, Some("greeter")).await;
+    let submit = || api.post_json("/v1/jobs", json!({"module": "greeter"}));
+    let (_, job) = submit().await;
+    assert_eq!(job["module"], hello["hash"]);
+    // The name moves to a newer module: the next submit follows it at once.
+    let (_, noop) = api.upload(guests::NOOP, Some("greeter")).await;
+    let (status, job) = submit().await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["module"], noop["hash"]);
+    api.post_raw(&format!("/v1/jobs/{}/cancel", job["id"]), "")
+        .await;
+    // Deleted, the name falls back to the older module.
+    let del = |hash: &Value| {
+        Request::delete(format!("/v1/modules/{}", hash.as_str().unwrap()))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(api.call(del(&noop["hash"])).await.0, StatusCode::NO_CONTENT);
+    let (_, job) = submit().await;
+    assert_eq!(job["module"], hello["hash"]);
+    // Every job of it cancelled and the module deleted: the name is gone.
+    let (_, jobs) = api.get("/v1/jobs?state=pending").await;
+    for job in jobs["jobs"].as_array().unwrap() {
+        api.post_raw(&format!("/v1/jobs/{}/cancel", job["id"]), "")
+            .await;
+    }
+    assert_eq!(
+        api.call(del(&hello["hash"])).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) = submit().await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("greeter"), "{body}");
+}

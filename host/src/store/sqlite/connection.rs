@@ -55,6 +55,10 @@ pub(super) fn open(path: &Path, role: Role, busy_timeout: Duration) -> Result<Co
                 )));
             }
             conn.pragma_update(None, "synchronous", "FULL")?;
+            // Savepoints copy the pages they change into a statement
+            // journal; in memory that is a memcpy, not a temp file written
+            // (and opened and closed) per batch.
+            conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.pragma_update(None, "fullfsync", true)?;
         }
         // Readers may open the file for writing (WAL readers need the

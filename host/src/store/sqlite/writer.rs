@@ -186,10 +186,19 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Command>>) {
 }
 
 /// Transaction control runs as cached prepared statements: a batch costs
-/// no SQL parsing beyond its commands' own.
+/// no SQL parsing beyond its commands' own. A lone command needs no
+/// savepoint: if it fails, rolling back the transaction undoes it alone,
+/// where a savepoint would first copy every page it touches into the
+/// statement journal.
 fn apply_all(conn: &Connection, batch: &mut [Box<dyn Command>]) -> rusqlite::Result<()> {
     control(conn, "BEGIN IMMEDIATE")?;
-    let result = apply_each(conn, batch).and_then(|()| control(conn, "COMMIT"));
+    let result = match batch {
+        [command] => match command.apply(conn) {
+            true => control(conn, "COMMIT"),
+            false => control(conn, "ROLLBACK"),
+        },
+        _ => apply_each(conn, batch).and_then(|()| control(conn, "COMMIT")),
+    };
     if result.is_err() && !conn.is_autocommit() {
         // The batch is lost either way; were the rollback to fail too, the
         // next BEGIN would fail and report it.

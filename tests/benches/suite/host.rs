@@ -1,0 +1,210 @@
+//! A real host in a child process, and the HTTP calls the scenarios make.
+//!
+//! The child is this benchmark binary re-executed with [`SERVE_FLAG`]: it
+//! runs `wasmjob serve` through the same `wasmjob::cli` code as the
+//! `wasmjob` binary, so its figures (RSS included) are the host's alone,
+//! not the load generator's.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wasmjob::client::Client;
+
+/// The first argument that makes this binary a host instead of the suite.
+pub const SERVE_FLAG: &str = "--serve-host";
+
+/// How long a host may take to start listening or to stop.
+const START_STOP: Duration = Duration::from_secs(120);
+
+/// `wasmjob serve` in a child process, listening on a free local port.
+pub struct HostProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// When the process was spawned.
+    pub spawned: Instant,
+    /// When it printed that it listens.
+    pub listening: Instant,
+}
+
+impl HostProcess {
+    /// Starts a host on `data_dir` with the default settings (extra flags
+    /// in `args`) and waits until it listens.
+    pub fn start(data_dir: &Path, args: &[&str]) -> HostProcess {
+        let exe = std::env::current_exe().expect("the benchmark's own path");
+        let mut command = Command::new(exe);
+        command
+            .arg(SERVE_FLAG)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // The host's settings are exactly the defaults plus `args`.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("WASMJOB_") {
+                command.env_remove(name);
+            }
+        }
+        let spawned = Instant::now();
+        let mut child = command.spawn().expect("spawning the host");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let url = loop {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => panic!("the host exited before listening"),
+            };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .expect("an address")
+                    .to_owned();
+            }
+            assert!(spawned.elapsed() < START_STOP, "the host did not start");
+        };
+        let listening = Instant::now();
+        // Keep draining stderr so the host never blocks on a full pipe;
+        // pass its lines on when asked to.
+        let verbose = std::env::var_os("WASMJOB_BENCH_VERBOSE").is_some();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if verbose {
+                    eprintln!("host: {line}");
+                }
+            }
+        });
+        HostProcess {
+            child,
+            url,
+            spawned,
+            listening,
+        }
+    }
+
+    /// A new client (one keep-alive connection) of this host.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, None)
+    }
+
+    /// The host's resident memory now and at its peak, in bytes.
+    pub fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status of the host");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |kib| kib * 1024)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Stops the host with SIGTERM (a graceful shutdown) and waits.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + START_STOP;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the host") {
+                assert!(status.success(), "the host exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "the host did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Uploads a module; returns its hash.
+pub fn upload(client: &Client, bytes: &[u8], name: &str) -> String {
+    let record = client
+        .post_bytes(&format!("/v1/modules?name={name}"), bytes)
+        .unwrap_or_else(|e| panic!("upload {name}: {e}"));
+    record["hash"].as_str().expect("a hash").to_owned()
+}
+
+/// A no-op job of `module`.
+pub fn noop_job(module: &str, priority: u8, delay_ms: u64) -> Value {
+    json!({"module": module, "input": null, "priority": priority, "delay_ms": delay_ms,
+           "max_attempts": 1})
+}
+
+/// Submits a batch; returns the ids.
+pub fn submit_batch(client: &Client, jobs: Vec<Value>) -> Vec<i64> {
+    let answer = client
+        .post_json("/v1/jobs/batch", &json!({ "jobs": jobs }))
+        .unwrap_or_else(|e| panic!("batch submit: {e}"));
+    answer["jobs"]
+        .as_array()
+        .expect("the batch's jobs")
+        .iter()
+        .map(|j| j["id"].as_i64().expect("an id"))
+        .collect()
+}
+
+/// The host's job counts by state.
+pub fn counts(client: &Client) -> Value {
+    client
+        .get("/v1/stats")
+        .unwrap_or_else(|e| panic!("stats: {e}"))["jobs"]
+        .clone()
+}
+
+/// Polls the counts until `done` jobs are final; panics if any failed or
+/// nothing moves for a minute. Returns when it saw them all final.
+pub fn wait_final(client: &Client, done: u64) -> Instant {
+    let mut last = (0, Instant::now());
+    loop {
+        let counts = counts(client);
+        let get = |s: &str| counts[s].as_u64().unwrap_or(0);
+        assert_eq!(get("failed"), 0, "no job may fail: {counts}");
+        let finished = get("completed") + get("cancelled");
+        if finished >= done {
+            return Instant::now();
+        }
+        if finished != last.0 {
+            last = (finished, Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < Duration::from_secs(60),
+            "no progress for a minute: {counts}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Lists every job (pages of 1,000); the fields the scenarios read.
+pub fn all_jobs(client: &Client) -> Vec<Value> {
+    let mut jobs = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let path = match before {
+            Some(id) => format!("/v1/jobs?limit=1000&before={id}"),
+            None => "/v1/jobs?limit=1000".to_owned(),
+        };
+        let page = client.get(&path).unwrap_or_else(|e| panic!("list: {e}"));
+        let items = page["jobs"].as_array().expect("a page").clone();
+        jobs.extend(items);
+        match page["next_cursor"].as_i64() {
+            Some(cursor) => before = Some(cursor),
+            None => return jobs,
+        }
+    }
+}
