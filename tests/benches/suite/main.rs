@@ -34,6 +34,9 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// One scenario: runs and returns its figures.
+type Scenario = fn(&Settings) -> report::Section;
+
 /// What to run and how big.
 pub struct Settings {
     quick: bool,
@@ -80,7 +83,7 @@ fn main() -> ExitCode {
     }
     let settings = Settings { quick };
     let wanted = |n: u32| only.as_ref().is_none_or(|list| list.contains(&n));
-    let scenarios: [(u32, fn(&Settings) -> report::Section); 6] = [
+    let scenarios: [(u32, Scenario); 6] = [
         (1, overhead::run),
         (2, throughput::run),
         (3, latency::run),
