@@ -24,30 +24,32 @@ pub fn run(settings: &Settings) -> Section {
     let deadline = start + duration;
     let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let client = host.client();
-            let job = host::noop_job(&noop, 5, 0);
+            let submitter = host::Submitter::new(&host);
+            let job = host::noop_job(&noop, 5, 0).to_string();
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
+                let mut last = 0;
                 while Instant::now() < deadline {
                     let t0 = Instant::now();
-                    client
-                        .post_json("/v1/jobs", &job)
-                        .unwrap_or_else(|e| panic!("submit: {e}"));
+                    last = submitter.submit_one(&job);
                     latencies.push(t0.elapsed().as_secs_f64() * 1e3);
                 }
-                latencies
+                (latencies, last)
             })
         })
         .collect();
-    let latencies: Vec<f64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("a client thread"))
-        .collect();
+    let mut latencies = Vec::new();
+    let mut last = 0;
+    for thread in threads {
+        let (mut samples, id) = thread.join().expect("a client thread");
+        latencies.append(&mut samples);
+        last = last.max(id);
+    }
     let elapsed = start.elapsed();
     let accepted = latencies.len();
     let rate = accepted as f64 / elapsed.as_secs_f64();
     let ack = Stats::of(latencies);
-    let drained = host::wait_final(&host.client(), accepted as u64);
+    let drained = host::wait_final(&host.client(), Some(last), accepted as u64);
     let (rss, peak) = host.rss();
     host.stop();
     section.target(

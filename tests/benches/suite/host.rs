@@ -146,17 +146,75 @@ pub fn noop_job(module: &str, priority: u8, delay_ms: u64) -> Value {
            "max_attempts": 1})
 }
 
-/// Submits a batch; returns the ids.
-pub fn submit_batch(client: &Client, jobs: Vec<Value>) -> Vec<i64> {
-    let answer = client
-        .post_json("/v1/jobs/batch", &json!({ "jobs": jobs }))
-        .unwrap_or_else(|e| panic!("batch submit: {e}"));
-    answer["jobs"]
-        .as_array()
-        .expect("the batch's jobs")
-        .iter()
-        .map(|j| j["id"].as_i64().expect("an id"))
-        .collect()
+/// A lean client for bulk submission: the body is serialized once per
+/// batch from prepared job texts, and only the ids are read back, so the
+/// load generator spends as little of the shared CPUs as it can.
+pub struct Submitter {
+    agent: ureq::Agent,
+    base: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Batch {
+    jobs: Vec<Id>,
+}
+
+#[derive(serde::Deserialize)]
+struct Id {
+    id: i64,
+}
+
+impl Submitter {
+    pub fn new(host: &HostProcess) -> Submitter {
+        Submitter {
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(120)))
+                .build()
+                .into(),
+            base: host.url.clone(),
+        }
+    }
+
+    /// Submits one job (a JSON object's text); returns its id.
+    pub fn submit_one(&self, job: &str) -> i64 {
+        let mut response = self
+            .agent
+            .post(format!("{}/v1/jobs", self.base))
+            .header("content-type", "application/json")
+            .send(job)
+            .unwrap_or_else(|e| panic!("submit: {e}"));
+        let job: Id = response
+            .body_mut()
+            .read_json()
+            .unwrap_or_else(|e| panic!("submit answer: {e}"));
+        job.id
+    }
+
+    /// Submits the jobs (each one JSON object's text); returns their ids.
+    pub fn submit(&self, jobs: &[&str]) -> Vec<i64> {
+        let mut body = String::with_capacity(16 + jobs.iter().map(|j| j.len() + 1).sum::<usize>());
+        body.push_str("{\"jobs\":[");
+        for (i, job) in jobs.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(job);
+        }
+        body.push_str("]}");
+        let mut response = self
+            .agent
+            .post(format!("{}/v1/jobs/batch", self.base))
+            .header("content-type", "application/json")
+            .send(body)
+            .unwrap_or_else(|e| panic!("batch submit: {e}"));
+        let batch: Batch = response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_json()
+            .unwrap_or_else(|e| panic!("batch answer: {e}"));
+        batch.jobs.into_iter().map(|j| j.id).collect()
+    }
 }
 
 /// The host's job counts by state.
@@ -167,9 +225,23 @@ pub fn counts(client: &Client) -> Value {
         .clone()
 }
 
-/// Polls the counts until `done` jobs are final; panics if any failed or
-/// nothing moves for a minute. Returns when it saw them all final.
-pub fn wait_final(client: &Client, done: u64) -> Instant {
+/// Waits for `last` (the job expected to finish last) with a long poll,
+/// then polls the counts until `done` jobs are final; panics if any failed
+/// or nothing moves for a minute. Returns when it saw them all final.
+pub fn wait_final(client: &Client, last_job: Option<i64>, done: u64) -> Instant {
+    if let Some(id) = last_job {
+        loop {
+            let job = client
+                .get(&format!("/v1/jobs/{id}?wait_ms=60000"))
+                .unwrap_or_else(|e| panic!("wait: {e}"));
+            if matches!(
+                job["state"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            ) {
+                break;
+            }
+        }
+    }
     let mut last = (0, Instant::now());
     loop {
         let counts = counts(client);

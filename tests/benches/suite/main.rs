@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             sections.push(scenario(&settings));
         }
     }
-    report::print(&sections);
+    report::print(&sections, quick);
     let document = report::document(&sections, quick);
     if let Some(parent) = json.parent() {
         std::fs::create_dir_all(parent).expect("the JSON's directory");

@@ -40,15 +40,12 @@ pub fn run(settings: &Settings) -> Section {
     let batches = jobs.div_ceil(BATCH);
     let threads: Vec<_> = (0..CLIENTS)
         .map(|t| {
-            let client = host.client();
-            let noop = noop.clone();
+            let submitter = host::Submitter::new(&host);
+            let job = host::noop_job(&noop, 5, HOUR_MS).to_string();
             std::thread::spawn(move || {
                 for b in (t..batches).step_by(CLIENTS) {
                     let size = BATCH.min(jobs - b * BATCH);
-                    let batch = (0..size)
-                        .map(|_| host::noop_job(&noop, 5, HOUR_MS))
-                        .collect();
-                    host::submit_batch(&client, batch);
+                    submitter.submit(&vec![job.as_str(); size]);
                 }
             })
         })
