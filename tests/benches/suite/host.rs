@@ -175,21 +175,6 @@ impl Submitter {
         }
     }
 
-    /// Submits one job (a JSON object's text); returns its id.
-    pub fn submit_one(&self, job: &str) -> i64 {
-        let mut response = self
-            .agent
-            .post(format!("{}/v1/jobs", self.base))
-            .header("content-type", "application/json")
-            .send(job)
-            .unwrap_or_else(|e| panic!("submit: {e}"));
-        let job: Id = response
-            .body_mut()
-            .read_json()
-            .unwrap_or_else(|e| panic!("submit answer: {e}"));
-        job.id
-    }
-
     /// Submits the jobs (each one JSON object's text); returns their ids.
     pub fn submit(&self, jobs: &[&str]) -> Vec<i64> {
         let mut body = String::with_capacity(16 + jobs.iter().map(|j| j.len() + 1).sum::<usize>());
