@@ -41,6 +41,27 @@ pub async fn rescue_once(queue: &Queue) -> usize {
     }
 }
 
+/// At start-up of a host that holds its store exclusively: every job still
+/// `running` was left by this host's previous process, which is gone, so
+/// each is rescued now (a `lost` attempt) instead of when its lease
+/// expires. Returns how many.
+pub async fn recover(queue: &Queue) -> usize {
+    match queue.store().rescue_all(queue.now()).await {
+        Ok(ids) => {
+            if !ids.is_empty() {
+                tracing::warn!(jobs = ?ids, "recovered jobs left running by a previous process");
+                queue.changed(ids.iter().copied());
+                queue.wake();
+            }
+            ids.len()
+        }
+        Err(error) => {
+            tracing::error!(%error, "recovering jobs left running failed");
+            0
+        }
+    }
+}
+
 /// Applies one aging step; returns how many jobs moved.
 pub async fn age_once(queue: &Queue) -> u64 {
     match queue

@@ -262,10 +262,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// last attempt. Returns the ids rescued.
     async fn rescue(&self, now: Millis) -> Result<Vec<JobId>>;
 
-    /// Every running job goes back to waiting without spending its attempt
-    /// (start-up of a single host that owns the database: nothing can be
-    /// running). Returns how many.
-    async fn release_all(&self, now: Millis) -> Result<u64>;
+    /// Every running job, expired or not, is rescued as [`rescue`] would:
+    /// a `lost` attempt, then its backoff or the dead letter. For a store
+    /// that one host holds exclusively, at that host's start-up: every
+    /// lease then belongs to its previous process, which is gone. Returns
+    /// the ids rescued.
+    ///
+    /// [`rescue`]: JobStore::rescue
+    async fn rescue_all(&self, now: Millis) -> Result<Vec<JobId>>;
 
     /// Moves a dead-lettered (`failed`) job back to `pending` with a fresh
     /// attempt budget; its old attempts are kept.

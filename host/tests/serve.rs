@@ -17,9 +17,16 @@ struct Server {
 }
 
 impl Server {
+    /// Starts a host; leases last 1 s unless `extra` sets `--lease`.
     fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let lease: &[&str] = if extra.contains(&"--lease") {
+            &[]
+        } else {
+            &["--lease", "1s"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--lease", "1s"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(lease)
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -112,10 +119,13 @@ fn final_state(job: &Value) -> bool {
     )
 }
 
+/// Killed mid-run and restarted, a host recovers the jobs its previous
+/// process left running at once: leases here last an hour, longer than the
+/// test waits.
 #[test]
 fn a_host_killed_mid_run_loses_no_job() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &["--concurrency", "1"]);
+    let mut server = Server::start(dir.path(), &["--concurrency", "1", "--lease", "1h"]);
     let fib = server.upload(guests::FIB);
     let hello = server.upload(guests::HELLO);
     let retry = json!({"backoff": "fixed", "base_ms": 10, "max_delay_ms": 10});
@@ -133,7 +143,7 @@ fn a_host_killed_mid_run_loses_no_job() {
     server.child.kill().unwrap(); // SIGKILL mid-run
     server.child.wait().unwrap();
 
-    let server = Server::start(dir.path(), &["--concurrency", "2"]);
+    let server = Server::start(dir.path(), &["--concurrency", "2", "--lease", "1h"]);
     let done = server.wait(slow, "finished", final_state);
     assert_eq!(done["state"], "completed", "{done}");
     let attempts = done["attempts"].as_array().unwrap();
@@ -143,6 +153,29 @@ fn a_host_killed_mid_run_loses_no_job() {
         let job = server.wait(id, "finished", final_state);
         assert_eq!(job["state"], "completed", "{job}");
     }
+}
+
+#[test]
+fn a_second_host_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let second = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run wasmjob serve");
+    assert_eq!(second.status.code(), Some(2));
+    let message = stderr(&second);
+    assert!(
+        message.contains("in use by another wasmjob host"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "one line: {message}");
+    // The first host is unaffected.
+    let hello = server.upload(guests::HELLO);
+    let id = server.submit(json!({"module": hello, "input": {"name": "Ada"}}));
+    let job = server.wait(id, "finished", final_state);
+    assert_eq!(job["state"], "completed", "{job}");
 }
 
 #[test]

@@ -182,9 +182,9 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
         Arc::new(SystemClock),
         config.queue_config(),
     );
-    // Jobs whose host died mid-run: rescue what has expired now; the
-    // scheduler rescues the rest as their leases run out.
-    scheduler::rescue_once(&queue).await;
+    // The store holds the data directory exclusively: whatever is still
+    // running was left by a previous process of this host, which is gone.
+    scheduler::recover(&queue).await;
     let pool = worker::Pool::start(queue.clone()).map_err(|e| format!("starting workers: {e}"))?;
     let services = tokio::spawn(scheduler::run(queue.clone()));
     let listener = tokio::net::TcpListener::bind(addr)

@@ -45,6 +45,8 @@ use writer::Writer;
 const DATABASE_FILE: &str = "wasmjob.db";
 /// The module files' directory inside the data directory.
 const MODULES_DIR: &str = "modules";
+/// The file whose lock says a store has the data directory open.
+const LOCK_FILE: &str = "wasmjob.lock";
 
 /// Where and how [`SqliteStore`] keeps its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +85,8 @@ impl StoreConfig {
 /// never more than 1,000.
 pub struct SqliteStore {
     data_dir: PathBuf,
+    /// Holds the data directory's exclusive lock until closed or dropped.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
     writer: Writer,
     readers: Arc<Readers>,
     blobs: Blobs,
@@ -92,14 +96,22 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `config.data_dir` and brings
     /// its schema up to date. Blocks briefly (file creation, migrations):
     /// call it before serving, or from a blocking thread.
+    ///
+    /// One store at a time may have a data directory open, in this process
+    /// or any other: a second open fails, naming the directory, until the
+    /// first store is closed or dropped. So every lease in the database belongs to
+    /// this store's host or to a previous process that is gone, which is
+    /// what makes [`JobStore::rescue_all`] at start-up safe.
     pub fn open(config: StoreConfig) -> Result<SqliteStore> {
         std::fs::create_dir_all(&config.data_dir)?;
+        let lock = lock(&config.data_dir)?;
         let blobs = Blobs::open(config.data_dir.join(MODULES_DIR))?;
         let path = config.data_dir.join(DATABASE_FILE);
         let mut conn = connection::open(&path, Role::Writer, config.busy_timeout)?;
         schema::migrate(&mut conn)?;
         Ok(SqliteStore {
             data_dir: config.data_dir,
+            lock: std::sync::Mutex::new(Some(lock)),
             writer: Writer::start(conn)?,
             readers: Readers::new(path, config.readers, config.busy_timeout),
             blobs,
@@ -129,6 +141,29 @@ impl SqliteStore {
                 tracing::error!("the store's writer thread panicked");
             }
         }
+        // The directory is free for the next store once the writer is done.
+        let lock = self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(lock);
+    }
+}
+
+/// Takes the data directory's exclusive lock (released when the file is
+/// closed, including when the process dies).
+fn lock(data_dir: &Path) -> Result<std::fs::File> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Conflict(format!(
+            "{} is in use by another wasmjob host (it holds {})",
+            data_dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
     }
 }
 
@@ -260,12 +295,14 @@ impl JobStore for SqliteStore {
 
     async fn rescue(&self, now: Millis) -> Result<Vec<JobId>> {
         self.writer
-            .call(move |conn| outcomes::rescue(conn, now))
+            .call(move |conn| outcomes::rescue(conn, now, outcomes::Rescue::Expired))
             .await
     }
 
-    async fn release_all(&self, _now: Millis) -> Result<u64> {
-        self.writer.call(outcomes::release_all).await
+    async fn rescue_all(&self, now: Millis) -> Result<Vec<JobId>> {
+        self.writer
+            .call(move |conn| outcomes::rescue(conn, now, outcomes::Rescue::All))
+            .await
     }
 
     async fn requeue(&self, id: JobId, now: Millis) -> Result<Job> {

@@ -1,5 +1,5 @@
 //! What happens to a running job after an attempt: a worker's result
-//! (`record`), an expired lease (`rescue`) or a shutdown (`release_all`).
+//! (`record`), or its host gone (`rescue`: an expired lease, or start-up).
 //!
 //! A result is applied only while the job is still `running` under the
 //! lease it was claimed with; anything else is stale and changes nothing.
@@ -166,20 +166,30 @@ struct Expired {
     expired_at: Millis,
 }
 
-/// Every running job whose lease expired before `now` gets a `lost`
-/// attempt, then waits for its backoff, or fails when that was its last
-/// attempt or its policy never retries.
-pub(super) fn rescue(conn: &Connection, now: Millis) -> Result<Vec<JobId>> {
-    // INDEXED BY: straight to the expired leases (see `jobs::CLAIM_CANDIDATES`).
+/// Which running jobs a rescue takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rescue {
+    /// Those whose lease expired: their host stopped renewing it.
+    Expired,
+    /// All of them: their host is known to be gone.
+    All,
+}
+
+/// Every running job whose lease expired before `now` (or every running
+/// job, for [`Rescue::All`]) gets a `lost` attempt, then waits for its
+/// backoff, or fails when that was its last attempt or its policy never
+/// retries.
+pub(super) fn rescue(conn: &Connection, now: Millis, which: Rescue) -> Result<Vec<JobId>> {
+    // INDEXED BY: straight to the running jobs (see `jobs::CLAIM_CANDIDATES`).
     let expired = conn
         .prepare_cached(
             "SELECT id, attempt, attempts_total, max_attempts, retry, started_at,
                     lease_owner, lease_expires_at
              FROM jobs INDEXED BY jobs_leases
-             WHERE state = 'running' AND lease_expires_at < ?1
+             WHERE state = 'running' AND (?2 OR lease_expires_at < ?1)
              ORDER BY id",
         )?
-        .query_map([now], |row| {
+        .query_map(params![now, which == Rescue::All], |row| {
             Ok(Expired {
                 id: row.get(0)?,
                 attempt: row.get(1)?,
@@ -194,24 +204,30 @@ pub(super) fn rescue(conn: &Connection, now: Millis) -> Result<Vec<JobId>> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut rescued = Vec::with_capacity(expired.len());
     for job in expired {
-        rescue_one(conn, &job, now)?;
+        rescue_one(conn, &job, now, which)?;
         rescued.push(job.id);
     }
     Ok(rescued)
 }
 
-fn rescue_one(conn: &Connection, job: &Expired, now: Millis) -> Result<()> {
+fn rescue_one(conn: &Connection, job: &Expired, now: Millis, which: Rescue) -> Result<()> {
     let owner = job.owner.as_deref().unwrap_or("unknown");
-    let message = format!(
-        "attempt {} was lost: the lease held by {owner} expired at {} without a result",
-        job.attempt, job.expired_at
-    );
+    let message = match which {
+        Rescue::Expired => format!(
+            "attempt {} was lost: the lease held by {owner} expired at {} without a result",
+            job.attempt, job.expired_at
+        ),
+        Rescue::All => format!(
+            "attempt {} was lost: its host {owner} stopped without a result",
+            job.attempt
+        ),
+    };
     let report = AttemptReport::Lost {
         status: "lost".to_owned(),
         owner: job.owner.clone(),
         message: message.clone(),
     };
-    let started_at = job.started_at.unwrap_or(job.expired_at);
+    let started_at = job.started_at.unwrap_or(now.min(job.expired_at));
     insert_attempt(conn, job.id, job.number, started_at, now, &report)?;
     let delay = if job.attempt >= job.max_attempts {
         None
@@ -225,11 +241,4 @@ fn rescue_one(conn: &Connection, job: &Expired, now: Millis) -> Result<()> {
         }
         None => finish(conn, job.id, "failed", now, Some(message)),
     }
-}
-
-/// Every running job goes back to waiting without spending its attempt.
-pub(super) fn release_all(conn: &Connection) -> Result<u64> {
-    let sql = format!("UPDATE jobs SET {RELEASE}, {CLEAR_LEASE} WHERE state = 'running'");
-    let released = conn.prepare_cached(&sql)?.execute([])?;
-    Ok(released as u64)
 }

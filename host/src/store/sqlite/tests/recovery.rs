@@ -100,33 +100,50 @@ async fn rescue_fails_a_job_out_of_attempts_or_without_retries() {
 }
 
 #[tokio::test]
-async fn release_all_returns_running_jobs_without_spending_attempts() {
+async fn rescue_all_takes_every_running_job_without_waiting_for_its_lease() {
     let f = fixture().await;
-    let fresh = f.submit(f.job(5, T0)).await.id;
-    let retried = f.submit(f.job(5, T0)).await.id;
-    let claimed = f.claim(2, T0).await;
-    let retry = Next::Retry {
-        run_at: T0,
-        limits: Limits::default(),
+    let first = f.submit(f.job(5, T0)).await.id;
+    let last_try = {
+        let mut job = f.job(5, T0);
+        job.max_attempts = 1;
+        f.submit(job).await.id
     };
-    let second = claimed.iter().find(|c| c.job.id == retried).unwrap();
-    f.record(second, Some(report(Err("x"))), retry, T0).await;
-    f.claim(1, T0).await;
-    assert_eq!(f.store.release_all(T0 + 1).await.unwrap(), 2);
-    let fresh = f.get(fresh).await.job;
-    assert_eq!((fresh.state, fresh.attempt), (JobState::Pending, 0));
-    let retried = f.get(retried).await;
-    assert_eq!(
-        (retried.job.state, retried.job.attempt),
-        (JobState::Retrying, 1)
+    let waiting = f.submit(f.job(5, T0 + 60_000)).await.id;
+    assert_eq!(f.claim(5, T0).await.len(), 2);
+    // Leases run until T0 + LEASE_MS: a plain rescue takes nothing yet.
+    assert!(f.store.rescue(T0 + 1).await.unwrap().is_empty());
+    let mut rescued = f.store.rescue_all(T0 + 1).await.unwrap();
+    rescued.sort_unstable();
+    assert_eq!(rescued, [first, last_try]);
+    let first = f.get(first).await;
+    assert_eq!(first.job.state, JobState::Retrying, "{first:?}");
+    assert_eq!(first.job.attempt, 1, "the lost attempt counts");
+    let lost = serde_json::to_value(&first.attempts[0].report).unwrap();
+    assert_eq!(lost["status"], "lost");
+    assert!(
+        lost["message"].as_str().unwrap().contains("stopped"),
+        "{lost}"
     );
-    assert_eq!(retried.attempts.len(), 1);
-    assert_eq!(
-        f.claim(5, T0 + 1).await.len(),
-        2,
-        "both can be claimed again"
+    assert_eq!(f.get(last_try).await.job.state, JobState::Failed);
+    assert_eq!(f.get(waiting).await.job.state, JobState::Pending);
+    assert!(
+        f.store.rescue_all(T0 + 2).await.unwrap().is_empty(),
+        "nothing runs"
     );
-    assert_eq!(f.store.release_all(T0 + 2).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_data_directory_is_open_in_one_store_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SqliteStore::open(StoreConfig::new(dir.path())).unwrap();
+    let Err(error) = SqliteStore::open(StoreConfig::new(dir.path())) else {
+        panic!("a second store opened the same directory");
+    };
+    assert!(matches!(error, Error::Conflict(_)), "{error:?}");
+    assert!(error.to_string().contains("in use"), "{error}");
+    first.close().await;
+    drop(first);
+    SqliteStore::open(StoreConfig::new(dir.path())).expect("free again once the first is gone");
 }
 
 /// A job that failed all of its `max_attempts` (3). Priority 0, so that
