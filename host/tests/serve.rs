@@ -318,3 +318,36 @@ fn an_unreachable_host_exits_4_with_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot reach the host"), "{err}");
 }
+
+/// A host that fails (HTTP 5xx): the client command exits 3 with one line
+/// carrying the host's message. The "host" is a socket that answers every
+/// request with a 500.
+#[test]
+fn a_failing_host_exits_3_with_one_line() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = r#"{"error":{"code":"internal","message":"the disk is on fire"}}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+        .args(["stats", "--url", &url])
+        .env("WASMJOB_CLIENT_CONFIG", "/nonexistent/client.toml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("the disk is on fire"), "{err}");
+}
