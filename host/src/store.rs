@@ -136,8 +136,9 @@ pub struct AttemptResult {
 pub enum Recorded {
     /// Applied.
     Applied,
-    /// The lease was no longer held (rescued, cancelled, re-claimed): the
-    /// result was discarded.
+    /// The lease was no longer held (rescued, re-claimed, or already
+    /// reported): the result was discarded. (A job cancelled while it ran
+    /// still takes its attempt's report, once: that is `Applied`.)
     Stale,
 }
 

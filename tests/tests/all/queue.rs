@@ -198,8 +198,13 @@ async fn pending_and_running_jobs_can_be_cancelled() {
     })
     .await
     .expect("the running guest was stopped");
-    let detail = host.detail(id).await;
+    // The interrupted attempt's report is filed, saying `cancelled`.
+    let detail = host
+        .wait_job(id, |d| !d.attempts.is_empty())
+        .await
+        .expect("the cancelled attempt's report");
     assert_eq!(detail.job.state, JobState::Cancelled);
+    assert_eq!(kinds(&detail), vec![Some(FailureKind::Cancelled)]);
     // A second cancel is a conflict: the job is final.
     assert!(host.queue.cancel(id).await.is_err());
     host.stop_workers().await;

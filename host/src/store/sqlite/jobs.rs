@@ -107,8 +107,9 @@ pub(super) fn renew(conn: &Connection, leases: &[Lease], until: Millis) -> Resul
     Ok(held)
 }
 
-/// Cancels a job that is not final; a running job's lease is dropped, so
-/// its worker's result will be stale.
+/// Cancels a job that is not final. A running job's lease stops counting
+/// (no renewal, no rescue) but its token is kept, so the worker's report of
+/// the interrupted attempt is still filed; the job stays cancelled.
 pub(super) fn cancel(conn: &Connection, id: JobId, now: Millis) -> Result<Job> {
     let state = state_of(conn, id)?;
     if state.is_final() {
@@ -117,7 +118,8 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Millis) -> Result<Job> {
         )));
     }
     let sql = format!(
-        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, {CLEAR_LEASE}
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, lease_owner = NULL,
+                lease_expires_at = NULL
          WHERE id = ?1 RETURNING {JOB_COLUMNS}"
     );
     Ok(conn

@@ -3,6 +3,8 @@
 //!
 //! A result is applied only while the job is still `running` under the
 //! lease it was claimed with; anything else is stale and changes nothing.
+//! One exception: a job cancelled while it ran keeps its token until the
+//! worker reports, and then only the attempt's report is filed.
 //! Attempts are numbered by the job's `attempts_total`, which counts every
 //! claim of the job and, unlike `attempt`, is not reset by a requeue.
 
@@ -33,6 +35,8 @@ pub(super) fn record(conn: &Connection, results: Vec<AttemptResult>) -> Result<V
 struct Held {
     number: u32,
     started_at: Option<Millis>,
+    /// The job was cancelled while the attempt ran.
+    cancelled: bool,
 }
 
 fn record_one(conn: &Connection, result: AttemptResult) -> Result<Recorded> {
@@ -46,6 +50,17 @@ fn record_one(conn: &Connection, result: AttemptResult) -> Result<Recorded> {
         return Ok(Recorded::Stale);
     };
     let id = lease.id;
+    if held.cancelled {
+        // Cancel won: keep the attempt's report as history, nothing else.
+        if let Some(report) = report {
+            let report = AttemptReport::Engine(Box::new(report));
+            let started_at = held.started_at.unwrap_or(now);
+            insert_attempt(conn, id, held.number, started_at, now, &report)?;
+        }
+        conn.prepare_cached("UPDATE jobs SET lease_token = NULL WHERE id = ?1")?
+            .execute([id])?;
+        return Ok(Recorded::Applied);
+    }
     if matches!(next, Next::Release) {
         let sql = format!("UPDATE jobs SET {RELEASE}, {CLEAR_LEASE} WHERE id = ?1");
         conn.prepare_cached(&sql)?.execute([id])?;
@@ -77,17 +92,19 @@ fn record_one(conn: &Connection, result: AttemptResult) -> Result<Recorded> {
     Ok(Recorded::Applied)
 }
 
-/// The attempt running under `lease`, if the lease is still held.
+/// The attempt running under `lease`, if the lease is still held (or the
+/// job was cancelled while it ran and has not reported yet).
 fn held(conn: &Connection, lease: &Lease) -> Result<Option<Held>> {
     Ok(conn
         .prepare_cached(
-            "SELECT attempts_total, started_at FROM jobs
-             WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+            "SELECT attempts_total, started_at, state = 'cancelled' FROM jobs
+             WHERE id = ?1 AND lease_token = ?2 AND state IN ('running', 'cancelled')",
         )?
         .query_row(params![lease.id, lease.token], |row| {
             Ok(Held {
                 number: row.get(0)?,
                 started_at: row.get(1)?,
+                cancelled: row.get(2)?,
             })
         })
         .optional()?)

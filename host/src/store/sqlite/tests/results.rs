@@ -132,7 +132,7 @@ async fn release_gives_the_attempt_back_without_a_report() {
 }
 
 #[tokio::test]
-async fn a_result_after_cancel_is_stale() {
+async fn a_result_after_cancel_files_its_report_and_nothing_else() {
     let f = fixture().await;
     let id = f.submit(f.job(5, T0)).await.id;
     let claimed = f.claim(1, T0).await.remove(0);
@@ -142,13 +142,21 @@ async fn a_result_after_cancel_is_stale() {
         output: b"late".to_vec(),
     };
     let recorded = f
-        .record(&claimed, Some(report(Ok("late"))), next, T0 + 2)
+        .record(&claimed, Some(report(Ok("late"))), next.clone(), T0 + 2)
         .await;
-    assert_eq!(recorded, Recorded::Stale);
+    assert_eq!(recorded, Recorded::Applied);
     let detail = f.get(id).await;
-    assert_eq!(detail.job.state, JobState::Cancelled);
+    assert_eq!(detail.job.state, JobState::Cancelled, "cancel won");
+    assert_eq!(detail.job.finished_at, Some(T0 + 1));
     assert_eq!(detail.output, None);
-    assert!(detail.attempts.is_empty());
+    assert_eq!(detail.attempts.len(), 1, "the attempt's report is kept");
+    assert_eq!(detail.attempts[0].finished_at, T0 + 2);
+    // Once: the same lease reporting again is stale.
+    let again = f
+        .record(&claimed, Some(report(Ok("late"))), next, T0 + 3)
+        .await;
+    assert_eq!(again, Recorded::Stale);
+    assert_eq!(f.get(id).await.attempts.len(), 1);
 }
 
 #[tokio::test]
