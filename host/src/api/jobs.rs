@@ -481,7 +481,8 @@ async fn page(state: &AppState, filter: JobFilter) -> Result<Json<JobPage>, ApiE
 /// Cancel a job.
 ///
 /// A pending or retrying job is cancelled at once; a running one is
-/// stopped. A final job is a conflict.
+/// stopped, and the interrupted attempt's report joins its history. A
+/// final job is a conflict.
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/cancel",
@@ -490,7 +491,8 @@ async fn page(state: &AppState, filter: JobFilter) -> Result<Json<JobPage>, ApiE
     params(JobIdParam),
     responses(
         (status = 200, description = "Cancelled: a pending or retrying job at once, a running \
-            one is stopped.", body = Job),
+            one is stopped (its interrupted attempt's report is filed when the worker \
+            reports).", body = Job),
         (status = 400, description = "`invalid_request`: not a job id.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
