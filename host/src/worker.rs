@@ -306,7 +306,9 @@ mod tests {
         }
         let recorded = store.record(released).await.unwrap();
         assert!(
-            recorded.iter().all(|r| *r == crate::store::Recorded::Applied),
+            recorded
+                .iter()
+                .all(|r| *r == crate::store::Recorded::Applied),
             "{recorded:?}"
         );
         assert!(queue.inner.running.lock().unwrap().is_empty());

@@ -21,6 +21,10 @@
 //! The JSON goes to `target/bench/suite.json` unless `--json PATH` says
 //! otherwise.
 
+/// The `wasmjob` binary's allocator: this binary is also the host child.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod concurrent;
 mod host;
 mod latency;
