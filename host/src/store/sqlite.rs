@@ -39,7 +39,7 @@ use readers::Readers;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use writer::Writer;
+use writer::{Durability, Writer};
 
 /// The database's file name inside the data directory.
 const DATABASE_FILE: &str = "wasmjob.db";
@@ -264,8 +264,12 @@ impl JobStore for SqliteStore {
         if request.limit == 0 {
             return Ok(Vec::new());
         }
+        // Lazy: a claim that a power loss undoes only means the job runs
+        // again (see `writer`).
         self.writer
-            .call(move |conn| jobs::claim(conn, &request, now))
+            .call_with(Durability::Lazy, move |conn| {
+                jobs::claim(conn, &request, now)
+            })
             .await
     }
 
@@ -274,7 +278,9 @@ impl JobStore for SqliteStore {
             return Ok(Vec::new());
         }
         self.writer
-            .call(move |conn| jobs::renew(conn, &leases, until))
+            .call_with(Durability::Lazy, move |conn| {
+                jobs::renew(conn, &leases, until)
+            })
             .await
     }
 

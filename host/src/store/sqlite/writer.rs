@@ -9,6 +9,14 @@
 //! If the commit itself fails, every command in the batch gets that error
 //! and nothing of the batch is kept.
 //!
+//! A batch is fsync'd (`synchronous = FULL`) when any of its commands is
+//! [`Durability::Durable`]. A batch of [`Durability::Lazy`] commands only (claims,
+//! lease renewals) commits without an fsync (`NORMAL`): it survives a
+//! process crash, since the WAL is in the OS's hands, and the next durable
+//! commit's fsync covers it too; only a power loss before that can undo
+//! it, which for a claim means the job runs again (delivery is at least
+//! once anyway).
+//!
 //! Knows nothing of jobs or modules: commands are opaque closures.
 
 use crate::store::{Error, Result};
@@ -22,8 +30,21 @@ use tokio::sync::oneshot;
 /// a burst waits for the others.
 pub(super) const MAX_BATCH: usize = 256;
 
+/// Whether a write must be on disk before its caller hears back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// Committed with an fsync: survives a power loss once answered.
+    Durable,
+    /// Committed without its own fsync: survives a process crash; made
+    /// durable by the next durable commit.
+    Lazy,
+}
+
 /// A queued write: applied inside a savepoint, answered after the commit.
 trait Command: Send {
+    /// Whether its batch must be fsync'd.
+    fn durability(&self) -> Durability;
+
     /// Runs the command; `false` when it failed and its savepoint must be
     /// rolled back.
     fn apply(&mut self, conn: &Connection) -> bool;
@@ -35,6 +56,7 @@ trait Command: Send {
 
 /// A command made of a closure and the channel its caller waits on.
 struct Call<T, F> {
+    durability: Durability,
     op: Option<F>,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
@@ -45,6 +67,10 @@ where
     T: Send,
     F: FnOnce(&Connection) -> Result<T> + Send,
 {
+    fn durability(&self) -> Durability {
+        self.durability
+    }
+
     fn apply(&mut self, conn: &Connection) -> bool {
         let Some(op) = self.op.take() else {
             return false;
@@ -99,17 +125,28 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.send(op)?.await.map_err(|_| closed())?
+        self.call_with(Durability::Durable, op).await
+    }
+
+    /// Runs `op` as part of the next batch; resolves once the batch is
+    /// committed, with an fsync or not as `durability` says.
+    pub(super) async fn call_with<T, F>(&self, durability: Durability, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.send(durability, op)?.await.map_err(|_| closed())?
     }
 
     /// Queues `op`; the receiver gets its result after the commit.
-    fn send<T, F>(&self, op: F) -> Result<oneshot::Receiver<Result<T>>>
+    fn send<T, F>(&self, durability: Durability, op: F) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let command = Box::new(Call {
+            durability,
             op: Some(op),
             result: None,
             reply,
@@ -161,6 +198,8 @@ fn closed() -> Error {
 
 /// The writer thread: one batch per wake-up until every sender is gone.
 fn run(conn: Connection, receiver: mpsc::Receiver<Box<dyn Command>>, batches: &AtomicU64) {
+    // The connection opens with `synchronous = FULL`.
+    let mut synced = Durability::Durable;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -170,6 +209,27 @@ fn run(conn: Connection, receiver: mpsc::Receiver<Box<dyn Command>>, batches: &A
             }
         }
         batches.fetch_add(1, Ordering::Relaxed);
+        let durability = if batch.iter().any(|c| c.durability() == Durability::Durable) {
+            Durability::Durable
+        } else {
+            Durability::Lazy
+        };
+        if durability != synced {
+            let level = match durability {
+                Durability::Durable => "PRAGMA synchronous = FULL",
+                Durability::Lazy => "PRAGMA synchronous = NORMAL",
+            };
+            if let Err(error) = control(&conn, level) {
+                // Answer the batch with the error rather than commit it
+                // with the wrong durability.
+                let why = format!("setting the commit's durability: {error}");
+                for command in batch {
+                    command.reply(Some(&why));
+                }
+                continue;
+            }
+            synced = durability;
+        }
         commit_batch(&conn, batch);
     }
 }
@@ -252,7 +312,7 @@ mod tests {
         let (release, wait) = mpsc::channel::<()>();
         let (entered, is_in) = oneshot::channel();
         let held = writer
-            .send(move |_| {
+            .send(Durability::Durable, move |_| {
                 let _ = entered.send(());
                 let _ = wait.recv();
                 Ok(())
@@ -261,7 +321,7 @@ mod tests {
         is_in.await.unwrap();
         let queued: Vec<_> = [1, 2, 1, 3]
             .into_iter()
-            .map(|v| writer.send(insert(v)).unwrap())
+            .map(|v| writer.send(Durability::Durable, insert(v)).unwrap())
             .collect();
         release.send(()).unwrap();
         held.await.unwrap().unwrap();
@@ -285,10 +345,59 @@ mod tests {
     async fn a_closed_writer_refuses_commands_after_finishing_the_queue() {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(dir.path());
-        let queued = writer.send(insert(7)).unwrap();
+        let queued = writer.send(Durability::Durable, insert(7)).unwrap();
         let thread = writer.close().unwrap();
         assert_eq!(queued.await.unwrap().unwrap(), 7);
         thread.join().unwrap();
         assert!(writer.call(insert(8)).await.is_err());
+    }
+
+    fn synchronous(conn: &Connection) -> Result<i64> {
+        Ok(conn.query_row("PRAGMA synchronous", [], |row| row.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn lazy_batches_commit_without_fsync_and_a_durable_command_makes_its_batch_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(dir.path());
+        // 1 is NORMAL (no fsync at commit in WAL mode), 2 is FULL.
+        assert_eq!(
+            writer
+                .call_with(Durability::Lazy, synchronous)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            writer
+                .call_with(Durability::Durable, synchronous)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            writer
+                .call_with(Durability::Lazy, synchronous)
+                .await
+                .unwrap(),
+            1
+        );
+        // A lazy and a durable command in one batch: the batch is durable.
+        let (release, wait) = mpsc::channel::<()>();
+        let (entered, is_in) = oneshot::channel();
+        let held = writer
+            .send(Durability::Lazy, move |_| {
+                let _ = entered.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+            .unwrap();
+        is_in.await.unwrap();
+        let lazy = writer.send(Durability::Lazy, synchronous).unwrap();
+        let durable = writer.send(Durability::Durable, synchronous).unwrap();
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert_eq!(lazy.await.unwrap().unwrap(), 2);
+        assert_eq!(durable.await.unwrap().unwrap(), 2);
     }
 }
