@@ -20,7 +20,8 @@ const START_STOP: Duration = Duration::from_secs(120);
 
 /// `wasmjob serve` in a child process, listening on a free local port.
 pub struct HostProcess {
-    child: Child,
+    /// `None` once stopped.
+    child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// When the process was spawned.
@@ -80,11 +81,15 @@ impl HostProcess {
             }
         });
         HostProcess {
-            child,
+            child: Some(child),
             url,
             spawned,
             listening,
         }
+    }
+
+    fn id(&self) -> u32 {
+        self.child.as_ref().expect("a running host").id()
     }
 
     /// A new client (one keep-alive connection) of this host.
@@ -94,7 +99,7 @@ impl HostProcess {
 
     /// The host's resident memory now and at its peak, in bytes.
     pub fn rss(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.id()))
             .expect("/proc status of the host");
         let field = |name: &str| {
             status
@@ -109,26 +114,30 @@ impl HostProcess {
     /// Stops the host with SIGTERM (a graceful shutdown) and waits.
     pub fn stop(mut self) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.id().to_string()])
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + START_STOP;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the host") {
-                assert!(status.success(), "the host exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "the host did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Wait for the exit on a thread, so the wait can have a deadline.
+        let mut child = self.child.take().expect("a running host");
+        let (exited, exit) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = exited.send(child.wait());
+        });
+        let status = exit
+            .recv_timeout(START_STOP)
+            .expect("the host did not stop")
+            .expect("waiting for the host");
+        assert!(status.success(), "the host exited with {status}");
     }
 }
 
 impl Drop for HostProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

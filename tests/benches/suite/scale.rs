@@ -92,24 +92,22 @@ pub fn run(settings: &Settings) -> Section {
         "×",
         Target::AtMost(2.0),
     );
-    section.figure("store claim of 1 job, p50: 1,000 jobs", empty.one.p50, "ms");
-    section.target(
-        "  with the backlog, × 1,000 jobs",
-        ratio(full.one.p50, empty.one.p50),
-        "×",
-        Target::AtMost(2.0),
-    );
-    section.figure(
-        "store claim of 256 jobs, p50: 1,000 jobs",
-        empty.batch.p50,
-        "ms",
-    );
-    section.target(
-        "  with the backlog, × 1,000 jobs",
-        ratio(full.batch.p50, empty.batch.p50),
-        "×",
-        Target::AtMost(2.0),
-    );
+    for (size, small, backlog) in [
+        ("1 job", &empty.one, &full.one),
+        ("256 jobs", &empty.batch, &full.batch),
+    ] {
+        section.figure(
+            format!("store claim of {size}, p50: 1,000 jobs"),
+            small.p50,
+            "ms",
+        );
+        section.target(
+            "  with the backlog, × 1,000 jobs",
+            ratio(backlog.p50, small.p50),
+            "×",
+            Target::AtMost(2.0),
+        );
+    }
     section.set(
         "scale",
         json!({
