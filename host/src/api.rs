@@ -13,13 +13,12 @@ mod host_info;
 mod jobs;
 mod modules;
 pub mod openapi;
+pub mod views;
 
 pub use error::ApiError;
 
 use error::ErrorBody;
 
-use crate::job::RetryPolicy;
-use crate::limits::Limits;
 use crate::queue::Queue;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
@@ -32,15 +31,10 @@ use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-/// Defaults applied to submitted jobs and request bounds.
+/// What the HTTP layer itself bounds and checks. (What a job may ask for
+/// is the queue's policy, not the API's.)
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    /// Limits of a job that does not set them.
-    pub default_limits: Limits,
-    /// Retry policy of a job that does not set one.
-    pub default_retry: RetryPolicy,
-    /// Attempts of a job that does not say.
-    pub default_max_attempts: u32,
     /// Largest JSON body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Largest module upload accepted, in bytes.
@@ -52,9 +46,6 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            default_limits: Limits::default(),
-            default_retry: RetryPolicy::default(),
-            default_max_attempts: crate::job::DEFAULT_MAX_ATTEMPTS,
             max_body_bytes: 16 * 1024 * 1024,
             max_module_bytes: 64 * 1024 * 1024,
             token: None,
@@ -220,7 +211,7 @@ async fn healthz() -> Json<HealthStatus> {
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.queue.store().ping().await {
+    match state.queue.ready().await {
         Ok(()) => Json(HealthStatus { status: "ready" }).into_response(),
         Err(error) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -5,8 +5,9 @@
 
 use crate::api::ApiConfig;
 use crate::engine::EngineConfig;
-use crate::job::{DEFAULT_MAX_ATTEMPTS, Escalation, RetryPolicy};
+use crate::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY};
 use crate::limits::Limits;
+use crate::policy::{Ceilings, Defaults, Escalation, Policy, RetryPolicy};
 use crate::queue::QueueConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct Config {
     pub max_attempts: u32,
     /// Limit escalation on retries.
     pub escalation: Escalation,
+    /// The most a job may ask for.
+    pub ceilings: Ceilings,
     /// The sandbox.
     pub engine: EngineSection,
 }
@@ -71,8 +74,6 @@ pub struct QueueSection {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
-    /// Ceiling of any job's memory limit, bytes.
-    pub max_memory_bytes: u64,
     /// Largest module accepted, bytes.
     pub max_module_bytes: u64,
     /// Compile time limit, ms.
@@ -91,6 +92,7 @@ impl Default for Config {
             retry: RetryPolicy::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             escalation: Escalation::default(),
+            ceilings: Ceilings::default(),
             engine: EngineSection::default(),
         }
     }
@@ -123,7 +125,6 @@ impl Default for EngineSection {
     fn default() -> Self {
         let e = EngineConfig::default();
         EngineSection {
-            max_memory_bytes: e.max_memory_bytes,
             max_module_bytes: e.max_module_bytes,
             compile_timeout_ms: e.compile_timeout.as_millis() as u64,
             fuel_metering: e.fuel_metering,
@@ -142,6 +143,17 @@ impl Config {
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    /// The job policy this configuration describes, or its problems.
+    pub fn policy(&self) -> Result<Policy, Vec<String>> {
+        let defaults = Defaults {
+            limits: self.limits,
+            retry: self.retry,
+            max_attempts: self.max_attempts,
+            priority: DEFAULT_PRIORITY,
+        };
+        Policy::new(defaults, self.ceilings, self.escalation)
     }
 
     /// Lists every problem, or returns the parsed listen address.
@@ -170,20 +182,8 @@ impl Config {
         if self.queue.aging_ms < 1 {
             problems.push("queue.aging_ms must be at least 1".to_owned());
         }
-        if self.max_attempts == 0 {
-            problems.push("max_attempts must be at least 1".to_owned());
-        }
-        if let Err(e) = self.retry.validate() {
-            problems.push(e);
-        }
-        if self.limits.memory_bytes > self.engine.max_memory_bytes {
-            problems.push(format!(
-                "limits.memory_bytes ({}) is above engine.max_memory_bytes ({})",
-                self.limits.memory_bytes, self.engine.max_memory_bytes
-            ));
-        }
-        if self.escalation.factor < 1.0 {
-            problems.push("escalation.factor must be at least 1.0".to_owned());
+        if let Err(policy) = self.policy() {
+            problems.extend(policy);
         }
         match (listen, problems.is_empty()) {
             (Ok(addr), true) => Ok(addr),
@@ -195,7 +195,8 @@ impl Config {
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             concurrency: self.queue.concurrency.min(u32::MAX as usize) as u32,
-            max_memory_bytes: self.engine.max_memory_bytes,
+            // A sandbox slot holds the largest memory a job may ask for.
+            max_memory_bytes: self.ceilings.memory_bytes,
             fuel_metering: self.engine.fuel_metering,
             cache_dir: Some(self.data_dir.join("artifacts")),
             compile_timeout: std::time::Duration::from_millis(self.engine.compile_timeout_ms),
@@ -204,24 +205,22 @@ impl Config {
         }
     }
 
-    /// The queue's configuration.
-    pub fn queue_config(&self) -> QueueConfig {
-        QueueConfig {
+    /// The queue's configuration; fails when the policy does (call
+    /// [`validate`](Self::validate) first to hear of every problem).
+    pub fn queue_config(&self) -> Result<QueueConfig, Vec<String>> {
+        Ok(QueueConfig {
             owner: format!("wasmjob-{}", std::process::id()),
             concurrency: self.queue.concurrency,
             lease_ms: self.queue.lease_ms,
-            escalation: self.escalation,
             aging_ms: self.queue.aging_ms,
             shutdown_grace_ms: self.queue.shutdown_grace_ms,
-        }
+            policy: self.policy()?,
+        })
     }
 
     /// The API's configuration.
     pub fn api_config(&self) -> ApiConfig {
         ApiConfig {
-            default_limits: self.limits,
-            default_retry: self.retry,
-            default_max_attempts: self.max_attempts,
             max_body_bytes: self.server.max_body_bytes,
             max_module_bytes: self.engine.max_module_bytes as usize,
             token: self.server.token.clone(),
@@ -248,8 +247,33 @@ mod tests {
         assert_eq!(config.queue.concurrency, 3);
         assert_eq!(config.limits.fuel, 10);
         assert_eq!(config.limits.timeout_ms, Limits::default().timeout_ms);
-        assert_eq!(config.retry.backoff, crate::job::Backoff::Linear);
+        assert_eq!(config.retry.backoff, crate::policy::Backoff::Linear);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn escalation_and_defaults_are_checked_against_the_ceilings() {
+        let config = Config::from_toml(
+            "[ceilings]\nmemory_bytes = 268435456\nfuel = 1000\n[limits]\nfuel = 2000\n",
+        )
+        .unwrap();
+        let problems = config.validate().unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("default limits.fuel: 2000 is above")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains(
+                "escalation.max_memory_bytes (536870912) is above ceilings.memory_bytes (268435456)"
+            )),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("escalation.max_fuel")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -2,13 +2,24 @@
 //!
 //! The crate is laid out one concern per module:
 //!
-//! - [`limits`] and [`report`]: the job vocabulary shared by every other
-//!   module (what a job may use, what happened when it ran). No I/O.
+//! - [`job`], [`limits`], [`report`], [`json`]: the vocabulary shared by
+//!   every other module (a job, what it may use, what happened when it
+//!   ran, its JSON). Plain data, no I/O, no wire format.
+//! - [`policy`]: the one owner of job rules: admission (defaults and
+//!   bounds) and `decide` (what follows an attempt).
 //! - [`engine`]: the only module that knows wasmtime. It loads modules
 //!   (validate, compile, cache) and runs one invocation in a fresh sandbox,
 //!   returning a [`report::Report`].
-//! - [`units`]: parsing of human-friendly sizes and durations for the CLI.
-//! - [`cli`]: the `wasmjob` command line.
+//! - [`store`]: the only module with SQL; [`store::JobStore`] is the
+//!   contract every backend implements.
+//! - [`queue`]: the one door to the jobs, for the API, the workers and the
+//!   scheduler.
+//! - [`worker`] and [`scheduler`]: the pool (claim, run, record) and the
+//!   background services (rescue, aging).
+//! - [`api`]: the only module that knows HTTP (as a server); [`client`]
+//!   and [`cli`]: the command line.
+//! - [`config`], [`clock`], [`units`]: configuration, time, and parsing of
+//!   human-friendly sizes and durations.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the codemap and the
 //! invariants.
@@ -22,7 +33,9 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod job;
+pub mod json;
 pub mod limits;
+pub mod policy;
 pub mod queue;
 pub mod report;
 pub mod scheduler;

@@ -4,7 +4,7 @@
 //! job, and every report repeats the limits its attempt ran with. Each
 //! default is a named constant with the reason for its value.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::time::Duration;
 
 /// Default fuel: about five seconds of straight-line wasm on this class of
@@ -28,31 +28,24 @@ pub const DEFAULT_LOG_BYTES: u64 = 256 * 1024;
 /// Default bytes kept from the end of stdout and of stderr for the report.
 pub const DEFAULT_STDIO_TAIL_BYTES: u64 = 16 * 1024;
 
-/// Limits for one invocation. Serialized with explicit units in the field
-/// names so that JSON clients never guess.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Limits for one invocation, with explicit units in the field names. In
+/// the config file, the `[limits]` section (the defaults of a job).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel budget (roughly one unit per wasm instruction).
-    #[schema(required = true)]
     pub fuel: u64,
     /// Maximum linear memory in bytes, summed over all memories.
-    #[schema(required = true)]
     pub memory_bytes: u64,
     /// Wall-clock timeout in milliseconds.
-    #[schema(required = true)]
     pub timeout_ms: u64,
     /// Maximum size of the job's output in bytes.
-    #[schema(required = true)]
     pub output_bytes: u64,
     /// Maximum number of log records kept.
-    #[schema(required = true)]
     pub log_records: u32,
     /// Maximum total bytes of log messages kept.
-    #[schema(required = true)]
     pub log_bytes: u64,
     /// Bytes kept from the end of stdout and of stderr.
-    #[schema(required = true)]
     pub stdio_tail_bytes: u64,
 }
 

@@ -1,20 +1,29 @@
-//! The queue: what the API and the CLI call. It validates requests, keeps
-//! the engine's module cache in step with the store, wakes the workers on
-//! submit, and reaches running jobs (cancel, progress).
+//! The queue: the one door to the jobs. The API (and through it the CLI),
+//! the worker pool and the scheduler call it; it calls the store, the
+//! engine and the policy.
+//!
+//! It owns the paths every caller shares: [`Queue::submit`] turns
+//! [`JobSpec`]s into stored jobs (module resolved, the policy's defaults
+//! and bounds applied, one durable commit), the module cache is kept in
+//! step with uploads and deletions, workers are woken on submit, cancels
+//! reach the jobs this host holds (through the worker pool's [`Registry`]),
+//! and long polls ([`Queue::wait`]) and test signals ([`Queue::changes`])
+//! hear about every change this host makes.
 //!
 //! It knows the store only through [`JobStore`] and wasmtime only through
 //! [`Engine`]; it knows nothing of HTTP.
 
 use crate::clock::{Clock, Millis};
-use crate::engine::{CancelToken, Engine, LoadError, Module};
-use crate::job::{Escalation, Job, JobId, NewJob, RetryPolicy};
+use crate::engine::{Engine, LoadError, Module};
+use crate::job::{Job, JobDetail, JobId, ModuleRef};
+use crate::policy::{Invalid, JobSpec, Policy};
 use crate::report::Progress;
-use crate::store::{self, JobDetail, JobFilter, JobStore, ModuleRecord};
+use crate::store::{self, JobFilter, JobStore, ModuleRecord, StateCounts};
+use crate::worker::Registry;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +31,18 @@ pub enum Error {
     /// The module was refused by the engine.
     #[error("{0}")]
     InvalidModule(#[from] LoadError),
-    /// A request field is invalid; the message names it.
+    /// A request field is invalid; names the field.
     #[error("{0}")]
-    Invalid(String),
-    /// From the store: not found, conflict, or a failure.
+    Invalid(#[from] Invalid),
+    /// Job number `index` of a submission is invalid.
+    #[error("job {index}: {invalid}")]
+    InvalidJob {
+        /// Its position in the submission, from 0.
+        index: usize,
+        /// What is wrong with it.
+        invalid: Invalid,
+    },
+    /// From the store: not found, conflict, too large, or a failure.
     #[error(transparent)]
     Store(#[from] store::Error),
     /// The host failed (e.g. a task panicked).
@@ -39,18 +56,18 @@ const RESOLVED_CACHE: usize = 1_024;
 /// Queue behaviour that is not per job.
 #[derive(Clone, Debug)]
 pub struct QueueConfig {
-    /// Name written as the lease owner.
+    /// This host's name, written as the lease owner.
     pub owner: String,
     /// How many jobs run at once.
     pub concurrency: usize,
     /// How long a lease lasts without renewal, in ms.
     pub lease_ms: i64,
-    /// Limit escalation after out_of_fuel, memory_limit or timeout.
-    pub escalation: Escalation,
     /// Aging: a due job waiting this long gains one priority step.
     pub aging_ms: i64,
     /// How long running jobs may take to finish at shutdown, in ms.
     pub shutdown_grace_ms: u64,
+    /// The operator's rules for jobs: defaults, ceilings, escalation.
+    pub policy: Policy,
 }
 
 impl Default for QueueConfig {
@@ -59,27 +76,26 @@ impl Default for QueueConfig {
             owner: "wasmjob".to_owned(),
             concurrency: 8,
             lease_ms: 30_000,
-            escalation: Escalation::default(),
             aging_ms: 60_000,
             shutdown_grace_ms: 10_000,
+            policy: Policy::default(),
         }
     }
 }
 
-/// A job this process holds the lease of: claimed and waiting in the
-/// worker's local buffer, or running.
-pub(crate) struct Running {
-    pub cancel: CancelToken,
-    pub token: String,
-    pub progress: Arc<Mutex<Option<Progress>>>,
-    /// Whether it has left the buffer and is running.
-    pub started: bool,
+/// What this host knows live about a job it runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Live {
+    /// Its latest progress.
+    pub progress: Option<Progress>,
+    /// When its current attempt started running.
+    pub running_since: Option<Millis>,
 }
 
 /// Module references already resolved, and how many times modules have
 /// changed (a read that started before a change is not cached).
 #[derive(Default)]
-pub(crate) struct Resolved {
+struct Resolved {
     generation: u64,
     records: HashMap<String, ModuleRecord>,
 }
@@ -87,24 +103,26 @@ pub(crate) struct Resolved {
 /// The queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub store: Arc<dyn JobStore>,
-    pub engine: Engine,
-    pub clock: Arc<dyn Clock>,
-    pub config: QueueConfig,
-    pub wake: Notify,
-    pub running: Mutex<HashMap<JobId, Running>>,
+struct Inner {
+    store: Arc<dyn JobStore>,
+    engine: Engine,
+    clock: Arc<dyn Clock>,
+    config: QueueConfig,
+    registry: Arc<Registry>,
+    wake: Notify,
     /// Callers of [`Queue::wait`], by job: told when the job may have
     /// changed state.
-    pub waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<()>>>>,
-    /// Module references (hash or name) already resolved. Only this queue
-    /// changes modules, and it clears the cache whenever it does, so an
-    /// entry is never stale.
-    pub resolved: Mutex<Resolved>,
-    pub shutting_down: AtomicBool,
+    waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<()>>>>,
+    /// Counts the changes this host made, for [`Queue::changes`].
+    changes: watch::Sender<u64>,
+    /// Module references (hash or name) already resolved. Per host: only
+    /// this host's queue changes modules in its store, and it clears the
+    /// cache whenever it does, so an entry is never stale. (A second host
+    /// on a shared store would need to hear of other hosts' changes.)
+    resolved: Mutex<Resolved>,
 }
 
 impl Queue {
@@ -121,16 +139,16 @@ impl Queue {
                 engine,
                 clock,
                 config,
+                registry: Arc::new(Registry::new()),
                 wake: Notify::new(),
-                running: Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
+                changes: watch::Sender::new(0),
                 resolved: Mutex::new(Resolved::default()),
-                shutting_down: AtomicBool::new(false),
             }),
         }
     }
 
-    /// The store.
+    /// The store (for the worker pool and the scheduler).
     pub fn store(&self) -> &Arc<dyn JobStore> {
         &self.inner.store
     }
@@ -145,6 +163,16 @@ impl Queue {
         &self.inner.config
     }
 
+    /// The operator's rules for jobs.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.config.policy
+    }
+
+    /// The jobs this host holds (owned by the worker pool).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
     /// The current time by the queue's clock.
     pub fn now(&self) -> Millis {
         self.inner.clock.now()
@@ -155,6 +183,13 @@ impl Queue {
         self.inner.wake.notify_waiters();
         self.inner.wake.notify_one();
     }
+
+    /// Resolves when [`wake`](Self::wake) is called.
+    pub(crate) async fn woken(&self) {
+        self.inner.wake.notified().await
+    }
+
+    // ---- modules ----
 
     /// Validates `bytes` with the engine (compiling them, off the async
     /// threads) and stores them. Idempotent.
@@ -185,16 +220,30 @@ impl Queue {
         Ok(record?)
     }
 
-    /// Deletes a module (by hash or name) that no waiting or running job
-    /// needs; returns its record.
-    pub async fn delete_module(&self, module: &str) -> Result<ModuleRecord, Error> {
-        let record = self
+    /// A module by hash or name.
+    pub async fn module(&self, reference: &str) -> Result<ModuleRecord, Error> {
+        Ok(self
             .inner
             .store
-            .module(module)
+            .module(reference)
             .await?
-            .ok_or_else(|| store::Error::NotFound(format!("module `{module}` not found")))?;
-        let deleted = self.inner.store.delete_module(&record.hash).await;
+            .ok_or_else(|| store::Error::module_not_found(reference))?)
+    }
+
+    /// Every module, newest first.
+    pub async fn modules(&self) -> Result<Vec<ModuleRecord>, Error> {
+        Ok(self.inner.store.modules().await?)
+    }
+
+    /// Deletes a module (by hash or name) that no waiting or running job
+    /// needs; returns its record.
+    pub async fn delete_module(&self, reference: &str) -> Result<ModuleRecord, Error> {
+        let record = self.module(reference).await?;
+        let deleted = self
+            .inner
+            .store
+            .delete_module_unless_needed(&record.hash)
+            .await;
         self.forget_resolved();
         deleted?;
         if let Ok(hash) = blake3::Hash::from_hex(&record.hash) {
@@ -210,8 +259,8 @@ impl Queue {
     }
 
     /// The loaded module for `hash`, loading it from the store if this
-    /// process has not yet.
-    pub async fn module(&self, hash: &str) -> Result<Module, Error> {
+    /// host has not yet.
+    pub async fn loaded(&self, hash: &str) -> Result<Module, Error> {
         if let Ok(parsed) = blake3::Hash::from_hex(hash)
             && let Some(module) = self.inner.engine.get(&parsed)
         {
@@ -227,76 +276,107 @@ impl Queue {
 
     /// Resolves a module reference (hash or name) to its record; after the
     /// first time, from memory.
-    pub async fn resolve(&self, module: &str) -> Result<ModuleRecord, Error> {
+    pub async fn resolve(&self, reference: &str) -> Result<ModuleRecord, Error> {
         let generation = {
             let resolved = self.inner.resolved.lock().expect("resolved modules");
-            if let Some(record) = resolved.records.get(module) {
+            if let Some(record) = resolved.records.get(reference) {
                 return Ok(record.clone());
             }
             resolved.generation
         };
-        let record =
-            self.inner.store.module(module).await?.ok_or_else(|| {
-                Error::Invalid(format!("unknown module `{module}`: upload it first"))
-            })?;
+        let record = self.inner.store.module(reference).await?.ok_or_else(|| {
+            Invalid::new(
+                "module",
+                format!("unknown module `{reference}`: upload it first"),
+            )
+        })?;
         let mut resolved = self.inner.resolved.lock().expect("resolved modules");
         // Modules changed while we read: what we read may be stale.
         if resolved.generation == generation {
             if resolved.records.len() >= RESOLVED_CACHE {
                 resolved.records.clear();
             }
-            resolved.records.insert(module.to_owned(), record.clone());
+            resolved
+                .records
+                .insert(reference.to_owned(), record.clone());
         }
         Ok(record)
     }
 
-    /// Submits jobs in one durable commit and wakes the workers.
-    pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<Job>, Error> {
-        for job in &jobs {
-            validate_job(job)?;
+    // ---- jobs ----
+
+    /// Submits jobs: resolves each one's module, applies the policy (the
+    /// operator's defaults, every bound), and stores them all in one
+    /// durable commit, or none. Every way of creating jobs goes through
+    /// here.
+    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Job>, Error> {
+        let now = self.now();
+        let mut jobs = Vec::with_capacity(specs.len());
+        for (index, spec) in specs.into_iter().enumerate() {
+            let refused = |invalid| Error::InvalidJob { index, invalid };
+            let record = match self.resolve(&spec.module).await {
+                Ok(record) => record,
+                Err(Error::Invalid(invalid)) => return Err(refused(invalid)),
+                Err(other) => return Err(other),
+            };
+            let name = if spec.module == record.hash {
+                record.name.clone()
+            } else {
+                Some(spec.module.clone())
+            };
+            let module = ModuleRef {
+                hash: record.hash,
+                name,
+            };
+            jobs.push(self.policy().admit(spec, module, now).map_err(refused)?);
         }
-        let jobs = self.inner.store.submit(jobs, self.now()).await?;
+        let jobs = self.inner.store.insert_jobs(jobs, now).await?;
         self.wake();
+        self.changed(jobs.iter().map(|job| job.id));
         Ok(jobs)
     }
 
-    /// Cancels a job; a running one is stopped at once.
+    /// Cancels a job; one this host runs is stopped at once.
     pub async fn cancel(&self, id: JobId) -> Result<Job, Error> {
-        let job = self.inner.store.cancel(id, self.now()).await?;
-        if let Some(running) = self.inner.running.lock().expect("running map").get(&id) {
-            running.cancel.cancel();
-        }
+        let job = self.inner.store.cancel_unless_final(id, self.now()).await?;
+        self.inner.registry.cancel(id);
         self.changed([id]);
         Ok(job)
     }
 
     /// Moves a dead-lettered job back to pending.
     pub async fn requeue(&self, id: JobId) -> Result<Job, Error> {
-        let job = self.inner.store.requeue(id, self.now()).await?;
+        let job = self.inner.store.requeue_if_failed(id, self.now()).await?;
         self.wake();
+        self.changed([id]);
         Ok(job)
     }
 
-    /// One job with everything stored about it, plus live progress.
-    pub async fn job(&self, id: JobId) -> Result<(JobDetail, Option<Progress>), Error> {
+    /// Deletes dead-lettered jobs (these, or all when `ids` is empty);
+    /// returns how many.
+    pub async fn purge(&self, ids: Vec<JobId>) -> Result<u64, Error> {
+        let purged = self.inner.store.purge_failed(ids.clone()).await?;
+        self.changed(ids);
+        Ok(purged)
+    }
+
+    /// One job with everything stored about it, plus what this host knows
+    /// live (progress, when its running attempt started).
+    pub async fn job(&self, id: JobId) -> Result<(JobDetail, Live), Error> {
         let detail = self
             .inner
             .store
             .job(id)
             .await?
-            .ok_or_else(|| store::Error::NotFound(format!("job {id}")))?;
-        Ok((detail, self.progress(id)))
+            .ok_or_else(|| store::Error::job_not_found(id))?;
+        Ok((detail, self.live(id)))
     }
 
     /// Like [`job`](Self::job), but first waits up to `wait` for the job
     /// to be final (completed, failed or cancelled). Returns the job as it
     /// is when it becomes final or the wait ends, whichever is first. The
     /// wait is wall-clock time: it bounds an HTTP request, not a job.
-    pub async fn wait(
-        &self,
-        id: JobId,
-        wait: Duration,
-    ) -> Result<(JobDetail, Option<Progress>), Error> {
+    pub async fn wait(&self, id: JobId, wait: Duration) -> Result<(JobDetail, Live), Error> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Register before reading, so a change between the read and
@@ -324,18 +404,66 @@ impl Queue {
         }
     }
 
-    /// Tells callers of [`wait`](Self::wait) that these jobs may have
-    /// changed state.
-    pub(crate) fn changed(&self, ids: impl IntoIterator<Item = JobId>) {
-        let mut waiters = self.waiters();
-        if waiters.is_empty() {
-            return;
+    /// Lists jobs.
+    pub async fn list(&self, filter: JobFilter) -> Result<Vec<Job>, Error> {
+        Ok(self.inner.store.list(filter).await?)
+    }
+
+    /// Jobs per state, in the whole store.
+    pub async fn counts(&self) -> Result<StateCounts, Error> {
+        Ok(self.inner.store.counts().await?)
+    }
+
+    /// Succeeds when the store answers.
+    pub async fn ready(&self) -> Result<(), Error> {
+        Ok(self.inner.store.ping().await?)
+    }
+
+    /// Ids of the jobs running on this host (not those claimed ahead and
+    /// waiting for a slot).
+    pub fn running(&self) -> Vec<JobId> {
+        self.inner
+            .registry
+            .snapshot()
+            .into_iter()
+            .filter(|held| matches!(held.phase, crate::worker::Phase::Running { .. }))
+            .map(|held| held.id)
+            .collect()
+    }
+
+    /// What this host knows live about job `id`.
+    pub fn live(&self, id: JobId) -> Live {
+        Live {
+            progress: self.inner.registry.progress(id),
+            running_since: self.inner.registry.running_since(id),
         }
-        for id in ids {
-            for told in waiters.remove(&id).into_iter().flatten() {
-                let _ = told.send(());
+    }
+
+    // ---- signals ----
+
+    /// Tells long polls and [`changes`](Self::changes) subscribers that
+    /// these jobs may have changed.
+    pub(crate) fn changed(&self, ids: impl IntoIterator<Item = JobId>) {
+        {
+            let mut waiters = self.waiters();
+            if !waiters.is_empty() {
+                for id in ids {
+                    for told in waiters.remove(&id).into_iter().flatten() {
+                        let _ = told.send(());
+                    }
+                }
             }
         }
+        if !self.inner.changes.is_closed() {
+            self.inner.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// A signal that ticks whenever this host changes a job: a submit, a
+    /// job starting, an outcome written, a cancel, a requeue, a purge, a
+    /// rescue. Tests wait on it instead of sleeping.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Vec<oneshot::Sender<()>>>> {
@@ -352,81 +480,26 @@ impl Queue {
             }
         }
     }
-
-    /// The latest progress of a job running in this process.
-    pub fn progress(&self, id: JobId) -> Option<Progress> {
-        let running = self.inner.running.lock().expect("running map");
-        running
-            .get(&id)
-            .and_then(|r| r.progress.lock().expect("progress").clone())
-    }
-
-    /// Lists jobs.
-    pub async fn list(&self, filter: JobFilter) -> Result<Vec<Job>, Error> {
-        Ok(self.inner.store.list(filter).await?)
-    }
-
-    /// Ids of the jobs running in this process (not those claimed and
-    /// still waiting in the worker's buffer).
-    pub fn running(&self) -> Vec<JobId> {
-        let mut ids: Vec<_> = self
-            .inner
-            .running
-            .lock()
-            .expect("running map")
-            .iter()
-            .filter(|(_, r)| r.started)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutting_down.load(Ordering::SeqCst)
-    }
 }
 
 /// Checks a module name: short, printable, not a hash.
-pub fn validate_name(name: &str) -> Result<(), Error> {
+pub fn validate_name(name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if !ok {
-        return Err(Error::Invalid(format!(
-            "invalid module name `{name}`: use 1-128 characters from A-Z a-z 0-9 - _ . /"
-        )));
+        return Err(Invalid::new(
+            "name",
+            format!("invalid module name `{name}`: use 1-128 characters from A-Z a-z 0-9 - _ . /"),
+        ));
     }
     if blake3::Hash::from_hex(name).is_ok() {
-        return Err(Error::Invalid(
-            "invalid module name: it looks like a hash".to_owned(),
+        return Err(Invalid::new(
+            "name",
+            "invalid module name: it looks like a hash",
         ));
     }
     Ok(())
-}
-
-fn validate_job(job: &NewJob) -> Result<(), Error> {
-    if job.priority > crate::job::PRIORITY_LOW {
-        return Err(Error::Invalid(format!(
-            "priority {} is out of range: use 0 (critical) to 10 (low)",
-            job.priority
-        )));
-    }
-    if job.max_attempts == 0 {
-        return Err(Error::Invalid("max_attempts must be at least 1".to_owned()));
-    }
-    validate_retry(&job.retry)?;
-    if job.limits.timeout_ms == 0 {
-        return Err(Error::Invalid(
-            "limits.timeout_ms must be greater than 0".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_retry(retry: &RetryPolicy) -> Result<(), Error> {
-    retry.validate().map_err(Error::Invalid)
 }

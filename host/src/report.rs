@@ -2,16 +2,19 @@
 //!
 //! A report is data, never an error: every trap, limit, timeout and guest
 //! error of a job ends up here with the figures needed to understand it. The
-//! engine produces reports; the queue stores one per attempt; the API and the
-//! CLI print them.
+//! engine produces reports; the queue stores one per attempt (an
+//! [`AttemptReport`], which is the engine's report or one the host made when
+//! it could not run the attempt); the API and the CLI show them.
+//!
+//! Plain data: the store keeps its own encoding of reports and the API its
+//! own view, so neither format leaks into the other.
 
+use crate::json::Json;
 use crate::limits::Limits;
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// How a module is run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ModuleKind {
     /// A component implementing the `wasmjob:job` world.
     Component,
@@ -19,18 +22,32 @@ pub enum ModuleKind {
     Command,
 }
 
-impl fmt::Display for ModuleKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ModuleKind {
+    /// Both kinds.
+    pub const ALL: [ModuleKind; 2] = [ModuleKind::Component, ModuleKind::Command];
+
+    /// The snake_case name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
             ModuleKind::Component => "component",
             ModuleKind::Command => "command",
-        })
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s names.
+    pub fn parse(text: &str) -> Option<ModuleKind> {
+        ModuleKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+impl fmt::Display for ModuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// Whether the invocation succeeded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     /// The job returned output.
     Success,
@@ -39,8 +56,7 @@ pub enum Status {
 }
 
 /// Why an invocation failed. The names are part of the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FailureKind {
     /// The fuel budget ran out.
     OutOfFuel,
@@ -66,6 +82,25 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind.
+    pub const ALL: [FailureKind; 10] = [
+        FailureKind::OutOfFuel,
+        FailureKind::MemoryLimit,
+        FailureKind::Timeout,
+        FailureKind::StackOverflow,
+        FailureKind::Trap,
+        FailureKind::GuestError,
+        FailureKind::FatalError,
+        FailureKind::Cancelled,
+        FailureKind::OutputLimit,
+        FailureKind::ExitCode,
+    ];
+
+    /// Parses [`as_str`](Self::as_str)'s names.
+    pub fn parse(text: &str) -> Option<FailureKind> {
+        FailureKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
     /// Whether another attempt could succeed. Fatal errors and cancellations
     /// are final; everything else may be transient.
     pub fn is_retryable(self) -> bool {
@@ -96,26 +131,20 @@ impl fmt::Display for FailureKind {
 }
 
 /// One frame of a wasm backtrace, innermost first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     /// The function's name from the module's name section, demangled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub function: Option<String>,
     /// The function's index in its core module.
     pub function_index: u32,
     /// The core module's name, when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub module: Option<String>,
     /// Byte offset of the instruction in the module, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub offset: Option<usize>,
 }
 
 /// How an invocation failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// The failure's classification.
     pub kind: FailureKind,
@@ -124,23 +153,15 @@ pub struct Failure {
     /// Whether another attempt could succeed.
     pub retryable: bool,
     /// The wasm trap code (e.g. `unreachable`), when the guest trapped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub trap_code: Option<String>,
     /// The exit code of a command module.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub exit_code: Option<i32>,
     /// The wasm backtrace at the trap, innermost frame first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backtrace: Vec<Frame>,
 }
 
 /// Severity of a guest log record.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Very detailed tracing.
     Trace,
@@ -154,8 +175,35 @@ pub enum Level {
     Error,
 }
 
+impl Level {
+    /// Every level, least severe first.
+    pub const ALL: [Level; 5] = [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Warn,
+        Level::Error,
+    ];
+
+    /// The snake_case name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s names.
+    pub fn parse(text: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == text)
+    }
+}
+
 /// A log record written by the guest through the host's `log` import.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogRecord {
     /// Microseconds since the invocation started.
     pub at_us: u64,
@@ -166,7 +214,7 @@ pub struct LogRecord {
 }
 
 /// The latest progress the guest reported.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Progress {
     /// 0 to 100.
     pub percent: u8,
@@ -175,17 +223,16 @@ pub struct Progress {
 }
 
 /// Fuel figures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FuelUsage {
     /// Fuel consumed by the invocation; `None` when fuel metering is off.
-    #[schema(required = true)]
     pub consumed: Option<u64>,
     /// The fuel budget it ran with.
     pub limit: u64,
 }
 
 /// Memory figures, summed over all linear memories.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryUsage {
     /// The largest total size the memories reached, in bytes.
     pub peak_bytes: u64,
@@ -194,7 +241,7 @@ pub struct MemoryUsage {
 }
 
 /// What was captured of stdout or stderr.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StdioTail {
     /// Total bytes the guest wrote.
     pub total_bytes: u64,
@@ -203,18 +250,14 @@ pub struct StdioTail {
 }
 
 /// Everything known about one invocation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     /// Success or failure.
     pub status: Status,
     /// The output, present on success. JSON by convention: shown as JSON
     /// when it parses, as a string otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub output: Option<Output>,
+    pub output: Option<Json>,
     /// How the invocation failed, present on failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub failure: Option<Failure>,
     /// The module that ran (blake3 hash, hex).
     pub module: String,
@@ -233,13 +276,26 @@ pub struct Report {
     /// Log records dropped because a bound was reached.
     pub logs_dropped: u64,
     /// The last progress the guest reported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
     pub progress: Option<Progress>,
     /// What the guest wrote to stdout (for a command module, the output).
     pub stdout: StdioTail,
     /// What the guest wrote to stderr (a Rust panic message lands here).
     pub stderr: StdioTail,
+}
+
+impl Failure {
+    /// A failure of `kind` with `message`; retryable as the kind is, no
+    /// trap details.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+            retryable: kind.is_retryable(),
+            trap_code: None,
+            exit_code: None,
+            backtrace: Vec::new(),
+        }
+    }
 }
 
 impl Report {
@@ -252,43 +308,78 @@ impl Report {
     pub fn failure_kind(&self) -> Option<FailureKind> {
         self.failure.as_ref().map(|f| f.kind)
     }
-}
 
-/// A job's output bytes.
-///
-/// Serialized as the JSON value they contain when they are valid JSON, and
-/// as a (lossy UTF-8) string otherwise; stores keep the raw bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Output(pub Vec<u8>);
-
-impl Output {
-    /// The output parsed as JSON, if it is JSON.
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.0).ok()
-    }
-}
-
-impl fmt::Debug for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Output({:?})", String::from_utf8_lossy(&self.0))
-    }
-}
-
-impl Serialize for Output {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.json() {
-            Some(value) => value.serialize(serializer),
-            None => String::from_utf8_lossy(&self.0).serialize(serializer),
+    /// A successful report with empty figures, for tests.
+    #[cfg(test)]
+    pub(crate) fn empty_for_tests() -> Report {
+        Report {
+            status: Status::Success,
+            output: Some(Json::null()),
+            failure: None,
+            module: "0".repeat(64),
+            kind: ModuleKind::Component,
+            limits: Limits::default(),
+            fuel: FuelUsage {
+                consumed: Some(0),
+                limit: 0,
+            },
+            memory: MemoryUsage {
+                peak_bytes: 0,
+                limit_bytes: 0,
+            },
+            duration_us: 0,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            progress: None,
+            stdout: StdioTail::default(),
+            stderr: StdioTail::default(),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Output {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        serde_json::to_vec(&value)
-            .map(Output)
-            .map_err(serde::de::Error::custom)
+/// What is kept of one attempt: the engine's report, or one the host made
+/// because the engine never reported.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttemptReport {
+    /// The engine ran the attempt to an outcome. The output is kept with
+    /// the job, not here.
+    Ran(Box<Report>),
+    /// The host could not run the attempt: e.g. the job's module failed to
+    /// load. Made by the worker that tried.
+    HostFailed {
+        /// One line: what failed and why.
+        message: String,
+        /// Whether another attempt could succeed.
+        retryable: bool,
+    },
+    /// The attempt's host went away without a result (its lease expired,
+    /// or it restarted). Made by the rescuer.
+    Lost {
+        /// Who held the lease.
+        owner: Option<String>,
+        /// One line.
+        message: String,
+    },
+}
+
+impl AttemptReport {
+    /// The failure message, when the attempt failed.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            AttemptReport::Ran(report) => report.failure.as_ref().map(|f| f.message.as_str()),
+            AttemptReport::HostFailed { message, .. } | AttemptReport::Lost { message, .. } => {
+                Some(message)
+            }
+        }
+    }
+
+    /// The engine's failure kind, when the engine ran the attempt and it
+    /// failed.
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            AttemptReport::Ran(report) => report.failure_kind(),
+            _ => None,
+        }
     }
 }
 
@@ -297,11 +388,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn output_serializes_as_json_when_it_is_json() {
-        let json = serde_json::to_string(&Output(br#"{"a":1}"#.to_vec())).unwrap();
-        assert_eq!(json, r#"{"a":1}"#);
-        let text = serde_json::to_string(&Output(b"plain text\n".to_vec())).unwrap();
-        assert_eq!(text, r#""plain text\n""#);
+    fn names_round_trip() {
+        for kind in FailureKind::ALL {
+            assert_eq!(FailureKind::parse(kind.as_str()), Some(kind));
+        }
+        for level in Level::ALL {
+            assert_eq!(Level::parse(level.as_str()), Some(level));
+        }
+        for kind in ModuleKind::ALL {
+            assert_eq!(ModuleKind::parse(kind.as_str()), Some(kind));
+        }
     }
 
     #[test]

@@ -1,12 +1,20 @@
 //! Background services that keep the queue moving: the rescuer (jobs whose
-//! lease expired because their host died go back to retrying with a `lost`
-//! attempt) and aging (long-waiting jobs gain priority so none starves).
+//! lease expired because their host died get a `lost` attempt, and the
+//! policy decides what follows) and aging (long-waiting jobs gain priority
+//! so none starves).
 
+use crate::clock::Millis;
+use crate::policy::Ending;
 use crate::queue::Queue;
+use crate::report::AttemptReport;
+use crate::store::{AttemptRecord, LeaseFilter, LeasedJob, Outcome, Recorded};
 use std::time::Duration;
 
-/// Runs the rescuer and aging until the task is aborted. Rescues once at
-/// once (start-up), then every half lease.
+/// Most leased jobs one rescue pass reads at a time.
+const RESCUE_PAGE: usize = 1_000;
+
+/// Runs the rescuer and aging until the task is aborted. Rescues at once
+/// (start-up), then every half lease.
 pub async fn run(queue: Queue) {
     let rescue_every = Duration::from_millis((queue.config().lease_ms / 2).max(10) as u64);
     let age_every = Duration::from_millis((queue.config().aging_ms / 2).max(10) as u64);
@@ -22,43 +30,120 @@ pub async fn run(queue: Queue) {
     }
 }
 
-/// Moves jobs with expired leases back to retrying (or the dead letter);
-/// returns how many.
+/// Rescues the jobs whose lease expired: a `lost` attempt each, then what
+/// the policy decides (a retry after the backoff, or the dead letter).
+/// Returns how many.
 pub async fn rescue_once(queue: &Queue) -> usize {
-    match queue.store().rescue(queue.now()).await {
-        Ok(ids) => {
-            if !ids.is_empty() {
-                tracing::warn!(jobs = ?ids, "rescued jobs whose lease expired");
-                queue.changed(ids.iter().copied());
-                queue.wake();
-            }
-            ids.len()
-        }
-        Err(error) => {
-            tracing::error!(%error, "rescuing expired leases failed");
-            0
-        }
+    let rescued = rescue(queue, Which::Expired).await;
+    if rescued > 0 {
+        tracing::warn!(jobs = rescued, "rescued jobs whose lease expired");
     }
+    rescued
 }
 
 /// At start-up of a host that holds its store exclusively: every job still
 /// `running` was left by this host's previous process, which is gone, so
-/// each is rescued now (a `lost` attempt) instead of when its lease
-/// expires. Returns how many.
+/// each is rescued now instead of when its lease expires. Returns how
+/// many.
 pub async fn recover(queue: &Queue) -> usize {
-    match queue.store().rescue_all(queue.now()).await {
-        Ok(ids) => {
-            if !ids.is_empty() {
-                tracing::warn!(jobs = ?ids, "recovered jobs left running by a previous process");
-                queue.changed(ids.iter().copied());
-                queue.wake();
+    let rescued = rescue(queue, Which::All).await;
+    if rescued > 0 {
+        tracing::warn!(
+            jobs = rescued,
+            "recovered jobs left running by a previous process"
+        );
+    }
+    rescued
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Expired,
+    All,
+}
+
+async fn rescue(queue: &Queue, which: Which) -> usize {
+    let now = queue.now();
+    let filter = match which {
+        Which::Expired => LeaseFilter::ExpiredBefore(now),
+        Which::All => LeaseFilter::All,
+    };
+    let mut rescued = 0;
+    loop {
+        let leased = match queue.store().leased_jobs(filter, RESCUE_PAGE).await {
+            Ok(leased) => leased,
+            Err(error) => {
+                tracing::error!(%error, "listing leased jobs failed");
+                return rescued;
             }
-            ids.len()
+        };
+        let full_page = leased.len() == RESCUE_PAGE;
+        let outcomes: Vec<Outcome> = leased
+            .into_iter()
+            .map(|leased| lost(queue, leased, now, which))
+            .collect();
+        let ids: Vec<_> = outcomes.iter().map(|o| o.lease.id).collect();
+        let results = match which {
+            Which::Expired => queue.store().rescue_if_expired(outcomes, now).await,
+            Which::All => queue.store().record_if_leased(outcomes).await,
+        };
+        let results = match results {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::error!(%error, "rescuing jobs failed");
+                return rescued;
+            }
+        };
+        let applied: Vec<_> = ids
+            .into_iter()
+            .zip(results)
+            .filter_map(|(id, result)| match result {
+                Ok(Recorded::Applied) => Some(id),
+                Ok(Recorded::Stale) => None,
+                Err(error) => {
+                    tracing::error!(%error, job_id = id, "rescuing a job failed");
+                    None
+                }
+            })
+            .collect();
+        rescued += applied.len();
+        let progress = !applied.is_empty();
+        if progress {
+            queue.changed(applied);
+            queue.wake();
         }
-        Err(error) => {
-            tracing::error!(%error, "recovering jobs left running failed");
-            0
+        // Another page only if this one was full and moved something (a
+        // page of leases that all turned stale would come back the same).
+        if !full_page || !progress {
+            return rescued;
         }
+    }
+}
+
+/// The outcome of a job whose host went away: a `lost` attempt.
+fn lost(queue: &Queue, leased: LeasedJob, now: Millis, which: Which) -> Outcome {
+    let owner = leased.owner.clone();
+    let who = owner.as_deref().unwrap_or("unknown");
+    let message = match which {
+        Which::Expired => format!(
+            "attempt {} was lost: the lease held by {who} expired at {} without a result",
+            leased.job.attempt, leased.expires_at
+        ),
+        Which::All => format!(
+            "attempt {} was lost: its host {who} stopped without a result",
+            leased.job.attempt
+        ),
+    };
+    let decision = queue.policy().decide(&leased.job, Ending::Lost, now);
+    Outcome {
+        lease: leased.lease,
+        decision,
+        attempt: Some(AttemptRecord {
+            started_at: leased.claimed_at.min(now),
+            report: AttemptReport::Lost { owner, message },
+        }),
+        output: None,
+        at: now,
     }
 }
 
@@ -66,7 +151,7 @@ pub async fn recover(queue: &Queue) -> usize {
 pub async fn age_once(queue: &Queue) -> u64 {
     match queue
         .store()
-        .age(queue.config().aging_ms, queue.now())
+        .age_waiting(queue.config().aging_ms, queue.now())
         .await
     {
         Ok(n) => n,

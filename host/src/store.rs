@@ -1,36 +1,63 @@
 //! Persistence: the only module with SQL.
 //!
-//! [`JobStore`] is the queue's narrow interface, expressed in its own verbs
-//! (submit, claim, renew, record, cancel, rescue, requeue, purge…). The
-//! SQLite backend ([`SqliteStore`]) is the one in use; a PostgreSQL backend,
-//! so that several hosts share one queue, implements the same trait without
-//! touching the workers or the API.
+//! [`JobStore`] is the contract every backend implements, in the queue's
+//! own verbs. The SQLite backend ([`SqliteStore`]) is the embedded default;
+//! a PostgreSQL backend, so that several hosts share one queue, is a second
+//! implementation of the same trait and must pass the same conformance
+//! suite (`store/conformance`, run by every backend's tests).
 //!
-//! Every verb takes `now` from the caller's clock, so tests drive time.
-//! Every write is durable (fsync'd commit) before its future resolves;
-//! concurrent writes are committed together (group commit).
+//! ## What every backend guarantees
+//!
+//! - **Time is a parameter.** Every verb that depends on time takes `now`
+//!   from the caller's clock; nothing reads a clock of its own.
+//! - **Durable before answered.** A verb's future resolves only after its
+//!   change is committed, and (except for claims and lease renewals, see
+//!   [`JobStore::claim_due`]) made durable. A verb that fails changed
+//!   nothing.
+//! - **Atomic verbs.** Each verb is atomic on its own, and a verb taking a
+//!   list applies it in one transaction, except `record_if_leased` and
+//!   `rescue_if_expired`, which apply or refuse each outcome on its own
+//!   merits: one outcome that cannot be written never costs the others.
+//! - **Preconditions are in the names.** A verb changes a job only while
+//!   the job is in the state its name says (`cancel_unless_final`,
+//!   `requeue_if_failed`, `record_if_leased`…); otherwise it refuses
+//!   ([`Error::Conflict`]) or reports the job as [`Recorded::Stale`].
+//! - **Decisions come from outside.** The store applies a
+//!   [`Decision`] made by [`crate::policy::decide`]; it never decides
+//!   whether a job retries, escalates or goes to the dead letter.
+//! - **Claim order.** Due jobs are claimed by effective priority (aging
+//!   included), then `run_at`, then id.
+//! - **Leases.** A claim gives each job a fresh random token; only an
+//!   outcome carrying the current token is applied.
 
+mod encoding;
 mod sqlite;
+
+#[cfg(test)]
+pub(crate) mod conformance;
 
 pub use sqlite::{SqliteStore, StoreConfig};
 
 use crate::clock::Millis;
-use crate::job::{Job, JobId, JobState, NewJob};
-use crate::limits::Limits;
-use crate::report::{ModuleKind, Report};
-use serde::{Deserialize, Serialize};
+use crate::job::{Job, JobDetail, JobId, JobState, NewJob};
+use crate::json::Json;
+use crate::policy::Decision;
+use crate::report::{AttemptReport, ModuleKind};
 
-/// A store failure. Client mistakes the store detects (unknown job, action
-/// not allowed in the job's state) are their own variants so the API can
-/// map them to 404 and 409.
+/// A store failure. What a client asked for that the store refuses has its
+/// own variants, so the API can answer 404, 409 or 413.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No such job or module.
-    #[error("{0} not found")]
+    /// No such job or module; the message names it (`job 7 not found`).
+    #[error("{0}")]
     NotFound(String),
-    /// The action is not allowed in the current state.
+    /// The action is not allowed in the current state; the message says
+    /// why.
     #[error("{0}")]
     Conflict(String),
+    /// A value is larger than the store accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// Stored module bytes do not match their hash.
     #[error("module {0} is corrupt on disk: its bytes do not match its hash")]
     Corrupt(String),
@@ -42,11 +69,30 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+impl Error {
+    /// `job {id} not found`.
+    pub fn job_not_found(id: JobId) -> Error {
+        Error::NotFound(format!("job {id} not found"))
+    }
+
+    /// `module {reference} not found`.
+    pub fn module_not_found(reference: &str) -> Error {
+        Error::NotFound(format!("module `{reference}` not found"))
+    }
+
+    /// Whether trying again later could succeed (the database was busy,
+    /// the disk full, a file unreadable), as opposed to a refusal that
+    /// will stand.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Database(_) | Error::Io(_) | Error::Corrupt(_))
+    }
+}
+
 /// Result of a store verb.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// A module's metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModuleRecord {
     /// blake3 hash of the bytes, hex.
     pub hash: String,
@@ -54,29 +100,28 @@ pub struct ModuleRecord {
     pub kind: ModuleKind,
     /// Size in bytes.
     pub size: u64,
-    /// Optional human name; submitting by name picks the newest module.
-    #[schema(required = true)]
+    /// The name given to it last, if any; submitting by name picks the
+    /// newest module with that name.
     pub name: Option<String>,
     /// When it was first uploaded.
-    #[schema(value_type = i64)]
     pub created_at: Millis,
 }
 
 /// A claimed job: what a worker needs to run one attempt.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claimed {
-    /// The job, with `attempt` already incremented for this attempt.
+    /// The job, with `attempt` already counting this attempt.
     pub job: Job,
-    /// Its input bytes.
-    pub input: Vec<u8>,
-    /// The lease token; results reported with another token are discarded.
+    /// Its input.
+    pub input: Json,
+    /// The lease token; outcomes carrying another token are stale.
     pub token: String,
 }
 
 /// What to claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimRequest {
-    /// The claiming host or worker, recorded as the lease owner.
+    /// The claiming host, recorded as the lease owner.
     pub owner: String,
     /// At most this many jobs.
     pub limit: usize,
@@ -84,8 +129,8 @@ pub struct ClaimRequest {
     pub lease_ms: i64,
 }
 
-/// A lease held by a worker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A lease held on a job.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Lease {
     /// The job.
     pub id: JobId,
@@ -93,101 +138,68 @@ pub struct Lease {
     pub token: String,
 }
 
-/// What to do with a job after an attempt.
+/// A job held under a lease, as the rescuer sees it.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Next {
-    /// Succeeded: store the output, `completed`.
-    Complete {
-        /// The output bytes.
-        output: Vec<u8>,
-    },
-    /// Failed, attempts left: `retrying` until `run_at`, with these limits.
-    Retry {
-        /// When it may run again.
-        run_at: Millis,
-        /// Limits for the next attempt (possibly escalated).
-        limits: Limits,
-    },
-    /// Failed for good: `failed` (the dead letter).
-    Fail,
-    /// Stopped because it was cancelled: `cancelled`.
-    Cancelled,
-    /// Interrupted by the host (shutdown) or no sandbox capacity: back to
-    /// waiting without spending the attempt, no report kept.
-    Release,
+pub struct LeasedJob {
+    /// The job (its `attempt` counts the leased attempt).
+    pub job: Job,
+    /// The lease.
+    pub lease: Lease,
+    /// Who holds it.
+    pub owner: Option<String>,
+    /// When it was claimed.
+    pub claimed_at: Millis,
+    /// When it expires unless renewed.
+    pub expires_at: Millis,
 }
 
-/// The result of one attempt, reported by the worker that held the lease.
+/// Which leased jobs to list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseFilter {
+    /// Those whose lease expired before this time: their host stopped
+    /// renewing them.
+    ExpiredBefore(Millis),
+    /// All of them.
+    All,
+}
+
+/// A finished attempt to keep in the job's history.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AttemptResult {
+pub struct AttemptRecord {
+    /// When the attempt started running.
+    pub started_at: Millis,
+    /// What happened.
+    pub report: AttemptReport,
+}
+
+/// What to write after an attempt: the decision about the job, the
+/// attempt's record, and the output when it completed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
     /// The lease the attempt ran under.
     pub lease: Lease,
-    /// The engine's report (absent for [`Next::Release`]).
-    pub report: Option<Report>,
-    /// What happens to the job now.
-    pub next: Next,
-    /// When the attempt ended: the job's `finished_at` if it is final now,
-    /// and the attempt's end in its history.
-    pub finished_at: Millis,
+    /// What happens to the job (from [`crate::policy::decide`]).
+    pub decision: Decision,
+    /// The attempt for the history; `None` only for
+    /// [`Decision::Release`], which gives the attempt back.
+    pub attempt: Option<AttemptRecord>,
+    /// The output, with [`Decision::Complete`].
+    pub output: Option<Json>,
+    /// When the attempt ended: its `finished_at`, the job's if it is
+    /// final now, and where a retry's backoff counts from.
+    pub at: Millis,
 }
 
-/// Whether a reported result was applied.
+/// Whether an outcome was applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
     /// Applied.
     Applied,
     /// The lease was no longer held (rescued, re-claimed, or already
-    /// reported): the result was discarded. (A job cancelled while it ran
-    /// still takes its attempt's report, once: that is `Applied`.)
+    /// reported), or for a rescue no longer expired: nothing changed. A
+    /// job cancelled while it ran still takes its attempt's record, once:
+    /// that is `Applied`.
     Stale,
-}
-
-/// One stored attempt.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Attempt {
-    /// Its number, from 1.
-    pub attempt: u32,
-    /// When it started.
-    #[schema(value_type = i64)]
-    pub started_at: Millis,
-    /// When its result was recorded.
-    #[schema(value_type = i64)]
-    pub finished_at: Millis,
-    /// The engine's report, or a `lost` report made by the rescuer.
-    pub report: AttemptReport,
-}
-
-/// An attempt's report: the engine's, or the rescuer's when the host died
-/// mid-run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum AttemptReport {
-    /// The engine ran it to an outcome.
-    Engine(Box<Report>),
-    /// The lease expired before a result arrived.
-    Lost {
-        /// Always `"lost"`.
-        #[schema(pattern = "^lost$", example = "lost")]
-        status: String,
-        /// Who held the lease.
-        #[schema(required = true)]
-        owner: Option<String>,
-        /// One line.
-        message: String,
-    },
-}
-
-/// A job with everything stored about it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct JobDetail {
-    /// The job.
-    pub job: Job,
-    /// Its input.
-    pub input: Vec<u8>,
-    /// Its output, once completed.
-    pub output: Option<Vec<u8>>,
-    /// Every attempt, oldest first.
-    pub attempts: Vec<Attempt>,
 }
 
 /// Filters for listing jobs. Results are ordered by id, newest first;
@@ -202,19 +214,21 @@ pub struct JobFilter {
     pub priority: Option<u8>,
     /// Only jobs with an id below this.
     pub before: Option<JobId>,
-    /// At most this many.
+    /// At most this many (a backend may cap it; 0 means its default).
     pub limit: usize,
 }
 
-/// Counts of jobs by state.
+/// Counts of jobs by state, every state present, in lifecycle order.
 pub type StateCounts = Vec<(JobState, u64)>;
 
-/// The queue's storage, in the queue's verbs. See the module docs.
+/// The queue's storage, in the queue's verbs. See the module docs for what
+/// every backend guarantees; `store/conformance` checks it.
 #[async_trait::async_trait]
 pub trait JobStore: Send + Sync + 'static {
-    /// Stores a module's bytes (content-addressed) and metadata.
-    /// Idempotent: the same bytes again return the existing record (a new
-    /// name is added to it).
+    /// Stores a module's bytes (content-addressed, verified against
+    /// `hash`) and metadata. Idempotent: the same bytes again return the
+    /// existing record, and a new `name` is added to it (making it the
+    /// newest module with that name).
     async fn put_module(
         &self,
         hash: &str,
@@ -224,68 +238,79 @@ pub trait JobStore: Send + Sync + 'static {
         now: Millis,
     ) -> Result<ModuleRecord>;
 
-    /// Looks a module up by hash, or by name (the newest with that name).
+    /// A module by hash, or else by name (the newest with that name).
     async fn module(&self, hash_or_name: &str) -> Result<Option<ModuleRecord>>;
 
-    /// Reads a module's bytes, verified against the hash.
+    /// A module's bytes, verified against its hash ([`Error::Corrupt`]
+    /// otherwise, [`Error::NotFound`] for an unknown hash).
     async fn module_bytes(&self, hash: &str) -> Result<Vec<u8>>;
 
     /// Every module, newest first.
     async fn modules(&self) -> Result<Vec<ModuleRecord>>;
 
-    /// Deletes a module; refused ([`Error::Conflict`]) while a job that is
-    /// not final still needs it.
-    async fn delete_module(&self, hash: &str) -> Result<()>;
+    /// Deletes a module unless a job that is not final still needs it
+    /// ([`Error::Conflict`] naming the job).
+    async fn delete_module_unless_needed(&self, hash: &str) -> Result<()>;
 
-    /// Stores new jobs in one durable commit, `pending` (or waiting for
-    /// `run_at`).
-    async fn submit(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Job>>;
+    /// Stores new jobs, all or none, `pending` (due at their `run_at`).
+    /// Every module must be stored ([`Error::NotFound`] otherwise).
+    async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Job>>;
 
-    /// Claims up to `limit` due jobs, most urgent first (effective
-    /// priority, then oldest `run_at`, then id): each goes `running`, its
-    /// attempt counter grows by one and it gets a fresh lease token.
-    async fn claim(&self, request: ClaimRequest, now: Millis) -> Result<Vec<Claimed>>;
-
-    /// Extends leases to `until`; returns the ids still held (a job that
-    /// was cancelled or rescued is not).
-    async fn renew(&self, leases: Vec<Lease>, until: Millis) -> Result<Vec<JobId>>;
-
-    /// Applies attempt results in one commit; results whose lease is no
-    /// longer held are [`Recorded::Stale`].
-    async fn record(&self, results: Vec<AttemptResult>) -> Result<Vec<Recorded>>;
-
-    /// Cancels a job that is pending, retrying or running. A final job is
-    /// a [`Error::Conflict`].
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<Job>;
-
-    /// Jobs whose lease expired (their host died mid-run) go back to
-    /// `retrying` with a `lost` attempt, or to `failed` when that was their
-    /// last attempt. Returns the ids rescued.
-    async fn rescue(&self, now: Millis) -> Result<Vec<JobId>>;
-
-    /// Every running job, expired or not, is rescued as [`rescue`] would:
-    /// a `lost` attempt, then its backoff or the dead letter. For a store
-    /// that one host holds exclusively, at that host's start-up: every
-    /// lease then belongs to its previous process, which is gone. Returns
-    /// the ids rescued.
+    /// Claims up to `limit` due (`run_at <= now`) `pending` or `retrying`
+    /// jobs in claim order: each goes `running`, its attempt counter grows
+    /// by one and it gets a fresh lease token until `now + lease_ms`.
     ///
-    /// [`rescue`]: JobStore::rescue
-    async fn rescue_all(&self, now: Millis) -> Result<Vec<JobId>>;
+    /// The only verb, with [`renew_held_leases`](Self::renew_held_leases),
+    /// that may be answered before its change is durable against a power
+    /// loss (a lost claim only makes the job run again); it is always
+    /// durable against a process crash.
+    async fn claim_due(&self, request: ClaimRequest, now: Millis) -> Result<Vec<Claimed>>;
 
-    /// Moves a dead-lettered (`failed`) job back to `pending` with a fresh
-    /// attempt budget; its old attempts are kept.
-    async fn requeue(&self, id: JobId, now: Millis) -> Result<Job>;
+    /// Extends to `until` each lease that is still held (the job `running`
+    /// with that token); returns the ids extended.
+    async fn renew_held_leases(&self, leases: Vec<Lease>, until: Millis) -> Result<Vec<JobId>>;
 
-    /// Deletes dead-lettered jobs: these ids, or all of them when `ids` is
-    /// empty. Returns how many.
-    async fn purge(&self, ids: Vec<JobId>) -> Result<u64>;
+    /// Applies each outcome whose lease is still held: the job is
+    /// `running` with that token (or was cancelled while it ran: then only
+    /// the attempt's record is filed). Others are [`Recorded::Stale`].
+    /// Each outcome stands alone: the inner result is that outcome's (an
+    /// outcome too large to store is [`Error::TooLarge`] and changes
+    /// nothing), the outer error means nothing was written.
+    async fn record_if_leased(&self, outcomes: Vec<Outcome>) -> Result<Vec<Result<Recorded>>>;
 
-    /// Aging: jobs waiting longer than `after_ms` since they became due or
-    /// last aged get their effective priority raised by one step (towards
-    /// 0). Returns how many moved.
-    async fn age(&self, after_ms: i64, now: Millis) -> Result<u64>;
+    /// Leased (`running`) jobs matching `filter`, by id, at most `limit`.
+    async fn leased_jobs(&self, filter: LeaseFilter, limit: usize) -> Result<Vec<LeasedJob>>;
 
-    /// One job with input, output and attempts.
+    /// Like [`record_if_leased`](Self::record_if_leased), but each outcome
+    /// is applied only if its lease is also still expired at `now`: a
+    /// lease renewed since it was listed is left alone.
+    async fn rescue_if_expired(
+        &self,
+        outcomes: Vec<Outcome>,
+        now: Millis,
+    ) -> Result<Vec<Result<Recorded>>>;
+
+    /// Cancels a job that is `pending`, `retrying` or `running`. A running
+    /// job keeps its token (so its worker's record of the interrupted
+    /// attempt is filed) but its lease no longer counts. A final job is an
+    /// [`Error::Conflict`].
+    async fn cancel_unless_final(&self, id: JobId, now: Millis) -> Result<Job>;
+
+    /// Moves a `failed` job back to `pending` with a fresh attempt budget,
+    /// due at `now`; its attempts are kept. Another state, or a module
+    /// deleted since, is an [`Error::Conflict`] saying so.
+    async fn requeue_if_failed(&self, id: JobId, now: Millis) -> Result<Job>;
+
+    /// Deletes `failed` jobs with their attempts: these ids (others are
+    /// skipped), or all of them when `ids` is empty. Returns how many.
+    async fn purge_failed(&self, ids: Vec<JobId>) -> Result<u64>;
+
+    /// Aging: each due waiting job that has waited `after_ms` since it
+    /// became due or last aged gains one step of effective priority
+    /// (towards 0). Returns how many moved. `after_ms <= 0` does nothing.
+    async fn age_waiting(&self, after_ms: i64, now: Millis) -> Result<u64>;
+
+    /// One job with input, output and attempts, from one snapshot.
     async fn job(&self, id: JobId) -> Result<Option<JobDetail>>;
 
     /// Jobs matching `filter`, newest first.
@@ -294,10 +319,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Number of jobs in each state.
     async fn counts(&self) -> Result<StateCounts>;
 
-    /// The earliest `run_at` of a job waiting for its time, so an idle
-    /// worker knows when to look again.
+    /// The earliest `run_at` of a waiting job, so an idle worker knows
+    /// when to look again.
     async fn next_due(&self) -> Result<Option<Millis>>;
 
-    /// Succeeds when the database answers.
+    /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;
 }

@@ -7,24 +7,37 @@
 //!   of its own, so it never runs on the API's threads. An idle dispatcher
 //!   sleeps until a submit wakes it or the next delayed job is due;
 //! - each job (`run`) executes in a fresh sandbox and hands its result to
-//! - the recorder (`record`), which writes every result that arrived while
-//!   the previous write was committing in one store call.
+//! - the recorder (`record`), which writes every outcome that arrived
+//!   while the previous write was committing in one store call.
 //!
-//! A renewer extends the leases of claimed jobs (buffered or running) and
-//! stops those the store no longer gives us (cancelled, or rescued).
+//! The pool owns this host's [`Registry`] of the jobs it holds leases on
+//! (the queue keeps a handle, to reach them for cancels and progress). A
+//! renewer extends those leases and stops the jobs the store no longer
+//! gives us (cancelled elsewhere, or rescued).
 
 mod dispatch;
 mod record;
+mod registry;
 mod run;
 
-use crate::engine::CancelToken;
+pub use registry::{Held, Phase, Registry, Stop};
+
+use crate::job::Job;
+use crate::policy::{Decision, Ending};
 use crate::queue::Queue;
-use crate::store::{AttemptResult, Lease, Next};
+use crate::store::{Lease, Outcome};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+
+/// A finished attempt on its way to the recorder: the outcome to write,
+/// and the job as claimed (to decide again if the outcome cannot be
+/// stored).
+pub(crate) struct Finished {
+    job: Job,
+    outcome: Outcome,
+}
 
 /// A running worker pool; [`Pool::shutdown`] stops it gracefully.
 pub struct Pool {
@@ -32,7 +45,7 @@ pub struct Pool {
     stop: watch::Sender<bool>,
     dispatcher: Option<JoinHandle<dispatch::Stopped>>,
     recorder: Option<JoinHandle<()>>,
-    results: Option<mpsc::UnboundedSender<AttemptResult>>,
+    results: Option<mpsc::UnboundedSender<Finished>>,
     renewer: JoinHandle<()>,
     guest_runtime: Option<tokio::runtime::Runtime>,
 }
@@ -77,7 +90,6 @@ impl Pool {
     /// result is recorded before this returns.
     pub async fn shutdown(mut self) {
         let queue = self.queue.clone();
-        queue.inner.shutting_down.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         let results = self.results.take().expect("results sender");
         let mut jobs = match self.dispatcher.take() {
@@ -97,17 +109,11 @@ impl Pool {
         let drained =
             tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            let tokens: Vec<CancelToken> = {
-                let running = queue.inner.running.lock().expect("running map");
-                running.values().map(|r| r.cancel.clone()).collect()
-            };
+            let jobs_left = queue.registry().interrupt_all();
             tracing::info!(
-                jobs = tokens.len(),
+                jobs = jobs_left,
                 "grace period over: interrupting running jobs"
             );
-            for token in tokens {
-                token.cancel();
-            }
             while jobs.join_next().await.is_some() {}
         }
         // Every job task has sent its result: the recorder ends once it has
@@ -150,7 +156,7 @@ fn available_cores() -> usize {
 /// unspent.
 fn release(
     queue: &Queue,
-    results: &mpsc::UnboundedSender<AttemptResult>,
+    results: &mpsc::UnboundedSender<Finished>,
     buffered: Vec<dispatch::Buffered>,
 ) {
     if buffered.is_empty() {
@@ -160,24 +166,32 @@ fn release(
         jobs = buffered.len(),
         "releasing claimed jobs that did not start"
     );
-    let mut running = queue.inner.running.lock().expect("running map");
+    let now = queue.now();
     for job in buffered {
-        running.remove(&job.claimed.job.id);
-        let result = AttemptResult {
+        let claimed = job.claimed;
+        let decision = queue
+            .policy()
+            .decide(&claimed.job, Ending::Interrupted, now);
+        debug_assert_eq!(decision, Decision::Release);
+        let outcome = Outcome {
             lease: Lease {
-                id: job.claimed.job.id,
-                token: job.claimed.token,
+                id: claimed.job.id,
+                token: claimed.token,
             },
-            report: None,
-            next: Next::Release,
-            finished_at: queue.now(),
+            decision,
+            attempt: None,
+            output: None,
+            at: now,
         };
         // The recorder outlives every sender: this cannot fail.
-        let _ = results.send(result);
+        let _ = results.send(Finished {
+            job: claimed.job,
+            outcome,
+        });
     }
 }
 
-/// Renews the leases of claimed jobs every third of the lease; stops jobs
+/// Renews the leases of held jobs every third of the lease; stops jobs
 /// whose lease the store did not renew.
 async fn renew(queue: Queue) {
     let period = Duration::from_millis((queue.config().lease_ms / 3).max(10) as u64);
@@ -185,28 +199,21 @@ async fn renew(queue: Queue) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let leases: Vec<Lease> = {
-            let running = queue.inner.running.lock().expect("running map");
-            running
-                .iter()
-                .map(|(id, r)| Lease {
-                    id: *id,
-                    token: r.token.clone(),
-                })
-                .collect()
-        };
+        let leases = queue.registry().leases();
         if leases.is_empty() {
             continue;
         }
         let until = queue.now() + queue.config().lease_ms;
-        match queue.store().renew(leases.clone(), until).await {
+        match queue.store().renew_held_leases(leases.clone(), until).await {
             Ok(held) => {
-                let running = queue.inner.running.lock().expect("running map");
-                for lease in leases.iter().filter(|l| !held.contains(&l.id)) {
-                    if let Some(r) = running.get(&lease.id) {
-                        tracing::info!(job_id = lease.id, "lease lost: stopping the job");
-                        r.cancel.cancel();
-                    }
+                let lost: Vec<Lease> = leases
+                    .into_iter()
+                    .filter(|lease| !held.contains(&lease.id))
+                    .collect();
+                if !lost.is_empty() {
+                    tracing::info!(jobs = ?lost.iter().map(|l| l.id).collect::<Vec<_>>(),
+                        "leases lost: stopping the jobs");
+                    queue.registry().lost(&lost);
                 }
             }
             Err(error) => tracing::error!(%error, "renewing leases failed"),
@@ -217,13 +224,14 @@ async fn renew(queue: Queue) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, TestClock};
+    use crate::clock::TestClock;
     use crate::engine::{Engine, EngineConfig};
-    use crate::job::{JobState, NewJob, RetryPolicy};
-    use crate::limits::Limits;
+    use crate::job::JobState;
+    use crate::json::Json;
+    use crate::policy::JobSpec;
     use crate::queue::QueueConfig;
     use crate::report::ModuleKind;
-    use crate::store::{JobStore, SqliteStore, StoreConfig};
+    use crate::store::{JobStore, Recorded, SqliteStore, StoreConfig};
 
     const T0: i64 = 1_700_000_000_000;
 
@@ -249,15 +257,7 @@ mod tests {
         })
         .unwrap();
         let queue = Queue::new(store.clone(), engine, clock.clone(), QueueConfig::default());
-        let job = NewJob {
-            module: hash,
-            input: b"null".to_vec(),
-            priority: 5,
-            max_attempts: 3,
-            retry: RetryPolicy::default(),
-            limits: Limits::default(),
-            run_at: clock.now(),
-        };
+        let job = JobSpec::new(hash, Json::null());
         let ids: Vec<_> = queue
             .submit(vec![job; 20])
             .await
@@ -278,12 +278,24 @@ mod tests {
             },
             stopped,
         ));
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while queue.inner.running.lock().unwrap().len() < 8 {
-            assert!(std::time::Instant::now() < deadline, "the claim never came");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while queue.registry().len() < 8 {
+            // Registration signals nothing: step the runtime until it is
+            // there, within a bound.
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the claim never came"
+            );
             tokio::task::yield_now().await;
         }
-        assert!(queue.running().is_empty(), "buffered jobs are not running");
+        assert!(
+            queue
+                .registry()
+                .snapshot()
+                .iter()
+                .all(|held| held.phase == Phase::Buffered),
+            "buffered jobs are not running"
+        );
         let counts = store.counts().await.unwrap();
         assert!(counts.contains(&(JobState::Running, 8)), "{counts:?}");
 
@@ -300,18 +312,16 @@ mod tests {
         release(&queue, &results, stopped.buffered);
         drop(results);
         let mut released = Vec::new();
-        while let Some(result) = received.recv().await {
-            assert_eq!(result.next, Next::Release);
-            released.push(result);
+        while let Some(finished) = received.recv().await {
+            assert_eq!(finished.outcome.decision, Decision::Release);
+            assert_eq!(finished.outcome.attempt, None);
+            released.push(finished.outcome);
         }
-        let recorded = store.record(released).await.unwrap();
+        let recorded = store.record_if_leased(released).await.unwrap();
         assert!(
-            recorded
-                .iter()
-                .all(|r| *r == crate::store::Recorded::Applied),
+            recorded.iter().all(|r| matches!(r, Ok(Recorded::Applied))),
             "{recorded:?}"
         );
-        assert!(queue.inner.running.lock().unwrap().is_empty());
         for (n, id) in ids.iter().enumerate() {
             let job = store.job(*id).await.unwrap().unwrap().job;
             if n == 0 {

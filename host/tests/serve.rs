@@ -185,7 +185,7 @@ fn sigterm_requeues_a_running_job_without_spending_an_attempt() {
     let looping = server.upload(guests::INFINITE_LOOP);
     let id = server.submit(json!({
         "module": looping, "max_attempts": 1,
-        "limits": {"fuel": 1_000_000_000_000_000u64, "timeout_ms": 600_000}
+        "limits": {"fuel": 1_000_000_000_000u64, "timeout_ms": 600_000}
     }));
     server.wait(id, "started", |j| j["state"] == "running");
     server.sigterm();

@@ -74,17 +74,23 @@ pub const HANG: Duration = Duration::from_secs(60);
 
 /// A whole host in-process: real SQLite store on a temp dir, real engine,
 /// real worker pool, driven by a [`TestClock`](wasmjob::clock::TestClock).
+///
+/// Waits are on the queue's own change signal ([`Queue::changes`]), never
+/// on a timer: a wait returns as soon as the host changed what it waits
+/// for, and fails after [`HANG`] only when that never happens.
+///
+/// [`Queue::changes`]: wasmjob::queue::Queue::changes
 pub mod host {
     use super::HANG;
     use std::future::Future;
     use std::sync::Arc;
-    use std::time::Duration;
     use wasmjob::clock::TestClock;
     use wasmjob::engine::{Engine, EngineConfig};
-    use wasmjob::job::{Job, JobId, JobState, NewJob, RetryPolicy};
-    use wasmjob::limits::Limits;
+    use wasmjob::job::{Job, JobDetail, JobId, JobState};
+    use wasmjob::json::Json;
+    use wasmjob::policy::{JobSpec, LimitsSpec};
     use wasmjob::queue::{Queue, QueueConfig};
-    use wasmjob::store::{JobDetail, SqliteStore, StoreConfig};
+    use wasmjob::store::{SqliteStore, StoreConfig};
     use wasmjob::worker::Pool;
 
     /// Where the test clock starts: 2026-01-01.
@@ -105,9 +111,18 @@ pub mod host {
         /// Opens a store in a fresh temp dir and builds the queue, without
         /// starting workers.
         pub fn new(config: QueueConfig) -> Host {
+            Self::with_store(config, |dir| StoreConfig::new(dir))
+        }
+
+        /// Like [`new`](Self::new), with the store configured by `store`
+        /// (given the data directory).
+        pub fn with_store(
+            config: QueueConfig,
+            store: impl FnOnce(&std::path::Path) -> StoreConfig,
+        ) -> Host {
             let dir = tempfile::tempdir().expect("temp dir");
             let clock = TestClock::stepping(T0, 1);
-            let store = SqliteStore::open(StoreConfig::new(dir.path())).expect("store");
+            let store = SqliteStore::open(store(dir.path())).expect("store");
             let engine = Engine::new(EngineConfig {
                 concurrency: config.concurrency as u32,
                 cache_dir: Some(dir.path().join("artifacts")),
@@ -145,7 +160,7 @@ pub mod host {
         }
 
         /// Submits one job.
-        pub async fn submit(&self, job: NewJob) -> Job {
+        pub async fn submit(&self, job: JobSpec) -> Job {
             self.queue
                 .submit(vec![job])
                 .await
@@ -153,16 +168,19 @@ pub mod host {
                 .remove(0)
         }
 
-        /// A job of `module` with JSON `input` and test defaults.
-        pub fn job(&self, module: &str, input: serde_json::Value) -> NewJob {
-            NewJob {
-                module: module.to_owned(),
-                input: input.to_string().into_bytes(),
-                priority: 5,
-                max_attempts: 3,
-                retry: RetryPolicy::default(),
-                limits: super::test_limits(),
-                run_at: self.clock.now_ms(),
+        /// A job of `module` with JSON `input` and [`test_limits`].
+        ///
+        /// [`test_limits`]: super::test_limits
+        pub fn job(&self, module: &str, input: serde_json::Value) -> JobSpec {
+            let limits = super::test_limits();
+            JobSpec {
+                limits: LimitsSpec {
+                    fuel: Some(limits.fuel),
+                    memory_bytes: Some(limits.memory_bytes),
+                    timeout_ms: Some(limits.timeout_ms),
+                    ..LimitsSpec::default()
+                },
+                ..JobSpec::new(module, Json::parse_str(&input.to_string()).expect("JSON"))
             }
         }
 
@@ -186,7 +204,7 @@ pub mod host {
         ) -> Option<JobDetail> {
             let queue = self.queue.clone();
             let check = &check;
-            wait_until(|| {
+            wait_until(&self.queue, || {
                 let queue = queue.clone();
                 async move {
                     let detail = queue.job(id).await.expect("job").0;
@@ -197,22 +215,26 @@ pub mod host {
         }
     }
 
-    /// Polls `check` every few milliseconds until it returns `Some`, for at
-    /// most [`HANG`].
-    pub async fn wait_until<T, F, Fut>(mut check: F) -> Option<T>
+    /// Calls `check` now and again each time `queue` signals a change,
+    /// until it returns `Some`; `None` after [`HANG`] without it.
+    pub async fn wait_until<T, F, Fut>(queue: &Queue, mut check: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
         let deadline = tokio::time::Instant::now() + HANG;
+        let mut changes = queue.changes();
         loop {
+            // Mark what was seen before looking, so a change made while
+            // `check` runs wakes the wait below.
+            changes.borrow_and_update();
             if let Some(value) = check().await {
                 return Some(value);
             }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return None,
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -230,10 +252,13 @@ pub mod host {
     }
 
     /// Limits with a small fuel budget so runaway jobs end fast.
-    pub fn small_fuel(fuel: u64) -> Limits {
-        Limits {
-            fuel,
-            ..super::test_limits()
+    pub fn small_fuel(fuel: u64) -> LimitsSpec {
+        let limits = super::test_limits();
+        LimitsSpec {
+            fuel: Some(fuel),
+            memory_bytes: Some(limits.memory_bytes),
+            timeout_ms: Some(limits.timeout_ms),
+            ..LimitsSpec::default()
         }
     }
 }

@@ -95,6 +95,11 @@ impl From<store::Error> for ApiError {
             store::Error::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }
+            store::Error::TooLarge(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                error.to_string(),
+            ),
             other => ApiError::internal(other),
         }
     }
@@ -106,7 +111,8 @@ impl From<queue::Error> for ApiError {
             queue::Error::InvalidModule(e) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_module", e.to_string())
             }
-            queue::Error::Invalid(message) => ApiError::invalid(message),
+            queue::Error::Invalid(invalid) => ApiError::invalid(invalid.to_string()),
+            queue::Error::InvalidJob { invalid, .. } => ApiError::invalid(invalid.to_string()),
             queue::Error::Store(e) => e.into(),
             queue::Error::Internal(message) => ApiError::internal(message),
         }
@@ -116,9 +122,16 @@ impl From<queue::Error> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let status = rejection.status();
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return ApiError::new(
+                status,
+                "unsupported_media_type",
+                "the body must be JSON, sent with the header `Content-Type: application/json` \
+                 (with curl: -H 'Content-Type: application/json')",
+            );
+        }
         let code = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             _ => "invalid_json",
         };
         let status = if status == StatusCode::UNPROCESSABLE_ENTITY {

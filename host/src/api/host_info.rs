@@ -1,10 +1,12 @@
 //! `/v1/stats` and `/v1/workers`: what the host is doing.
 
 use super::openapi::Unauthorized;
+use super::views::ProgressView;
 use super::{ApiError, AppState};
+use crate::clock::Millis;
 use crate::job::{JobId, JobState};
-use crate::report::Progress;
 use crate::store::StateCounts;
+use crate::worker::Phase;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -77,13 +79,13 @@ pub struct Occupancy {
     security((), ("bearer" = [])),
 )]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    let counts = state.queue.store().counts().await?;
+    let counts = state.queue.counts().await?;
     let config = state.queue.config();
     Ok(Json(Stats {
         jobs: JobCounts::from_counts(&counts),
         workers: Occupancy {
             concurrency: config.concurrency,
-            busy: state.queue.running().len(),
+            busy: running_jobs(&state).len(),
         },
     }))
 }
@@ -109,9 +111,30 @@ pub struct RunningJob {
     /// The job's id.
     #[schema(value_type = i64)]
     job_id: JobId,
+    /// When its attempt started.
+    #[schema(value_type = i64)]
+    since: Millis,
     /// Its latest progress; `null` until it reports some.
     #[schema(required = true)]
-    progress: Option<Progress>,
+    progress: Option<ProgressView>,
+}
+
+/// The jobs running on this host (not those claimed ahead and waiting).
+fn running_jobs(state: &AppState) -> Vec<RunningJob> {
+    state
+        .queue
+        .registry()
+        .snapshot()
+        .into_iter()
+        .filter_map(|held| match held.phase {
+            Phase::Running { since } => Some(RunningJob {
+                job_id: held.id,
+                since,
+                progress: held.progress.as_ref().map(ProgressView::from),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// This host's pool and the jobs it runs, with live progress.
@@ -129,15 +152,7 @@ pub struct RunningJob {
 )]
 pub async fn workers(State(state): State<AppState>) -> Json<Workers> {
     let config = state.queue.config();
-    let running: Vec<RunningJob> = state
-        .queue
-        .running()
-        .into_iter()
-        .map(|id| RunningJob {
-            job_id: id,
-            progress: state.queue.progress(id),
-        })
-        .collect();
+    let running = running_jobs(&state);
     Json(Workers {
         owner: config.owner.clone(),
         concurrency: config.concurrency,

@@ -3,17 +3,18 @@
 
 use super::error::ErrorBody;
 use super::openapi::Unauthorized;
+use super::views::{self, BackoffView, JobSummary, JobView};
 use super::{ApiError, AppState};
-use crate::clock::Millis;
-use crate::job::{DEFAULT_PRIORITY, Job, JobId, JobState, NewJob, RetryPolicy};
-use crate::limits::Limits;
-use crate::report::{Output, Progress};
-use crate::store::{Attempt, JobFilter};
+use crate::job::{JobId, JobState};
+use crate::policy::{JobSpec, LimitsSpec, RetrySpec};
+use crate::queue;
+use crate::store::JobFilter;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 /// Most jobs in one batch submission.
@@ -22,7 +23,9 @@ const MAX_BATCH: usize = 10_000;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
 
-/// A job as submitted. Unset fields take the server's defaults.
+/// A job as submitted. Unset fields take the server's defaults; each value
+/// must lie within the server's bounds (a 400 names the field and the
+/// bound otherwise).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"module": "hello", "input": {"name": "Ada"}, "priority": 2}))]
@@ -31,17 +34,19 @@ pub struct SubmitJob {
     module: String,
     /// Any JSON; `null` when absent.
     #[serde(default)]
-    input: serde_json::Value,
+    #[schema(value_type = Object)]
+    input: Option<Box<RawValue>>,
     /// 0 (critical) to 10 (low); 5 when absent.
     #[schema(nullable = false, maximum = 10)]
     priority: Option<u8>,
-    /// Attempts allowed in all, at least 1; the server's default when absent.
+    /// Attempts allowed in all, at least 1; the server's default when
+    /// absent.
     #[schema(nullable = false, minimum = 1)]
     max_attempts: Option<u32>,
-    /// How to retry; the server's default policy when absent. Fields left
-    /// out of a given policy take the built-in defaults shown.
+    /// How to retry; each field left out takes the server's default
+    /// policy's.
     #[schema(nullable = false)]
-    retry: Option<RetryPolicy>,
+    retry: Option<RetryPatch>,
     /// Limits of the first attempt; each one left out takes the server's
     /// default.
     #[schema(nullable = false)]
@@ -51,16 +56,59 @@ pub struct SubmitJob {
     delay_ms: Option<u64>,
 }
 
+impl SubmitJob {
+    fn into_spec(self) -> JobSpec {
+        JobSpec {
+            module: self.module,
+            input: views::input(self.input),
+            priority: self.priority,
+            max_attempts: self.max_attempts,
+            retry: self.retry.map(RetryPatch::into_spec).unwrap_or_default(),
+            limits: self.limits.map(LimitsPatch::into_spec).unwrap_or_default(),
+            delay_ms: self.delay_ms,
+        }
+    }
+}
+
+/// Per-job overrides of the server's default retry policy.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPatch {
+    /// How the delay grows.
+    #[schema(nullable = false)]
+    backoff: Option<BackoffView>,
+    /// The base delay in milliseconds (greater than 0 unless `none`).
+    #[schema(nullable = false)]
+    base_ms: Option<u64>,
+    /// The largest delay in milliseconds, at least `base_ms`.
+    #[schema(nullable = false)]
+    max_delay_ms: Option<u64>,
+    /// Spread delays randomly over `[delay/2, delay]`.
+    #[schema(nullable = false)]
+    jitter: Option<bool>,
+}
+
+impl RetryPatch {
+    fn into_spec(self) -> RetrySpec {
+        RetrySpec {
+            backoff: self.backoff.map(Into::into),
+            base_ms: self.base_ms,
+            max_delay_ms: self.max_delay_ms,
+            jitter: self.jitter,
+        }
+    }
+}
+
 /// Per-job overrides of the default limits.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsPatch {
-    /// Fuel budget (roughly one unit per wasm instruction).
-    #[schema(nullable = false)]
+    /// Fuel budget (roughly one unit per wasm instruction), at least 1.
+    #[schema(nullable = false, minimum = 1)]
     fuel: Option<u64>,
-    /// Maximum linear memory in bytes, summed over all memories; at most
-    /// the host's `engine.max_memory_bytes`.
-    #[schema(nullable = false)]
+    /// Maximum linear memory in bytes, summed over all memories; at least
+    /// one 64 KiB page.
+    #[schema(nullable = false, minimum = 65536)]
     memory_bytes: Option<u64>,
     /// Wall-clock timeout in milliseconds, greater than 0.
     #[schema(nullable = false, minimum = 1)]
@@ -80,15 +128,15 @@ pub struct LimitsPatch {
 }
 
 impl LimitsPatch {
-    fn apply(self, base: Limits) -> Limits {
-        Limits {
-            fuel: self.fuel.unwrap_or(base.fuel),
-            memory_bytes: self.memory_bytes.unwrap_or(base.memory_bytes),
-            timeout_ms: self.timeout_ms.unwrap_or(base.timeout_ms),
-            output_bytes: self.output_bytes.unwrap_or(base.output_bytes),
-            log_records: self.log_records.unwrap_or(base.log_records),
-            log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
-            stdio_tail_bytes: self.stdio_tail_bytes.unwrap_or(base.stdio_tail_bytes),
+    fn into_spec(self) -> LimitsSpec {
+        LimitsSpec {
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            timeout_ms: self.timeout_ms,
+            output_bytes: self.output_bytes,
+            log_records: self.log_records,
+            log_bytes: self.log_bytes,
+            stdio_tail_bytes: self.stdio_tail_bytes,
         }
     }
 }
@@ -106,7 +154,19 @@ pub struct SubmitBatch {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobBatch {
     /// The jobs.
-    jobs: Vec<Job>,
+    jobs: Vec<JobSummary>,
+}
+
+/// A refused job of a submission, named as the request names it: the field
+/// alone for one job, `jobs[3].field` in a batch.
+fn refused(error: queue::Error, batch: bool) -> ApiError {
+    match error {
+        queue::Error::InvalidJob { index, invalid } if batch => {
+            ApiError::invalid(invalid.within("jobs", index).to_string())
+        }
+        queue::Error::InvalidJob { invalid, .. } => ApiError::invalid(invalid.to_string()),
+        other => other.into(),
+    }
 }
 
 /// Submit a job.
@@ -120,26 +180,29 @@ pub struct JobBatch {
     tag = "jobs",
     request_body = SubmitJob,
     responses(
-        (status = 201, description = "Stored, durably.", body = Job),
+        (status = 201, description = "Stored, durably.", body = JobSummary),
         (status = 400, description = "`invalid_json`: malformed, an unknown field or a wrong \
-            type; `invalid_request`: a field out of range or an unknown module.",
-            body = ErrorBody),
+            type; `invalid_request`: a field outside its bounds (the message names the field \
+            and the bound) or an unknown module.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `server.max_body_bytes`.", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not \
-            `application/json`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the request does not say \
+            `Content-Type: application/json`.", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
 pub async fn submit(
     State(state): State<AppState>,
     body: Result<Json<SubmitJob>, JsonRejection>,
-) -> Result<(StatusCode, Json<Job>), ApiError> {
+) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
     let Json(request) = body?;
-    let job = prepare(&state, request, "").await?;
-    let mut jobs = state.queue.submit(vec![job]).await?;
-    Ok((StatusCode::CREATED, Json(jobs.remove(0))))
+    let mut jobs = state
+        .queue
+        .submit(vec![request.into_spec()])
+        .await
+        .map_err(|e| refused(e, false))?;
+    Ok((StatusCode::CREATED, Json(jobs.remove(0).into())))
 }
 
 /// Submit a batch of jobs.
@@ -159,8 +222,8 @@ pub async fn submit(
         (status = 401, response = Unauthorized),
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `server.max_body_bytes`.", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not \
-            `application/json`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the request does not say \
+            `Content-Type: application/json`.", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -178,95 +241,18 @@ pub async fn submit_batch(
             batch.jobs.len()
         )));
     }
-    let mut jobs = Vec::with_capacity(batch.jobs.len());
-    for (i, request) in batch.jobs.into_iter().enumerate() {
-        jobs.push(prepare(&state, request, &format!("jobs[{i}].")).await?);
-    }
-    let jobs = state.queue.submit(jobs).await?;
-    Ok((StatusCode::CREATED, Json(JobBatch { jobs })))
-}
-
-/// Applies defaults, resolves the module and checks every field; errors
-/// name the field, prefixed with `at` in a batch.
-async fn prepare(state: &AppState, request: SubmitJob, at: &str) -> Result<NewJob, ApiError> {
-    let config = &state.config;
-    let module = state
+    let specs = batch.jobs.into_iter().map(SubmitJob::into_spec).collect();
+    let jobs = state
         .queue
-        .resolve(&request.module)
+        .submit(specs)
         .await
-        .map_err(|e| prefix(e.into(), at, "module"))?;
-    let priority = request.priority.unwrap_or(DEFAULT_PRIORITY);
-    if priority > crate::job::PRIORITY_LOW {
-        return Err(ApiError::invalid(format!(
-            "{at}priority: {priority} is out of range, use 0 (critical) to 10 (low)"
-        )));
-    }
-    let retry = request.retry.unwrap_or(config.default_retry);
-    retry
-        .validate()
-        .map_err(|message| ApiError::invalid(format!("{at}{message}")))?;
-    let max_attempts = request.max_attempts.unwrap_or(config.default_max_attempts);
-    if max_attempts == 0 {
-        return Err(ApiError::invalid(format!(
-            "{at}max_attempts: must be at least 1"
-        )));
-    }
-    let limits = request
-        .limits
-        .unwrap_or_default()
-        .apply(config.default_limits);
-    if limits.memory_bytes > state.queue.engine().config().max_memory_bytes {
-        return Err(ApiError::invalid(format!(
-            "{at}limits.memory_bytes: {} is above the host's ceiling of {} bytes",
-            limits.memory_bytes,
-            state.queue.engine().config().max_memory_bytes
-        )));
-    }
-    if limits.timeout_ms == 0 {
-        return Err(ApiError::invalid(format!(
-            "{at}limits.timeout_ms: must be greater than 0"
-        )));
-    }
-    let input = serde_json::to_vec(&request.input).expect("JSON values serialize");
-    let delay = request.delay_ms.unwrap_or(0).min(i64::MAX as u64) as Millis;
-    Ok(NewJob {
-        module: module.hash,
-        input,
-        priority,
-        max_attempts,
-        retry,
-        limits,
-        run_at: state.queue.now().saturating_add(delay),
-    })
-}
-
-fn prefix(error: ApiError, at: &str, field: &str) -> ApiError {
-    if at.is_empty() {
-        error
-    } else {
-        let (status, code, message) = error.parts();
-        ApiError::new(status, code, format!("{at}{field}: {message}"))
-    }
-}
-
-/// A job with what is stored about it, as the API shows it: the job's
-/// fields, then its input, output, live progress and attempts.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
-    #[serde(flatten)]
-    job: Job,
-    /// The input: JSON as submitted.
-    input: Output,
-    /// The output, once completed: JSON when it parses, a string otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    output: Option<Output>,
-    /// The latest progress, while it runs on this host.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    progress: Option<Progress>,
-    /// Every attempt's report, oldest first.
-    attempts: Vec<Attempt>,
+        .map_err(|e| refused(e, true))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(JobBatch {
+            jobs: jobs.into_iter().map(JobSummary::from).collect(),
+        }),
+    ))
 }
 
 /// Get a job with its input, output, live progress and attempts; with
@@ -296,7 +282,7 @@ pub async fn get(
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
     let Query(query) = query?;
-    let (detail, progress) = match query.wait_ms {
+    let (detail, live) = match query.wait_ms {
         None | Some(0) => state.queue.job(id).await?,
         Some(ms) if ms > MAX_WAIT_MS => {
             return Err(ApiError::invalid(format!(
@@ -308,13 +294,7 @@ pub async fn get(
             state.queue.wait(id, wait).await?
         }
     };
-    Ok(Json(JobView {
-        job: detail.job,
-        input: Output(detail.input),
-        output: detail.output.map(Output),
-        progress,
-        attempts: detail.attempts,
-    }))
+    Ok(Json(JobView::new(detail, live)))
 }
 
 /// Longest a `GET /v1/jobs/{id}` may wait for the job to finish.
@@ -355,7 +335,7 @@ pub struct PageQuery {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs in this state.
-    #[param(inline, value_type = Option<JobState>)]
+    #[param(inline, value_type = Option<super::views::StateView>)]
     state: Option<String>,
     /// Only jobs of this module (hash or name).
     module: Option<String>,
@@ -373,7 +353,7 @@ pub struct ListQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobPage {
     /// The jobs.
-    jobs: Vec<Job>,
+    jobs: Vec<JobSummary>,
     /// Pass as `before` for the next page; `null` on the last page.
     #[schema(value_type = Option<i64>, required = true)]
     next_cursor: Option<JobId>,
@@ -473,7 +453,7 @@ async fn page(state: &AppState, filter: JobFilter) -> Result<Json<JobPage>, ApiE
         None
     };
     Ok(Json(JobPage {
-        jobs,
+        jobs: jobs.into_iter().map(JobSummary::from).collect(),
         next_cursor: next,
     }))
 }
@@ -492,7 +472,7 @@ async fn page(state: &AppState, filter: JobFilter) -> Result<Json<JobPage>, ApiE
     responses(
         (status = 200, description = "Cancelled: a pending or retrying job at once, a running \
             one is stopped (its interrupted attempt's report is filed when the worker \
-            reports).", body = Job),
+            reports).", body = JobSummary),
         (status = 400, description = "`invalid_request`: not a job id.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
@@ -503,8 +483,8 @@ async fn page(state: &AppState, filter: JobFilter) -> Result<Json<JobPage>, ApiE
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.queue.cancel(parse_id(&id)?).await?))
+) -> Result<Json<JobSummary>, ApiError> {
+    Ok(Json(state.queue.cancel(parse_id(&id)?).await?.into()))
 }
 
 /// Re-queue a job from the dead letter, with fresh attempts.
@@ -516,20 +496,20 @@ pub async fn cancel(
     params(JobIdParam),
     responses(
         (status = 200, description = "Back to `pending` with a fresh attempt budget; its old \
-            attempts are kept.", body = Job),
+            attempts are kept.", body = JobSummary),
         (status = 400, description = "`invalid_request`: not a job id.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
-        (status = 409, description = "`conflict`: the job is not in the dead letter.",
-            body = ErrorBody),
+        (status = 409, description = "`conflict`: the job is not in the dead letter, or its \
+            module was deleted since (upload it again first).", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
 pub async fn requeue(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.queue.requeue(parse_id(&id)?).await?))
+) -> Result<Json<JobSummary>, ApiError> {
+    Ok(Json(state.queue.requeue(parse_id(&id)?).await?.into()))
 }
 
 /// How many jobs a purge deleted.
@@ -552,7 +532,7 @@ pub struct Purged {
     security((), ("bearer" = [])),
 )]
 pub async fn purge(State(state): State<AppState>) -> Result<Json<Purged>, ApiError> {
-    let purged = state.queue.store().purge(Vec::new()).await?;
+    let purged = state.queue.purge(Vec::new()).await?;
     Ok(Json(Purged { purged }))
 }
 
@@ -577,7 +557,7 @@ pub async fn purge_one(
     Path(id): Path<String>,
 ) -> Result<Json<Purged>, ApiError> {
     let id = parse_id(&id)?;
-    let purged = state.queue.store().purge(vec![id]).await?;
+    let purged = state.queue.purge(vec![id]).await?;
     if purged == 0 {
         return Err(ApiError::not_found(format!(
             "job {id} is not in the dead letter"

@@ -2,8 +2,8 @@
 
 use super::error::ErrorBody;
 use super::openapi::Unauthorized;
+use super::views::ModuleView;
 use super::{ApiError, AppState};
-use crate::store::ModuleRecord;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -49,7 +49,7 @@ pub struct WasmBytes(Vec<u8>);
     ),
     responses(
         (status = 201, description = "Stored (or already stored: uploads are idempotent by \
-            hash, and a new name is added).", body = ModuleRecord),
+            hash, and a new name is added).", body = ModuleView),
         (status = 400, description = "`invalid_module`: the engine refused the bytes; \
             `invalid_request`: empty body; `invalid_query`: unknown query parameter.",
             body = ErrorBody),
@@ -63,7 +63,7 @@ pub async fn upload(
     State(state): State<AppState>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<ModuleRecord>), ApiError> {
+) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
     let Query(query) = query?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -85,14 +85,14 @@ pub async fn upload(
         ));
     }
     let record = state.queue.upload(body.to_vec(), query.name).await?;
-    Ok((StatusCode::CREATED, Json(record)))
+    Ok((StatusCode::CREATED, Json(record.into())))
 }
 
 /// Every module, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModuleList {
     /// The modules.
-    modules: Vec<ModuleRecord>,
+    modules: Vec<ModuleView>,
 }
 
 /// List every module, newest first.
@@ -108,8 +108,10 @@ pub struct ModuleList {
     security((), ("bearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModuleList>, ApiError> {
-    let modules = state.queue.store().modules().await?;
-    Ok(Json(ModuleList { modules }))
+    let modules = state.queue.modules().await?;
+    Ok(Json(ModuleList {
+        modules: modules.into_iter().map(ModuleView::from).collect(),
+    }))
 }
 
 /// Get a module by hash or name.
@@ -121,7 +123,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModuleList>, Api
     params(("module" = String, Path,
         description = "The module's blake3 hash (hex) or name (the newest with that name).")),
     responses(
-        (status = 200, description = "The module.", body = ModuleRecord),
+        (status = 200, description = "The module.", body = ModuleView),
         (status = 401, response = Unauthorized),
         (status = 404, description = "`not_found`: no module with that hash or name.",
             body = ErrorBody),
@@ -131,14 +133,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModuleList>, Api
 pub async fn get(
     State(state): State<AppState>,
     Path(module): Path<String>,
-) -> Result<Json<ModuleRecord>, ApiError> {
-    let record = state
-        .queue
-        .store()
-        .module(&module)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("module `{module}` not found")))?;
-    Ok(Json(record))
+) -> Result<Json<ModuleView>, ApiError> {
+    Ok(Json(state.queue.module(&module).await?.into()))
 }
 
 /// Delete a module.

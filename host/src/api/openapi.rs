@@ -9,17 +9,15 @@
 
 use super::error::ErrorBody;
 use super::{host_info, jobs, modules};
-use crate::report::Output;
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::borrow::Cow;
 use std::sync::LazyLock;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response};
-use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
+use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 /// Name of the bearer-token security scheme in the document.
 pub const BEARER: &str = "bearer";
@@ -118,26 +116,6 @@ impl<'r> ToResponse<'r> for Unauthorized {
             )
             .build();
         ("Unauthorized", response.into())
-    }
-}
-
-/// Job input and output bytes are shown as the JSON they contain, or as a
-/// string when they are not JSON (see [`Output`]'s `Serialize`): any value.
-impl PartialSchema for Output {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(SchemaType::AnyValue)
-            .description(Some(
-                "Any JSON value: the bytes parsed as JSON, or a (lossy UTF-8) string \
-                 when they are not JSON.",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for Output {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("Output")
     }
 }
 

@@ -1,6 +1,7 @@
 //! `wasmjob exec`: one local invocation, report as JSON on stdout.
 
 use super::{EXIT_JOB_FAILED, EXIT_OK, usage_error};
+use crate::api::views::ReportView;
 use crate::engine::{Engine, EngineConfig, Invocation};
 use crate::limits::Limits;
 use crate::report::ModuleKind;
@@ -86,17 +87,15 @@ pub fn run(args: ExecArgs) -> u8 {
         Ok(report) => report,
         Err(e) => return usage_error(e),
     };
+    let succeeded = report.is_success();
+    let view = ReportView::from(report);
     let json = if args.compact {
-        serde_json::to_string(&report)
+        serde_json::to_string(&view)
     } else {
-        serde_json::to_string_pretty(&report)
+        serde_json::to_string_pretty(&view)
     };
     println!("{}", json.expect("a report always serializes"));
-    if report.is_success() {
-        EXIT_OK
-    } else {
-        EXIT_JOB_FAILED
-    }
+    if succeeded { EXIT_OK } else { EXIT_JOB_FAILED }
 }
 
 fn limits(args: &ExecArgs) -> Limits {

@@ -5,7 +5,7 @@ use super::remote::{OrExit, Remote, cell, exit_code, print_json, print_table};
 use super::serve::parse_retry;
 use super::{EXIT_JOB_FAILED, EXIT_OK, usage_error};
 use crate::client::Client;
-use crate::job::RetryPolicy;
+use crate::policy::RetryPolicy;
 use crate::units::{parse_bytes, parse_duration};
 use clap::Args;
 use serde_json::{Value, json};
@@ -124,7 +124,12 @@ fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
         body["max_attempts"] = json!(max);
     }
     if let Some(retry) = args.retry {
-        body["retry"] = serde_json::to_value(retry).expect("policies serialize");
+        // Jitter is left to the host's default policy.
+        body["retry"] = json!({
+            "backoff": retry.backoff.as_str(),
+            "base_ms": retry.base_ms,
+            "max_delay_ms": retry.max_delay_ms,
+        });
     }
     if let Some(delay) = args.delay {
         body["delay_ms"] = json!(delay.as_millis() as u64);
@@ -241,7 +246,7 @@ fn status_body(args: JobArgs) -> Result<u8, u8> {
     for (key, value) in [
         ("id", &job["id"]),
         ("state", &job["state"]),
-        ("module", &job["module"]),
+        ("module", &Value::String(module_cell(&job))),
         ("priority", &job["priority"]),
         ("attempt", &job["attempt"]),
         ("max_attempts", &job["max_attempts"]),
@@ -326,7 +331,7 @@ fn print_jobs(remote: &Remote, path: &str) -> Result<u8, u8> {
                         cell(&job["state"]),
                         cell(&job["priority"]),
                         format!("{}/{}", job["attempt"], job["max_attempts"]),
-                        cell(&job["module"]).chars().take(12).collect(),
+                        module_cell(job),
                         cell(&job["last_error"]).chars().take(60).collect(),
                     ]
                 })
@@ -341,6 +346,15 @@ fn print_jobs(remote: &Remote, path: &str) -> Result<u8, u8> {
         println!("(more: --before {next})");
     }
     Ok(EXIT_OK)
+}
+
+/// A job's module as `name (short hash)`, or the short hash alone.
+fn module_cell(job: &Value) -> String {
+    let hash: String = cell(&job["module"]).chars().take(12).collect();
+    match job["module_name"].as_str() {
+        Some(name) => format!("{name} ({hash})"),
+        None => hash,
+    }
 }
 
 /// `wasmjob cancel ID`.

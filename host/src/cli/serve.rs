@@ -5,7 +5,7 @@ use super::{EXIT_OK, EXIT_USAGE, usage_error};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::job::{Backoff, RetryPolicy};
+use crate::policy::{Backoff, RetryPolicy};
 use crate::queue::Queue;
 use crate::store::{SqliteStore, StoreConfig};
 use crate::units::{parse_bytes, parse_duration};
@@ -176,12 +176,10 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
         .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?;
     let store = Arc::new(store);
     let engine = Engine::new(config.engine_config()).map_err(|e| e.to_string())?;
-    let queue = Queue::new(
-        store.clone(),
-        engine,
-        Arc::new(SystemClock),
-        config.queue_config(),
-    );
+    let queue_config = config
+        .queue_config()
+        .map_err(|problems| problems.join("; "))?;
+    let queue = Queue::new(store.clone(), engine, Arc::new(SystemClock), queue_config);
     // The store holds the data directory exclusively: whatever is still
     // running was left by a previous process of this host, which is gone.
     scheduler::recover(&queue).await;

@@ -109,6 +109,15 @@ pub enum LoadError {
     CompileTimeout(Duration),
 }
 
+impl LoadError {
+    /// Whether loading the same bytes again could succeed: a compile that
+    /// ran out of time (under load it may not next time). Every other
+    /// refusal is about the bytes and will stand.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LoadError::CompileTimeout(_))
+    }
+}
+
 /// Loads `bytes` into `engine` (see [`Engine::load`]).
 pub(super) fn load(engine: &Engine, bytes: &[u8]) -> Result<Module, LoadError> {
     let inner = &engine.inner;

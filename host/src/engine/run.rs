@@ -6,9 +6,10 @@ use super::load::{Module, Prepared};
 use super::state::{CommandState, ComponentState, HasRun, RunState};
 use super::stdio::{Capture, Keep};
 use super::{CancelToken, Engine, Error, Invocation};
+use crate::json::Json;
 use crate::limits::Limits;
+use crate::report::ModuleKind;
 use crate::report::{FuelUsage, MemoryUsage, Report, Status, StdioTail};
-use crate::report::{ModuleKind, Output};
 use std::future::Future;
 use std::time::Instant;
 use wasmtime::{Store, UpdateDeadline};
@@ -23,7 +24,10 @@ pub(super) async fn execute(
 ) -> Result<Report, Error> {
     let inner = &engine.inner;
     let mut limits = invocation.limits;
-    // A job cannot have more memory than a pool slot holds.
+    // A job cannot have more memory than a sandbox slot holds. Admission
+    // refuses larger limits (the slot size is the memory ceiling), so only
+    // a job stored before the operator lowered the ceiling gets here with
+    // more; it runs with the slot's size, and its report says so.
     limits.memory_bytes = limits.memory_bytes.min(inner.config.max_memory_bytes);
     let stdout = match module.kind() {
         // A command module's stdout is its output: keep the head, one byte
@@ -64,6 +68,11 @@ pub(super) async fn execute(
             .await;
             let ended = match ended {
                 Ok(Ok(output)) => Ended::Output(output),
+                // `exit(0)` ends the program successfully: a component that
+                // calls it returned no output, which is `null`.
+                Err(Ended::Trapped(error)) if exited_successfully(&error) => {
+                    Ended::Output(b"null".to_vec())
+                }
                 Ok(Err(bindings::JobError::Retryable(message))) => Ended::GuestError {
                     fatal: false,
                     message,
@@ -93,11 +102,7 @@ pub(super) async fn execute(
             .await;
             let ended = match ended {
                 Ok(()) => Ended::Output(stdout.contents()),
-                Err(Ended::Trapped(error))
-                    if error
-                        .downcast_ref::<wasmtime_wasi::I32Exit>()
-                        .is_some_and(|exit| exit.0 == 0) =>
-                {
+                Err(Ended::Trapped(error)) if exited_successfully(&error) => {
                     Ended::Output(stdout.contents())
                 }
                 Err(ended) => ended,
@@ -105,6 +110,13 @@ pub(super) async fn execute(
             finish(module, &limits, fuel, store, ended)
         }
     }
+}
+
+/// Whether the guest ended by calling `exit(0)`.
+fn exited_successfully(error: &wasmtime::Error) -> bool {
+    error
+        .downcast_ref::<wasmtime_wasi::I32Exit>()
+        .is_some_and(|exit| exit.0 == 0)
 }
 
 /// A store with the invocation's limits: memory limiter, fuel, and an
@@ -189,7 +201,7 @@ fn finish<T: HasRun>(
     );
     let (logs, logs_dropped) = logs.into_parts();
     let (status, output, failure) = match outcome {
-        Ok(output) => (Status::Success, Some(Output(output)), None),
+        Ok(output) => (Status::Success, Some(Json::from_output(&output)), None),
         Err(failure) => (Status::Failure, None, Some(failure)),
     };
     Ok(Report {

@@ -27,14 +27,15 @@ mod writer;
 mod tests;
 
 use super::{
-    AttemptResult, ClaimRequest, Claimed, Error, JobDetail, JobFilter, JobStore, Lease,
-    ModuleRecord, Recorded, Result, StateCounts,
+    ClaimRequest, Claimed, Error, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob, ModuleRecord,
+    Outcome, Recorded, Result, StateCounts,
 };
 use crate::clock::Millis;
-use crate::job::{Job, JobId, NewJob};
+use crate::job::{Job, JobDetail, JobId, NewJob};
 use crate::report::ModuleKind;
 use blobs::Blobs;
-use connection::Role;
+use connection::{Role, Settings};
+use outcomes::Require;
 use readers::Readers;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +60,10 @@ pub struct StoreConfig {
     /// How long a statement waits for a lock another process holds (a
     /// backup, a second CLI) before failing.
     pub busy_timeout: Duration,
+    /// The largest string or blob the database accepts (an input, an
+    /// output, a report), when lower than SQLite's own limit of 1 GB. A
+    /// larger value is refused with [`Error::TooLarge`].
+    pub max_value_bytes: Option<usize>,
 }
 
 impl StoreConfig {
@@ -75,6 +80,7 @@ impl StoreConfig {
             data_dir: data_dir.into(),
             readers: Self::DEFAULT_READERS,
             busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
+            max_value_bytes: None,
         }
     }
 }
@@ -101,19 +107,24 @@ impl SqliteStore {
     /// or any other: a second open fails, naming the directory, until the
     /// first store is closed or dropped. So every lease in the database belongs to
     /// this store's host or to a previous process that is gone, which is
-    /// what makes [`JobStore::rescue_all`] at start-up safe.
+    /// what makes rescuing every running job at start-up safe (see
+    /// `scheduler::recover`).
     pub fn open(config: StoreConfig) -> Result<SqliteStore> {
         std::fs::create_dir_all(&config.data_dir)?;
         let lock = lock(&config.data_dir)?;
         let blobs = Blobs::open(config.data_dir.join(MODULES_DIR))?;
         let path = config.data_dir.join(DATABASE_FILE);
-        let mut conn = connection::open(&path, Role::Writer, config.busy_timeout)?;
+        let settings = Settings {
+            busy_timeout: config.busy_timeout,
+            max_value_bytes: config.max_value_bytes,
+        };
+        let mut conn = connection::open(&path, Role::Writer, &settings)?;
         schema::migrate(&mut conn)?;
         Ok(SqliteStore {
             data_dir: config.data_dir,
             lock: std::sync::Mutex::new(Some(lock)),
             writer: Writer::start(conn)?,
-            readers: Readers::new(path, config.readers, config.busy_timeout),
+            readers: Readers::new(path, config.readers, settings),
             blobs,
         })
     }
@@ -217,14 +228,14 @@ impl JobStore for SqliteStore {
 
     async fn module_bytes(&self, hash: &str) -> Result<Vec<u8>> {
         if !blobs::is_hash(hash) {
-            return Err(Error::NotFound(format!("module {hash}")));
+            return Err(Error::module_not_found(hash));
         }
         let hash = hash.to_owned();
         let blobs = self.blobs.clone();
         self.readers
             .read(move |conn| {
                 if !modules::exists(conn, &hash)? {
-                    return Err(Error::NotFound(format!("module {hash}")));
+                    return Err(Error::module_not_found(&hash));
                 }
                 blobs.read(&hash)
             })
@@ -235,9 +246,9 @@ impl JobStore for SqliteStore {
         self.readers.read(modules::all).await
     }
 
-    async fn delete_module(&self, hash: &str) -> Result<()> {
+    async fn delete_module_unless_needed(&self, hash: &str) -> Result<()> {
         if !blobs::is_hash(hash) {
-            return Err(Error::NotFound(format!("module {hash}")));
+            return Err(Error::module_not_found(hash));
         }
         let h = hash.to_owned();
         self.writer
@@ -251,16 +262,16 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn submit(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Job>> {
+    async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Job>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         self.writer
-            .call(move |conn| jobs::submit(conn, &jobs, now))
+            .call(move |conn| jobs::insert(conn, &jobs, now))
             .await
     }
 
-    async fn claim(&self, request: ClaimRequest, now: Millis) -> Result<Vec<Claimed>> {
+    async fn claim_due(&self, request: ClaimRequest, now: Millis) -> Result<Vec<Claimed>> {
         if request.limit == 0 {
             return Ok(Vec::new());
         }
@@ -273,7 +284,7 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn renew(&self, leases: Vec<Lease>, until: Millis) -> Result<Vec<JobId>> {
+    async fn renew_held_leases(&self, leases: Vec<Lease>, until: Millis) -> Result<Vec<JobId>> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -284,44 +295,41 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn record(&self, results: Vec<AttemptResult>) -> Result<Vec<Recorded>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.writer
-            .call(move |conn| outcomes::record(conn, results))
+    async fn record_if_leased(&self, outcomes: Vec<Outcome>) -> Result<Vec<Result<Recorded>>> {
+        self.apply(outcomes, Require::Held).await
+    }
+
+    async fn leased_jobs(&self, filter: LeaseFilter, limit: usize) -> Result<Vec<LeasedJob>> {
+        self.readers
+            .read(move |conn| outcomes::leased(conn, filter, limit))
             .await
     }
 
-    async fn cancel(&self, id: JobId, now: Millis) -> Result<Job> {
+    async fn rescue_if_expired(
+        &self,
+        outcomes: Vec<Outcome>,
+        now: Millis,
+    ) -> Result<Vec<Result<Recorded>>> {
+        self.apply(outcomes, Require::ExpiredBefore(now)).await
+    }
+
+    async fn cancel_unless_final(&self, id: JobId, now: Millis) -> Result<Job> {
         self.writer
             .call(move |conn| jobs::cancel(conn, id, now))
             .await
     }
 
-    async fn rescue(&self, now: Millis) -> Result<Vec<JobId>> {
-        self.writer
-            .call(move |conn| outcomes::rescue(conn, now, outcomes::Rescue::Expired))
-            .await
-    }
-
-    async fn rescue_all(&self, now: Millis) -> Result<Vec<JobId>> {
-        self.writer
-            .call(move |conn| outcomes::rescue(conn, now, outcomes::Rescue::All))
-            .await
-    }
-
-    async fn requeue(&self, id: JobId, now: Millis) -> Result<Job> {
+    async fn requeue_if_failed(&self, id: JobId, now: Millis) -> Result<Job> {
         self.writer
             .call(move |conn| jobs::requeue(conn, id, now))
             .await
     }
 
-    async fn purge(&self, ids: Vec<JobId>) -> Result<u64> {
+    async fn purge_failed(&self, ids: Vec<JobId>) -> Result<u64> {
         self.writer.call(move |conn| jobs::purge(conn, &ids)).await
     }
 
-    async fn age(&self, after_ms: i64, now: Millis) -> Result<u64> {
+    async fn age_waiting(&self, after_ms: i64, now: Millis) -> Result<u64> {
         self.writer
             .call(move |conn| jobs::age(conn, after_ms, now))
             .await
@@ -352,6 +360,37 @@ impl JobStore for SqliteStore {
             ));
         }
         self.readers.read(read::ping).await
+    }
+}
+
+impl SqliteStore {
+    /// Applies outcomes in one command: all at once, no savepoint each,
+    /// which is the common case. If one fails, that command is rolled back
+    /// and the outcomes are applied again one savepoint each, so the one
+    /// that cannot be written gets its error and the others stand.
+    async fn apply(
+        &self,
+        outcomes: Vec<Outcome>,
+        require: Require,
+    ) -> Result<Vec<Result<Recorded>>> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcomes = Arc::new(outcomes);
+        let all = Arc::clone(&outcomes);
+        let applied = self
+            .writer
+            .call(move |conn| outcomes::apply_all(conn, &all, require))
+            .await;
+        match applied {
+            Ok(results) => Ok(results),
+            Err(error) => {
+                tracing::warn!(%error, outcomes = outcomes.len(), "writing outcomes one by one");
+                self.writer
+                    .call(move |conn| outcomes::apply_each(conn, &outcomes, require))
+                    .await
+            }
+        }
     }
 }
 

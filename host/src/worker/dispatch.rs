@@ -7,15 +7,16 @@
 //! [`HORIZON`] of work beyond the free slots, never more than
 //! [`MAX_AHEAD`]. Short jobs are claimed hundreds at a time; long jobs only
 //! one per free slot, so a slow job never holds others hostage in the
-//! buffer. Buffered jobs are in the queue's running map (not `started`), so
-//! their leases are renewed and a cancel reaches them.
+//! buffer. Buffered jobs are in the registry, so their leases are renewed
+//! and a cancel reaches them.
 
-use super::run;
+use super::registry::ClaimInFlight;
+use super::{Finished, run};
 use crate::engine::CancelToken;
-use crate::queue::{Queue, Running};
-use crate::store::{AttemptResult, ClaimRequest, Claimed};
+use crate::queue::Queue;
+use crate::store::{ClaimRequest, Claimed, Lease};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -39,7 +40,7 @@ pub(super) struct Dispatcher {
     pub queue: Queue,
     pub slots: Arc<Semaphore>,
     pub guests: tokio::runtime::Handle,
-    pub results: mpsc::UnboundedSender<AttemptResult>,
+    pub results: mpsc::UnboundedSender<Finished>,
     pub pace: Pace,
 }
 
@@ -67,7 +68,12 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
     } = dispatcher;
     let mut buffer: VecDeque<Buffered> = VecDeque::new();
     let mut jobs = JoinSet::new();
-    let mut claiming: Option<(usize, JoinHandle<crate::store::Result<Vec<Claimed>>>)> = None;
+    type Claim = (
+        usize,
+        ClaimInFlight,
+        JoinHandle<crate::store::Result<Vec<Claimed>>>,
+    );
+    let mut claiming: Option<Claim> = None;
     // Set when the store had no more due jobs (or failed): wait for a wake
     // or this instant before claiming again.
     let mut resting: Option<Instant> = None;
@@ -85,24 +91,27 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 lease_ms: queue.config().lease_ms,
             };
             pace.claimed(Instant::now());
+            let in_flight = queue.registry().claiming();
             claiming = Some((
                 limit,
-                tokio::spawn(async move { queue.store().claim(request, queue.now()).await }),
+                in_flight,
+                tokio::spawn(async move { queue.store().claim_due(request, queue.now()).await }),
             ));
         }
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            claimed = async { (&mut claiming.as_mut().expect("claim in flight").1).await },
+            claimed = async { (&mut claiming.as_mut().expect("claim in flight").2).await },
                 if claiming.is_some() =>
             {
-                let (asked, _) = claiming.take().expect("claim in flight");
+                let (asked, in_flight, _) = claiming.take().expect("claim in flight");
                 match claimed {
                     Ok(Ok(claimed)) => {
                         if claimed.len() < asked {
                             resting = Some(rest_until(&queue).await);
                         }
                         buffer.extend(register(&queue, claimed));
+                        drop(in_flight);
                     }
                     Ok(Err(error)) => {
                         tracing::error!(%error, "claiming jobs failed");
@@ -117,9 +126,11 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
             permit = slots.clone().acquire_owned(), if !buffer.is_empty() => {
                 let Ok(permit) = permit else { break };
                 let job = buffer.pop_front().expect("a buffered job");
-                if !start(&queue, &job) {
+                let lease = Lease { id: job.claimed.job.id, token: job.claimed.token.clone() };
+                let Some(progress) = queue.registry().start(&lease, queue.now()) else {
                     continue; // cancelled or lost while buffered
-                }
+                };
+                queue.changed([lease.id]);
                 pace.started();
                 // Reap finished tasks so the set does not grow without bound.
                 while jobs.try_join_next().is_some() {}
@@ -127,10 +138,10 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 let results = results.clone();
                 jobs.spawn_on(
                     async move {
-                        let result = run::run(&queue, job.claimed, job.cancel).await;
+                        let finished = run::run(&queue, job.claimed, job.cancel, progress).await;
                         drop(permit);
                         // The recorder outlives every job task.
-                        let _ = results.send(result);
+                        let _ = results.send(finished);
                     },
                     &guests,
                 );
@@ -139,16 +150,17 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
             permit = slots.clone().acquire_owned(), if full && buffer.is_empty() => {
                 if permit.is_err() { break }
             }
-            () = queue.inner.wake.notified(), if resting.is_some() => resting = None,
+            () = queue.woken(), if resting.is_some() => resting = None,
             () = tokio::time::sleep_until(resting.unwrap_or_else(Instant::now)),
                 if resting.is_some() => resting = None,
         }
     }
     // A claim in flight may have taken jobs: hand them back too.
-    if let Some((_, claim)) = claiming.take()
-        && let Ok(Ok(claimed)) = claim.await
-    {
-        buffer.extend(register(&queue, claimed));
+    if let Some((_, in_flight, claim)) = claiming.take() {
+        if let Ok(Ok(claimed)) = claim.await {
+            buffer.extend(register(&queue, claimed));
+        }
+        drop(in_flight);
     }
     Stopped {
         buffered: buffer.into(),
@@ -167,41 +179,15 @@ async fn rest_until(queue: &Queue) -> Instant {
     Instant::now() + wait
 }
 
-/// Puts claimed jobs in the running map (not started) so their leases are
+/// Holds claimed jobs in the registry (buffered), so their leases are
 /// renewed and cancels reach them.
 fn register(queue: &Queue, claimed: Vec<Claimed>) -> Vec<Buffered> {
-    let mut running = queue.inner.running.lock().expect("running map");
+    let cancels = queue.registry().register(&claimed);
     claimed
         .into_iter()
-        .map(|claimed| {
-            let cancel = CancelToken::new();
-            running.insert(
-                claimed.job.id,
-                Running {
-                    cancel: cancel.clone(),
-                    token: claimed.token.clone(),
-                    progress: Arc::new(Mutex::new(None)),
-                    started: false,
-                },
-            );
-            Buffered { claimed, cancel }
-        })
+        .zip(cancels)
+        .map(|(claimed, cancel)| Buffered { claimed, cancel })
         .collect()
-}
-
-/// Marks a buffered job started; `false` (and forgets it) when it was
-/// cancelled or its lease lost while it waited: the store has already
-/// moved it on.
-fn start(queue: &Queue, job: &Buffered) -> bool {
-    let mut running = queue.inner.running.lock().expect("running map");
-    if job.cancel.is_cancelled() {
-        running.remove(&job.claimed.job.id);
-        return false;
-    }
-    if let Some(entry) = running.get_mut(&job.claimed.job.id) {
-        entry.started = true;
-    }
-    true
 }
 
 /// How far ahead to claim, from the recent rate at which jobs started.

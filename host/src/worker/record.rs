@@ -1,54 +1,186 @@
-//! The recorder: writes attempt results in batches.
+//! The recorder: writes attempt outcomes in batches.
 //!
-//! Job tasks send their result and move on; the recorder writes many
-//! results in one store call, one commit. A commit has a fixed cost (an
-//! fsync, rewriting the same index pages), so under load the recorder
-//! lingers up to [`LINGER`] for more results to share it. When no other job
-//! is claimed or running it writes at once: an idle host adds no latency.
+//! Job tasks send their outcome and move on; the recorder writes many in
+//! one store call, one commit. A commit has a fixed cost (an fsync,
+//! rewriting the same index pages), so under load the recorder lingers up
+//! to [`LINGER`] for more outcomes to share it. When no other job is
+//! claimed or running it writes at once: an idle host adds no latency.
+//!
+//! Each outcome is written or retried on its own merits. One too large to
+//! store becomes a recorded failure of its job (a host-made report saying
+//! why, and the decision for that). One that hit a passing failure (a busy
+//! or full database) is retried after a pause, its lease renewed
+//! meanwhile, so the job's result is not lost to a rescue.
 
+use super::Finished;
+use crate::policy::{Decision, Ending};
 use crate::queue::Queue;
-use crate::store::{AttemptResult, Recorded};
+use crate::report::AttemptReport;
+use crate::store::{self, AttemptRecord, Outcome, Recorded};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-/// Most results written in one store call.
+/// Most outcomes written in one store call.
 const MAX_BATCH: usize = 1_024;
-/// Longest a result waits for others to share its commit.
+/// Longest an outcome waits for others to share its commit.
 const LINGER: Duration = Duration::from_millis(2);
+/// First pause before writing again outcomes that hit a passing failure;
+/// it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause between attempts to write an outcome.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// After the pool stopped, how long the recorder keeps trying to write the
+/// outcomes it still holds before it gives up (their jobs are then rescued
+/// as lost attempts).
+const GIVE_UP_AFTER_STOP: Duration = Duration::from_secs(10);
 
-/// Records results until every sender is gone and the channel is empty.
-pub(super) async fn run(queue: Queue, mut results: mpsc::UnboundedReceiver<AttemptResult>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while results.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if batch.len() < MAX_BATCH && more_coming(&queue) {
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while batch.len() < MAX_BATCH {
-                let limit = MAX_BATCH - batch.len();
-                match tokio::time::timeout_at(deadline, results.recv_many(&mut batch, limit)).await
-                {
-                    Ok(0) | Err(_) => break, // closed, or lingered long enough
-                    Ok(_) if !more_coming(&queue) => break,
-                    Ok(_) => {}
+/// Records outcomes until every sender is gone and nothing is left to
+/// write (or, after that, [`GIVE_UP_AFTER_STOP`] has passed).
+pub(super) async fn run(queue: Queue, mut received: mpsc::UnboundedReceiver<Finished>) {
+    let mut batch: Vec<Finished> = Vec::with_capacity(MAX_BATCH);
+    let mut retry: Vec<Finished> = Vec::new();
+    let mut retry_at: Option<Instant> = None;
+    let mut pause = RETRY_FIRST;
+    let mut closed_at: Option<Instant> = None;
+    loop {
+        // Wait for new outcomes, or for the time to write failed ones again.
+        let due = retry_at.unwrap_or_else(Instant::now);
+        if closed_at.is_none() {
+            tokio::select! {
+                got = received.recv_many(&mut batch, MAX_BATCH) => {
+                    if got == 0 {
+                        closed_at = Some(Instant::now());
+                    } else {
+                        linger(&queue, &mut received, &mut batch).await;
+                    }
                 }
+                () = tokio::time::sleep_until(due), if retry_at.is_some() => {}
             }
+        } else {
+            tokio::time::sleep_until(due).await;
         }
-        let count = batch.len();
-        let written = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-        let ids: Vec<_> = written.iter().map(|r| r.lease.id).collect();
-        match queue.store().record(written).await {
-            Ok(recorded) => queue.changed(
-                ids.into_iter()
-                    .zip(recorded)
-                    .filter(|(_, r)| *r == Recorded::Applied)
-                    .map(|(id, _)| id),
-            ),
-            // The leases will expire and the rescuer will retry the jobs.
-            Err(error) => tracing::error!(%error, results = count, "recording results failed"),
+        if retry_at.is_some_and(|at| at <= Instant::now()) || closed_at.is_some() {
+            batch.append(&mut retry);
+            retry_at = None;
+        }
+        if batch.is_empty() {
+            if closed_at.is_some() {
+                return;
+            }
+            continue;
+        }
+        let failed = write(&queue, std::mem::take(&mut batch)).await;
+        if failed.is_empty() {
+            pause = RETRY_FIRST;
+            continue;
+        }
+        if closed_at.is_some_and(|at| at.elapsed() >= GIVE_UP_AFTER_STOP) {
+            tracing::error!(
+                outcomes = failed.len(),
+                "giving up on outcomes that could not be written; their jobs will be rescued"
+            );
+            for finished in &failed {
+                queue.registry().forget(&finished.outcome.lease);
+            }
+            return;
+        }
+        retry.extend(failed);
+        retry_at = Some(Instant::now() + pause);
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+}
+
+/// Waits up to [`LINGER`] for more outcomes while other jobs are in
+/// flight, so they share one commit.
+async fn linger(
+    queue: &Queue,
+    received: &mut mpsc::UnboundedReceiver<Finished>,
+    batch: &mut Vec<Finished>,
+) {
+    if batch.len() >= MAX_BATCH || !queue.registry().more_coming() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < MAX_BATCH {
+        let limit = MAX_BATCH - batch.len();
+        match tokio::time::timeout_at(deadline, received.recv_many(batch, limit)).await {
+            Ok(0) | Err(_) => return, // closed, or lingered long enough
+            Ok(_) if !queue.registry().more_coming() => return,
+            Ok(_) => {}
         }
     }
 }
 
-/// Whether other results are on their way: some job is claimed or running.
-fn more_coming(queue: &Queue) -> bool {
-    !queue.inner.running.lock().expect("running map").is_empty()
+/// Writes a batch; returns the outcomes to try again later. Outcomes the
+/// store refuses as too large are replaced by a failure of their job and
+/// written at once.
+async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
+    let mut again = Vec::new();
+    // The second round writes the replacements of outcomes too large.
+    for round in 0..2 {
+        let outcomes: Vec<Outcome> = batch.iter().map(|f| f.outcome.clone()).collect();
+        let results = match queue.store().record_if_leased(outcomes).await {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::error!(%error, outcomes = batch.len(), "writing outcomes failed; will retry");
+                again.append(&mut batch);
+                break;
+            }
+        };
+        let mut too_large = Vec::new();
+        let mut changed = Vec::new();
+        for (finished, result) in batch.drain(..).zip(results) {
+            match result {
+                Ok(recorded) => {
+                    if recorded == Recorded::Applied {
+                        changed.push(finished.outcome.lease.id);
+                    }
+                    queue.registry().forget(&finished.outcome.lease);
+                }
+                Err(store::Error::TooLarge(why)) if round == 0 => {
+                    too_large.push(refused(queue, finished, &why));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, job_id = finished.job.id, "writing an outcome failed; will retry");
+                    again.push(finished);
+                }
+            }
+        }
+        queue.changed(changed);
+        if too_large.is_empty() {
+            break;
+        }
+        batch = too_large;
+    }
+    again
+}
+
+/// An outcome the store refused as too large becomes a failure of its job:
+/// the host's report says why, and the policy decides what follows (the
+/// same attempt would produce the same result, so it is not retried).
+fn refused(queue: &Queue, finished: Finished, why: &str) -> Finished {
+    let Finished { job, outcome } = finished;
+    let message = format!("the attempt's result could not be stored: {why}");
+    tracing::warn!(job_id = job.id, %message);
+    let ending = Ending::HostFailed { retryable: false };
+    let decision = queue.policy().decide(&job, ending, outcome.at);
+    let started_at = outcome
+        .attempt
+        .as_ref()
+        .map_or(outcome.at, |attempt| attempt.started_at);
+    let outcome = Outcome {
+        decision,
+        attempt: Some(AttemptRecord {
+            started_at,
+            report: AttemptReport::HostFailed {
+                message,
+                retryable: false,
+            },
+        }),
+        output: None,
+        ..outcome
+    };
+    debug_assert_ne!(outcome.decision, Decision::Release);
+    Finished { job, outcome }
 }

@@ -1,76 +1,104 @@
-//! One attempt of one claimed job, and what it means for the job next.
+//! One attempt of one claimed job, and its outcome.
 
-use crate::clock::Millis;
+use super::Finished;
+use super::registry::{ProgressCell, Stop};
 use crate::engine::{self, CancelToken, Invocation, JobInfo, ProgressSink};
 use crate::job::Job;
-use crate::queue::Queue;
-use crate::report::{FailureKind, Report};
-use crate::store::{AttemptResult, Claimed, Lease, Next};
+use crate::json::Json;
+use crate::policy::{Decision, Ending};
+use crate::queue::{self, Queue};
+use crate::report::{AttemptReport, FailureKind, Report};
+use crate::store::{self, AttemptRecord, Claimed, Lease, Outcome};
 use std::sync::Arc;
 
-/// Runs one claimed job (already marked started in the running map) and
-/// returns the result to record. Removes the job from the running map.
-pub(super) async fn run(queue: &Queue, claimed: Claimed, cancel: CancelToken) -> AttemptResult {
+/// Runs one claimed job and returns what to record. The job must already
+/// be marked running in the registry (`progress` is its cell there).
+pub(super) async fn run(
+    queue: &Queue,
+    claimed: Claimed,
+    cancel: CancelToken,
+    progress: ProgressCell,
+) -> Finished {
     let Claimed { job, input, token } = claimed;
-    let outcome = attempt(queue, &job, input, cancel).await;
-    queue
-        .inner
-        .running
-        .lock()
-        .expect("running map")
-        .remove(&job.id);
-    // One timestamp for the result: the backoff counts from when it ended.
+    let lease = Lease { id: job.id, token };
+    let started_at = queue.now();
+    let ended = attempt(queue, &job, input, cancel, progress).await;
+    let stop = queue.registry().finished(&lease);
+    // One timestamp for the outcome: the backoff counts from when it ended.
     let now = queue.now();
-    let (report, next) = match outcome {
-        Ok(report) => {
-            let next = decide(queue, &job, &report, now);
-            (Some(report), next)
+    let (decision, report, output) = match ended {
+        Ok(mut report) => {
+            let interrupted = stop == Some(Stop::Shutdown)
+                && report.failure_kind() == Some(FailureKind::Cancelled);
+            let ending = if interrupted {
+                Ending::Interrupted
+            } else {
+                Ending::Ran(&report)
+            };
+            let decision = queue.policy().decide(&job, ending, now);
+            // The output is kept once, with the job, not in the report.
+            let output = report.output.take();
+            (decision, Some(AttemptReport::Ran(Box::new(report))), output)
         }
-        Err(AttemptError::Host(message)) => {
-            tracing::warn!(job_id = job.id, %message, "host could not run the job; releasing it");
-            (None, Next::Release)
+        Err(Failed::Capacity(message)) => {
+            tracing::warn!(job_id = job.id, %message, "no sandbox free; releasing the job");
+            let decision = queue.policy().decide(&job, Ending::Interrupted, now);
+            (decision, None, None)
         }
-        Err(AttemptError::Module(message)) => {
-            tracing::warn!(job_id = job.id, %message, "job's module cannot be loaded");
-            (None, Next::Fail)
+        Err(Failed::Host { message, retryable }) => {
+            tracing::warn!(job_id = job.id, %message, retryable, "the host could not run the job");
+            let ending = Ending::HostFailed { retryable };
+            let decision = queue.policy().decide(&job, ending, now);
+            let report = AttemptReport::HostFailed { message, retryable };
+            (decision, Some(report), None)
         }
     };
-    AttemptResult {
-        lease: Lease { id: job.id, token },
-        report,
-        next,
-        finished_at: now,
-    }
+    let attempt = report
+        .filter(|_| decision != Decision::Release)
+        .map(|report| AttemptRecord { started_at, report });
+    let output = (decision == Decision::Complete).then(|| output.unwrap_or_else(Json::null));
+    let outcome = Outcome {
+        lease,
+        decision,
+        attempt,
+        output,
+        at: now,
+    };
+    Finished { job, outcome }
 }
 
-enum AttemptError {
-    /// The host could not run it now (no sandbox slot, engine failure).
-    Host(String),
-    /// The job's module is gone or refused: it can never run.
-    Module(String),
+/// Why the engine produced no report.
+enum Failed {
+    /// Every sandbox slot is in use: not the job's doing.
+    Capacity(String),
+    /// The host could not run the job: its module did not load, or the
+    /// engine failed.
+    Host { message: String, retryable: bool },
 }
 
 async fn attempt(
     queue: &Queue,
     job: &Job,
-    input: Vec<u8>,
+    input: Json,
     cancel: CancelToken,
-) -> Result<Report, AttemptError> {
-    let module = queue
-        .module(&job.module)
-        .await
-        .map_err(|e| AttemptError::Module(e.to_string()))?;
-    let progress = queue
-        .inner
-        .running
-        .lock()
-        .expect("running map")
-        .get(&job.id)
-        .map(|r| r.progress.clone());
-    let sink: Option<ProgressSink> = progress.map(|progress| {
-        Arc::new(move |p: &crate::report::Progress| {
-            *progress.lock().expect("progress") = Some(p.clone());
-        }) as ProgressSink
+    progress: ProgressCell,
+) -> Result<Report, Failed> {
+    let module = queue.loaded(&job.module.hash).await.map_err(|error| {
+        let retryable = match &error {
+            queue::Error::InvalidModule(e) => e.is_transient(),
+            queue::Error::Store(store::Error::NotFound(_)) => false,
+            queue::Error::Store(e) => e.is_transient(),
+            _ => true,
+        };
+        Failed::Host {
+            message: format!("module {} could not be loaded: {error}", job.module),
+            retryable,
+        }
+    })?;
+    let sink: ProgressSink = Arc::new(move |p: &crate::report::Progress| {
+        if let Ok(mut cell) = progress.lock() {
+            *cell = Some(p.clone());
+        }
     });
     let invocation = Invocation {
         info: JobInfo {
@@ -79,48 +107,20 @@ async fn attempt(
             max_attempts: job.max_attempts,
             priority: job.priority,
         },
-        input,
+        input: input.as_bytes().to_vec(),
         limits: job.limits,
         cancel,
-        progress: sink,
+        progress: Some(sink),
     };
     queue
         .engine()
         .execute(&module, invocation)
         .await
         .map_err(|e| match e {
-            engine::Error::Capacity(m) | engine::Error::Host(m) | engine::Error::Config(m) => {
-                AttemptError::Host(m)
-            }
+            engine::Error::Capacity(m) => Failed::Capacity(m),
+            engine::Error::Host(m) | engine::Error::Config(m) => Failed::Host {
+                message: format!("the engine failed: {m}"),
+                retryable: true,
+            },
         })
-}
-
-/// What happens to a job after an attempt with this report.
-fn decide(queue: &Queue, job: &Job, report: &Report, now: Millis) -> Next {
-    let Some(failure) = &report.failure else {
-        let output = report
-            .output
-            .as_ref()
-            .map(|o| o.0.clone())
-            .unwrap_or_default();
-        return Next::Complete { output };
-    };
-    if failure.kind == FailureKind::Cancelled {
-        // Interrupted by our own shutdown: not the job's fault.
-        return if queue.is_shutting_down() {
-            Next::Release
-        } else {
-            Next::Cancelled
-        };
-    }
-    if !failure.retryable || job.attempt >= job.max_attempts {
-        return Next::Fail;
-    }
-    match job.retry.delay_ms(job.attempt, fastrand::f64()) {
-        None => Next::Fail,
-        Some(delay) => Next::Retry {
-            run_at: now.saturating_add(delay as i64),
-            limits: queue.config().escalation.next(job.limits, failure.kind),
-        },
-    }
 }

@@ -16,8 +16,10 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use wasmjob::job::{NewJob, RetryPolicy};
+use wasmjob::job::{ModuleRef, NewJob};
+use wasmjob::json::Json;
 use wasmjob::limits::Limits;
+use wasmjob::policy::RetryPolicy;
 use wasmjob::report::ModuleKind;
 use wasmjob::store::{ClaimRequest, JobStore, SqliteStore, StoreConfig};
 use wasmjob_tests::{guest_bytes, guests, runtime};
@@ -152,8 +154,11 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
                 .await
                 .expect("module");
             let job = NewJob {
-                module: hash,
-                input: b"null".to_vec(),
+                module: ModuleRef {
+                    hash,
+                    name: Some("noop".to_owned()),
+                },
+                input: Json::null(),
                 priority: 5,
                 max_attempts: 1,
                 retry: RetryPolicy::default(),
@@ -162,9 +167,9 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
             };
             for _ in 0..n.div_ceil(BATCH) {
                 store
-                    .submit(vec![job.clone(); BATCH], now)
+                    .insert_jobs(vec![job.clone(); BATCH], now)
                     .await
-                    .expect("submit");
+                    .expect("insert");
             }
         }
         let later = now + 2 * HOUR_MS as i64;
@@ -179,7 +184,7 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
                         lease_ms: 60_000,
                     };
                     let t0 = Instant::now();
-                    let claimed = store.claim(request, later).await.expect("claim");
+                    let claimed = store.claim_due(request, later).await.expect("claim");
                     samples.push(t0.elapsed().as_secs_f64() * 1e3);
                     assert_eq!(claimed.len(), limit, "enough due jobs to claim");
                 }

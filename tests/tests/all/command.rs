@@ -23,7 +23,7 @@ fn stdin_in_stdout_out() {
     assert_eq!(module.kind(), ModuleKind::Command);
     let report = run(&engine, &module, invocation(br#"{"hello":"world"}"#));
     assert!(report.is_success(), "{report:?}");
-    assert_eq!(report.output.unwrap().0, br#"{"hello":"world"}"#);
+    assert_eq!(report.output.unwrap().as_str(), r#"{"hello":"world"}"#);
     assert_eq!(report.kind, ModuleKind::Command);
     assert!(report.fuel.consumed.unwrap() > 0);
 }

@@ -26,7 +26,7 @@ fn hello_greets_logs_and_reports_progress() {
     let report = run_json(&engine, &module, json!({"name": "Ada"}));
     assert!(report.is_success(), "{report:#?}");
     assert_eq!(
-        report.output.as_ref().unwrap().json().unwrap(),
+        report.output.as_ref().unwrap().value(),
         json!({"greeting": "Hello, Ada!"})
     );
     assert!(
@@ -48,7 +48,7 @@ fn word_freq_counts_words() {
         test_limits(),
     );
     assert!(report.is_success(), "{report:#?}");
-    let output = report.output.unwrap().json().unwrap();
+    let output = report.output.unwrap().value();
     assert_eq!(output["total_words"], 7);
     assert_eq!(output["top"][0], json!(["the", 3]));
 }
@@ -59,10 +59,7 @@ fn fuel_grows_with_the_work() {
     let module = load(&engine, guests::FIB);
     let small = run_json(&engine, &module, json!({"n": 10}));
     let large = run_json(&engine, &module, json!({"n": 20}));
-    assert_eq!(
-        large.output.as_ref().unwrap().json().unwrap()["value"],
-        6765
-    );
+    assert_eq!(large.output.as_ref().unwrap().value()["value"], 6765);
     let (small, large) = (small.fuel.consumed.unwrap(), large.fuel.consumed.unwrap());
     assert!(
         large > small * 10,
@@ -91,7 +88,7 @@ fn flaky_fails_retryably_until_its_attempt() {
     assert!(failure.retryable);
     let third = attempt(3);
     assert!(third.is_success(), "{third:#?}");
-    assert_eq!(third.output.unwrap().json().unwrap()["attempt"], 3);
+    assert_eq!(third.output.unwrap().value()["attempt"], 3);
 }
 
 #[test]

@@ -363,14 +363,15 @@ async fn answers_match_their_schemas() {
     };
     assert_eq!(
         store
-            .claim(request, host.clock.now_ms())
+            .claim_due(request, host.clock.now_ms())
             .await
             .unwrap()
             .len(),
         1
     );
     host.clock.advance(60_000);
-    assert_eq!(store.rescue(host.clock.now_ms()).await.unwrap(), [job.id]);
+    assert_eq!(wasmjob::scheduler::rescue_once(&host.queue).await, 1);
+
     let app = router(host.queue.clone(), ApiConfig::default());
     let request = Request::get(format!("/v1/jobs/{}", job.id))
         .body(Body::empty())

@@ -2,12 +2,12 @@
 //! guests, the real worker pool, time driven by a test clock.
 
 use serde_json::json;
-use wasmjob::job::{Backoff, JobState, RetryPolicy};
+use wasmjob::job::{JobDetail, JobState};
+use wasmjob::policy::{Backoff, RetrySpec};
 use wasmjob::queue::QueueConfig;
-use wasmjob::report::FailureKind;
-use wasmjob::store::{AttemptReport, JobDetail};
+use wasmjob::report::{AttemptReport, FailureKind};
 use wasmjob_tests::guests;
-use wasmjob_tests::host::{Host, NowMs, small_fuel, wait_until};
+use wasmjob_tests::host::{Host, small_fuel, wait_until};
 
 fn one_worker() -> QueueConfig {
     QueueConfig {
@@ -21,18 +21,18 @@ fn kinds(detail: &JobDetail) -> Vec<Option<FailureKind>> {
         .attempts
         .iter()
         .map(|a| match &a.report {
-            AttemptReport::Engine(report) => report.failure_kind(),
-            AttemptReport::Lost { .. } => panic!("unexpected lost attempt"),
+            AttemptReport::Ran(report) => report.failure_kind(),
+            other => panic!("unexpected attempt report {other:?}"),
         })
         .collect()
 }
 
-fn fixed(ms: u64) -> RetryPolicy {
-    RetryPolicy {
-        backoff: Backoff::Fixed,
-        base_ms: ms,
-        max_delay_ms: ms,
-        jitter: false,
+fn fixed(ms: u64) -> RetrySpec {
+    RetrySpec {
+        backoff: Some(Backoff::Fixed),
+        base_ms: Some(ms),
+        max_delay_ms: Some(ms),
+        jitter: Some(false),
     }
 }
 
@@ -43,7 +43,7 @@ async fn one_worker_takes_the_most_urgent_job_first_then_the_oldest() {
     let mut ids = Vec::new();
     for priority in [9, 5, 0, 5, 3] {
         let mut job = host.job(&hello, json!({"name": "p"}));
-        job.priority = priority;
+        job.priority = Some(priority);
         ids.push((priority, host.submit(job).await.id));
     }
     host.start_workers();
@@ -67,7 +67,7 @@ async fn flaky_completes_on_its_third_attempt_after_the_backoff() {
     let mut host = Host::new(one_worker());
     let flaky = host.upload(guests::FLAKY).await;
     let mut job = host.job(&flaky, json!({"succeed_on": 3}));
-    job.max_attempts = 5;
+    job.max_attempts = Some(5);
     job.retry = fixed(60_000);
     let id = host.submit(job).await.id;
     host.start_workers();
@@ -96,7 +96,7 @@ async fn flaky_completes_on_its_third_attempt_after_the_backoff() {
         ]
     );
     assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(detail.output.as_ref().unwrap()).unwrap(),
+        detail.output.as_ref().unwrap().value(),
         json!({"attempt": 3})
     );
     host.stop_workers().await;
@@ -118,8 +118,8 @@ async fn an_infinite_loop_ends_in_the_dead_letter_with_escalating_fuel() {
         .attempts
         .iter()
         .map(|a| match &a.report {
-            AttemptReport::Engine(r) => (r.limits.fuel, r.fuel.consumed),
-            AttemptReport::Lost { .. } => unreachable!(),
+            AttemptReport::Ran(r) => (r.limits.fuel, r.fuel.consumed),
+            other => unreachable!("{other:?}"),
         })
         .collect();
     assert_eq!(
@@ -160,7 +160,7 @@ async fn a_memory_hog_reports_memory_limit() {
     let mut host = Host::new(one_worker());
     let hog = host.upload(guests::MEMORY_HOG).await;
     let mut job = host.job(&hog, json!({"mode": "abort"}));
-    job.max_attempts = 1;
+    job.max_attempts = Some(1);
     let id = host.submit(job).await.id;
     host.start_workers();
     let detail = host.wait_for(id, JobState::Failed).await;
@@ -174,25 +174,25 @@ async fn pending_and_running_jobs_can_be_cancelled() {
     let mut host = Host::new(one_worker());
     let looping = host.upload(guests::INFINITE_LOOP).await;
     let mut later = host.job(&looping, json!({}));
-    later.run_at = host.clock.now_ms() + 3_600_000;
+    later.delay_ms = Some(3_600_000);
     let later = host.submit(later).await.id;
     let cancelled = host.queue.cancel(later).await.unwrap();
     assert_eq!(cancelled.state, JobState::Cancelled);
 
     let mut job = host.job(&looping, json!({}));
-    job.limits = small_fuel(u64::MAX / 4);
-    job.limits.timeout_ms = 3_600_000;
+    job.limits = small_fuel(1_000_000_000_000);
+    job.limits.timeout_ms = Some(3_600_000);
     let id = host.submit(job).await.id;
     host.start_workers();
     let queue = host.queue.clone();
-    wait_until(|| {
+    wait_until(&queue, || {
         let running = queue.running().contains(&id);
         async move { running.then_some(()) }
     })
     .await
     .expect("the job started");
     host.queue.cancel(id).await.unwrap();
-    wait_until(|| {
+    wait_until(&queue, || {
         let stopped = !queue.running().contains(&id);
         async move { stopped.then_some(()) }
     })

@@ -13,6 +13,25 @@ use std::time::Duration;
 /// runs, plus room for the filter combinations of `list`.
 const STATEMENT_CACHE: usize = 64;
 
+/// Settings every connection of a store shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Settings {
+    /// How long a statement waits for another process's lock.
+    pub busy_timeout: Duration,
+    /// The largest string or blob a statement may bind, when lower than
+    /// SQLite's own limit (1 GB).
+    pub max_value_bytes: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            busy_timeout: Duration::from_secs(5),
+            max_value_bytes: None,
+        }
+    }
+}
+
 /// What a connection is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Role {
@@ -30,13 +49,19 @@ pub(super) enum Role {
 /// fsync the WAL before it returns: an acknowledged write survives a
 /// process crash and a power loss. `fullfsync` asks macOS for a real flush
 /// of the drive's cache (no effect elsewhere).
-pub(super) fn open(path: &Path, role: Role, busy_timeout: Duration) -> Result<Connection> {
+pub(super) fn open(path: &Path, role: Role, settings: &Settings) -> Result<Connection> {
     let flags = match role {
         Role::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         Role::Reader => OpenFlags::SQLITE_OPEN_READ_WRITE,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(busy_timeout)?;
+    conn.busy_timeout(settings.busy_timeout)?;
+    if let Some(max) = settings.max_value_bytes {
+        conn.set_limit(
+            rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+            i32::try_from(max).unwrap_or(i32::MAX),
+        )?;
+    }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // The query planner stability guarantee: a cached statement keeps its
     // plan. Without it the bundled SQLite (built with STAT4) re-prepares
@@ -70,6 +95,13 @@ pub(super) fn open(path: &Path, role: Role, busy_timeout: Duration) -> Result<Co
 
 impl From<rusqlite::Error> for Error {
     fn from(error: rusqlite::Error) -> Self {
-        Error::Database(error.to_string())
+        match error.sqlite_error_code() {
+            // A value past SQLITE_LIMIT_LENGTH: refused, and refused again
+            // if retried.
+            Some(rusqlite::ErrorCode::TooBig) => {
+                Error::TooLarge(format!("the value is too large to store: {error}"))
+            }
+            _ => Error::Database(error.to_string()),
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Job writes driven by clients and the scheduler: submit, claim, renew,
+//! Job writes driven by clients and the scheduler: insert, claim, renew,
 //! cancel, requeue, purge and aging. (What happens after an attempt is in
 //! `outcomes`.)
 //!
@@ -6,7 +6,7 @@
 //! and changes only rows whose current state allows the verb.
 
 use super::modules;
-use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS};
+use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS, POLICY_COLUMNS};
 use crate::clock::Millis;
 use crate::job::{Job, JobId, JobState, NewJob};
 use crate::store::{ClaimRequest, Claimed, Error, Lease, Result};
@@ -30,28 +30,42 @@ pub(super) const CLAIM_CANDIDATES: &str = "SELECT id FROM jobs INDEXED BY jobs_c
      LIMIT ?4";
 
 /// Stores new jobs, `pending`; each module must be recorded.
-pub(super) fn submit(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<Vec<Job>> {
+pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<Vec<Job>> {
     let sql = format!(
-        "INSERT INTO jobs (module, input, priority, effective_priority, state,
-                           max_attempts, retry, limits, run_at, created_at)
-         VALUES (?1, ?2, ?3, ?3, 'pending', ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO jobs (module, module_name, input, priority, effective_priority, state,
+                           max_attempts, run_at, created_at, {POLICY_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?4, 'pending', ?5, ?6, ?7,
+                 ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          RETURNING {JOB_COLUMNS}"
     );
     let mut insert = conn.prepare_cached(&sql)?;
     let mut stored = Vec::with_capacity(jobs.len());
     for new in jobs {
-        if !modules::exists(conn, &new.module)? {
-            return Err(Error::NotFound(format!("module {}", new.module)));
+        if !modules::exists(conn, &new.module.hash)? {
+            return Err(Error::module_not_found(&new.module.hash));
         }
+        let [fuel, memory, timeout, output, records, log_bytes, tail] =
+            rows::limit_columns(&new.limits)?;
+        let [backoff, base, max, jitter] = rows::retry_columns(&new.retry)?;
         let values = params![
-            new.module,
-            new.input,
+            new.module.hash,
+            new.module.name,
+            new.input.as_str(),
             new.priority,
             new.max_attempts,
-            rows::to_json(&new.retry)?,
-            rows::to_json(&new.limits)?,
             new.run_at,
             now,
+            fuel,
+            memory,
+            timeout,
+            output,
+            records,
+            log_bytes,
+            tail,
+            backoff,
+            base,
+            max,
+            jitter,
         ];
         stored.push(insert.query_row(values, rows::job)?);
     }
@@ -70,7 +84,7 @@ pub(super) fn claim(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1,
                 attempts_total = attempts_total + 1, lease_owner = ?1,
                 lease_token = lower(hex(randomblob(16))), lease_expires_at = ?2,
-                started_at = ?3
+                claimed_at = ?3
          WHERE id IN ({CLAIM_CANDIDATES})
          RETURNING {JOB_COLUMNS}, input, lease_token, effective_priority"
     );
@@ -81,7 +95,7 @@ pub(super) fn claim(
         .query_map(params![request.owner, expires, now, limit], |row| {
             let claimed = Claimed {
                 job: rows::job(row)?,
-                input: row.get(JOB_COLUMN_COUNT)?,
+                input: rows::json(row, JOB_COLUMN_COUNT)?,
                 token: row.get(JOB_COLUMN_COUNT + 1)?,
             };
             Ok((row.get::<_, i64>(JOB_COLUMN_COUNT + 2)?, claimed))
@@ -128,12 +142,21 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Millis) -> Result<Job> {
 }
 
 /// Moves a `failed` job back to `pending` with a fresh attempt budget, due
-/// now. Its attempts and `last_error` are kept as history.
+/// now, provided its module is still there. Its attempts and `last_error`
+/// are kept as history.
 pub(super) fn requeue(conn: &Connection, id: JobId, now: Millis) -> Result<Job> {
     let state = state_of(conn, id)?;
     if state != JobState::Failed {
         return Err(Error::Conflict(format!(
             "job {id} is {state}; only failed jobs can be requeued"
+        )));
+    }
+    let module: String = conn
+        .prepare_cached("SELECT module FROM jobs WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))?;
+    if !modules::exists(conn, &module)? {
+        return Err(Error::Conflict(format!(
+            "job {id} cannot be requeued: its module {module} was deleted; upload it again first"
         )));
     }
     let sql = format!(
@@ -191,5 +214,5 @@ fn state_of(conn: &Connection, id: JobId) -> Result<JobState> {
     conn.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
         .query_row([id], |row| rows::state(row, 0))
         .optional()?
-        .ok_or_else(|| Error::NotFound(format!("job {id}")))
+        .ok_or_else(|| Error::job_not_found(id))
 }

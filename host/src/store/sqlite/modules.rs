@@ -49,7 +49,7 @@ pub(super) fn put(
         "INSERT INTO modules (hash, kind, size, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (hash) DO NOTHING",
     )?
-    .execute(params![hash, rows::kind_name(kind), size, now])?;
+    .execute(params![hash, kind.as_str(), size, now])?;
     if let Some(name) = name {
         // Delete and insert rather than ignore: the pair gets a new id, so
         // giving a name back to an older module makes it the newest again.
@@ -67,7 +67,7 @@ pub(super) fn put(
 /// needs it. The file goes afterwards, with [`remove_unused_file`].
 pub(super) fn delete(conn: &Connection, hash: &str) -> Result<()> {
     if !exists(conn, hash)? {
-        return Err(Error::NotFound(format!("module {hash}")));
+        return Err(Error::module_not_found(hash));
     }
     let user: Option<(i64, String)> = conn
         .prepare_cached(

@@ -1,151 +1,180 @@
-//! What happens to a running job after an attempt: a worker's result
-//! (`record`), or its host gone (`rescue`: an expired lease, or start-up).
+//! Applying attempt outcomes, and listing leased jobs for the rescuer.
 //!
-//! A result is applied only while the job is still `running` under the
-//! lease it was claimed with; anything else is stale and changes nothing.
-//! One exception: a job cancelled while it ran keeps its token until the
-//! worker reports, and then only the attempt's report is filed.
+//! An outcome is applied only while the job is still `running` under the
+//! lease it was claimed with (for a rescue, also only while that lease is
+//! still expired); anything else is stale and changes nothing. One
+//! exception: a job cancelled while it ran keeps its token until its
+//! worker reports, and then only the attempt's record is filed. What the
+//! job becomes is the outcome's [`Decision`]: this module applies it, it
+//! never makes one.
+//!
 //! Attempts are numbered by the job's `attempts_total`, which counts every
 //! claim of the job and, unlike `attempt`, is not reset by a requeue.
 
 use super::jobs::CLEAR_LEASE;
-use super::rows;
+use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS};
 use crate::clock::Millis;
-use crate::job::{JobId, RetryPolicy};
-use crate::limits::Limits;
-use crate::store::{AttemptReport, AttemptResult, Lease, Next, Recorded, Result};
+use crate::job::JobId;
+use crate::policy::Decision;
+use crate::store::{
+    AttemptRecord, Lease, LeaseFilter, LeasedJob, Outcome, Recorded, Result, encoding,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Back to waiting without spending the attempt: `pending` again if it
 /// never ran before, `retrying` otherwise. `run_at` is unchanged, so the
 /// job is due at once.
 const RELEASE: &str = "state = CASE WHEN attempt <= 1 THEN 'pending' ELSE 'retrying' END,
-     attempt = max(attempt - 1, 0), attempts_total = max(attempts_total - 1, 0),
-     started_at = CASE WHEN attempt <= 1 THEN NULL ELSE started_at END";
+     attempt = max(attempt - 1, 0), attempts_total = max(attempts_total - 1, 0)";
 
-/// Applies each result whose lease is still held.
-pub(super) fn record(conn: &Connection, results: Vec<AttemptResult>) -> Result<Vec<Recorded>> {
-    results
-        .into_iter()
-        .map(|result| record_one(conn, result))
+/// Which leases an apply accepts.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Require {
+    /// The lease is held: the job runs under its token.
+    Held,
+    /// The lease is held and expired before this time.
+    ExpiredBefore(Millis),
+}
+
+/// Applies every outcome, stopping at the first that fails: the caller
+/// rolls the whole command back and retries with [`apply_each`]. The fast
+/// path: no savepoint per outcome.
+pub(super) fn apply_all(
+    conn: &Connection,
+    outcomes: &[Outcome],
+    require: Require,
+) -> Result<Vec<Result<Recorded>>> {
+    outcomes
+        .iter()
+        .map(|outcome| apply(conn, outcome, require).map(Ok))
         .collect()
 }
 
-/// The running attempt of a held lease: its number and start.
+/// Applies each outcome inside its own savepoint: one that fails is rolled
+/// back and answered with its error, the others stand.
+pub(super) fn apply_each(
+    conn: &Connection,
+    outcomes: &[Outcome],
+    require: Require,
+) -> Result<Vec<Result<Recorded>>> {
+    let mut results = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        conn.prepare_cached("SAVEPOINT outcome")?.execute([])?;
+        let result = apply(conn, outcome, require);
+        if result.is_err() {
+            conn.prepare_cached("ROLLBACK TO outcome")?.execute([])?;
+        }
+        conn.prepare_cached("RELEASE outcome")?.execute([])?;
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// The attempt running under a held lease.
 struct Held {
+    /// Its number in the job's history.
     number: u32,
-    started_at: Option<Millis>,
     /// The job was cancelled while the attempt ran.
     cancelled: bool,
 }
 
-fn record_one(conn: &Connection, result: AttemptResult) -> Result<Recorded> {
-    let AttemptResult {
-        lease,
-        report,
-        next,
-        finished_at: now,
-    } = result;
-    let Some(held) = held(conn, &lease)? else {
+fn apply(conn: &Connection, outcome: &Outcome, require: Require) -> Result<Recorded> {
+    let Some(held) = held(conn, &outcome.lease, require)? else {
         return Ok(Recorded::Stale);
     };
-    let id = lease.id;
+    let id = outcome.lease.id;
     if held.cancelled {
-        // Cancel won: keep the attempt's report as history, nothing else.
-        if let Some(report) = report {
-            let report = AttemptReport::Engine(Box::new(report));
-            let started_at = held.started_at.unwrap_or(now);
-            insert_attempt(conn, id, held.number, started_at, now, &report)?;
+        // The cancel won: keep the attempt as history, nothing else.
+        if let Some(attempt) = &outcome.attempt {
+            insert_attempt(conn, id, held.number, attempt, outcome.at)?;
         }
         conn.prepare_cached("UPDATE jobs SET lease_token = NULL WHERE id = ?1")?
             .execute([id])?;
         return Ok(Recorded::Applied);
     }
-    if matches!(next, Next::Release) {
+    if outcome.decision == Decision::Release {
         let sql = format!("UPDATE jobs SET {RELEASE}, {CLEAR_LEASE} WHERE id = ?1");
         conn.prepare_cached(&sql)?.execute([id])?;
         return Ok(Recorded::Applied);
     }
-    let error = report
-        .as_ref()
-        .and_then(|r| r.failure.as_ref())
-        .map(|f| f.message.clone());
-    if let Some(report) = report {
-        let started_at = held.started_at.unwrap_or(now);
-        let report = AttemptReport::Engine(Box::new(report));
-        insert_attempt(conn, id, held.number, started_at, now, &report)?;
-    }
-    match next {
-        Next::Complete { output } => {
+    let (started_at, error) = match &outcome.attempt {
+        Some(attempt) => {
+            insert_attempt(conn, id, held.number, attempt, outcome.at)?;
+            (Some(attempt.started_at), attempt.report.error())
+        }
+        None => (None, None),
+    };
+    conn.prepare_cached(
+        "UPDATE jobs SET started_at = coalesce(?2, started_at),
+                last_error = coalesce(?3, last_error)
+         WHERE id = ?1",
+    )?
+    .execute(params![id, started_at, error])?;
+    match &outcome.decision {
+        Decision::Complete => {
+            let output = outcome.output.as_ref().map(|o| o.as_str());
             let sql = format!(
-                "UPDATE jobs SET state = 'completed', output = ?2, finished_at = ?3, {CLEAR_LEASE}
+                "UPDATE jobs SET state = 'completed', output = coalesce(?2, 'null'),
+                        finished_at = ?3, {CLEAR_LEASE}
                  WHERE id = ?1"
             );
             conn.prepare_cached(&sql)?
-                .execute(params![id, output, now])?;
+                .execute(params![id, output, outcome.at])?;
         }
-        Next::Retry { run_at, limits } => retry(conn, id, run_at, Some(&limits), error)?,
-        Next::Fail => finish(conn, id, "failed", now, error)?,
-        Next::Cancelled => finish(conn, id, "cancelled", now, error)?,
-        Next::Release => {}
+        Decision::Retry { run_at, limits } => {
+            let [fuel, memory, timeout, output, records, log_bytes, tail] =
+                rows::limit_columns(limits)?;
+            // A new attempt starts aging over.
+            let sql = format!(
+                "UPDATE jobs SET state = 'retrying', run_at = ?2, effective_priority = priority,
+                        aged_at = NULL, fuel = ?3, memory_bytes = ?4, timeout_ms = ?5,
+                        output_bytes = ?6, log_records = ?7, log_bytes = ?8,
+                        stdio_tail_bytes = ?9, {CLEAR_LEASE}
+                 WHERE id = ?1"
+            );
+            conn.prepare_cached(&sql)?.execute(params![
+                id, run_at, fuel, memory, timeout, output, records, log_bytes, tail
+            ])?;
+        }
+        Decision::DeadLetter => finish(conn, id, "failed", outcome.at)?,
+        Decision::Cancelled => finish(conn, id, "cancelled", outcome.at)?,
+        Decision::Release => unreachable!("handled above"),
     }
     Ok(Recorded::Applied)
 }
 
-/// The attempt running under `lease`, if the lease is still held (or the
-/// job was cancelled while it ran and has not reported yet).
-fn held(conn: &Connection, lease: &Lease) -> Result<Option<Held>> {
+/// The attempt running under `lease`, if the lease is still held as
+/// `require` says (or the job was cancelled while it ran and its worker has
+/// not reported yet).
+fn held(conn: &Connection, lease: &Lease, require: Require) -> Result<Option<Held>> {
+    let expired_before = match require {
+        Require::Held => None,
+        Require::ExpiredBefore(now) => Some(now),
+    };
     Ok(conn
         .prepare_cached(
-            "SELECT attempts_total, started_at, state = 'cancelled' FROM jobs
-             WHERE id = ?1 AND lease_token = ?2 AND state IN ('running', 'cancelled')",
+            "SELECT attempts_total, state = 'cancelled' FROM jobs
+             WHERE id = ?1 AND lease_token = ?2
+               AND (state = 'running' OR (state = 'cancelled' AND ?3 IS NULL))
+               AND (?3 IS NULL OR lease_expires_at < ?3)",
         )?
-        .query_row(params![lease.id, lease.token], |row| {
+        .query_row(params![lease.id, lease.token, expired_before], |row| {
             Ok(Held {
                 number: row.get(0)?,
-                started_at: row.get(1)?,
-                cancelled: row.get(2)?,
+                cancelled: row.get(1)?,
             })
         })
         .optional()?)
 }
 
-/// Waits for another attempt at `run_at` (with new limits, if given). The
-/// job's aging starts over.
-fn retry(
-    conn: &Connection,
-    id: JobId,
-    run_at: Millis,
-    limits: Option<&Limits>,
-    error: Option<String>,
-) -> Result<()> {
-    let limits = limits.map(rows::to_json).transpose()?;
-    let sql = format!(
-        "UPDATE jobs SET state = 'retrying', run_at = ?2, limits = coalesce(?3, limits),
-                effective_priority = priority, aged_at = NULL,
-                last_error = coalesce(?4, last_error), {CLEAR_LEASE}
-         WHERE id = ?1"
-    );
-    conn.prepare_cached(&sql)?
-        .execute(params![id, run_at, limits, error])?;
-    Ok(())
-}
-
 /// Ends the job in a final `state`.
-fn finish(
-    conn: &Connection,
-    id: JobId,
-    state: &str,
-    now: Millis,
-    error: Option<String>,
-) -> Result<()> {
+fn finish(conn: &Connection, id: JobId, state: &str, now: Millis) -> Result<()> {
     let sql = format!(
-        "UPDATE jobs SET state = ?2, finished_at = ?3, last_error = coalesce(?4, last_error),
-                {CLEAR_LEASE}
+        "UPDATE jobs SET state = ?2, finished_at = ?3, {CLEAR_LEASE}
          WHERE id = ?1"
     );
     conn.prepare_cached(&sql)?
-        .execute(params![id, state, now, error])?;
+        .execute(params![id, state, now])?;
     Ok(())
 }
 
@@ -153,9 +182,8 @@ fn insert_attempt(
     conn: &Connection,
     id: JobId,
     number: u32,
-    started_at: Millis,
+    attempt: &AttemptRecord,
     finished_at: Millis,
-    report: &AttemptReport,
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO attempts (job_id, attempt, started_at, finished_at, report)
@@ -164,98 +192,49 @@ fn insert_attempt(
     .execute(params![
         id,
         number,
-        started_at,
+        attempt.started_at,
         finished_at,
-        rows::to_json(report)?
+        encoding::encode(&attempt.report)?
     ])?;
     Ok(())
 }
 
-/// A running job whose lease expired.
-struct Expired {
-    id: JobId,
-    attempt: u32,
-    number: u32,
-    max_attempts: u32,
-    retry: RetryPolicy,
-    started_at: Option<Millis>,
-    owner: Option<String>,
-    expired_at: Millis,
-}
-
-/// Which running jobs a rescue takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Rescue {
-    /// Those whose lease expired: their host stopped renewing it.
-    Expired,
-    /// All of them: their host is known to be gone.
-    All,
-}
-
-/// Every running job whose lease expired before `now` (or every running
-/// job, for [`Rescue::All`]) gets a `lost` attempt, then waits for its
-/// backoff, or fails when that was its last attempt or its policy never
-/// retries.
-pub(super) fn rescue(conn: &Connection, now: Millis, which: Rescue) -> Result<Vec<JobId>> {
+/// Leased jobs, by id: every running job, or those whose lease expired.
+pub(super) fn leased(
+    conn: &Connection,
+    filter: LeaseFilter,
+    limit: usize,
+) -> Result<Vec<LeasedJob>> {
+    let (all, before) = match filter {
+        LeaseFilter::All => (true, 0),
+        LeaseFilter::ExpiredBefore(now) => (false, now),
+    };
     // INDEXED BY: straight to the running jobs (see `jobs::CLAIM_CANDIDATES`).
-    let expired = conn
-        .prepare_cached(
-            "SELECT id, attempt, attempts_total, max_attempts, retry, started_at,
-                    lease_owner, lease_expires_at
-             FROM jobs INDEXED BY jobs_leases
-             WHERE state = 'running' AND (?2 OR lease_expires_at < ?1)
-             ORDER BY id",
-        )?
-        .query_map(params![now, which == Rescue::All], |row| {
-            Ok(Expired {
-                id: row.get(0)?,
-                attempt: row.get(1)?,
-                number: row.get(2)?,
-                max_attempts: row.get(3)?,
-                retry: rows::json(row, 4)?,
-                started_at: row.get(5)?,
-                owner: row.get(6)?,
-                expired_at: row.get(7)?,
+    let sql = format!(
+        "SELECT {JOB_COLUMNS}, lease_token, lease_owner, claimed_at, lease_expires_at
+         FROM jobs INDEXED BY jobs_leases
+         WHERE state = 'running' AND (?1 OR lease_expires_at < ?2)
+         ORDER BY id LIMIT ?3"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let leased = conn
+        .prepare_cached(&sql)?
+        .query_map(params![all, before, limit], |row| {
+            let job = rows::job(row)?;
+            let expires_at: Millis = row.get(JOB_COLUMN_COUNT + 3)?;
+            Ok(LeasedJob {
+                lease: Lease {
+                    id: job.id,
+                    token: row.get(JOB_COLUMN_COUNT)?,
+                },
+                owner: row.get(JOB_COLUMN_COUNT + 1)?,
+                claimed_at: row
+                    .get::<_, Option<Millis>>(JOB_COLUMN_COUNT + 2)?
+                    .unwrap_or(expires_at),
+                expires_at,
+                job,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut rescued = Vec::with_capacity(expired.len());
-    for job in expired {
-        rescue_one(conn, &job, now, which)?;
-        rescued.push(job.id);
-    }
-    Ok(rescued)
-}
-
-fn rescue_one(conn: &Connection, job: &Expired, now: Millis, which: Rescue) -> Result<()> {
-    let owner = job.owner.as_deref().unwrap_or("unknown");
-    let message = match which {
-        Rescue::Expired => format!(
-            "attempt {} was lost: the lease held by {owner} expired at {} without a result",
-            job.attempt, job.expired_at
-        ),
-        Rescue::All => format!(
-            "attempt {} was lost: its host {owner} stopped without a result",
-            job.attempt
-        ),
-    };
-    let report = AttemptReport::Lost {
-        status: "lost".to_owned(),
-        owner: job.owner.clone(),
-        message: message.clone(),
-    };
-    let started_at = job.started_at.unwrap_or(now.min(job.expired_at));
-    insert_attempt(conn, job.id, job.number, started_at, now, &report)?;
-    let delay = if job.attempt >= job.max_attempts {
-        None
-    } else {
-        job.retry.delay_ms(job.attempt, fastrand::f64())
-    };
-    match delay {
-        Some(delay) => {
-            let run_at = now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
-            retry(conn, job.id, run_at, None, Some(message))
-        }
-        None => finish(conn, job.id, "failed", now, Some(message)),
-    }
+    Ok(leased)
 }

@@ -3,8 +3,8 @@
 
 use super::rows::{self, ATTEMPT_COLUMNS, JOB_COLUMN_COUNT, JOB_COLUMNS};
 use crate::clock::Millis;
-use crate::job::{Job, JobId, JobState};
-use crate::store::{JobDetail, JobFilter, Result, StateCounts};
+use crate::job::{Job, JobDetail, JobId, JobState};
+use crate::store::{JobFilter, Result, StateCounts};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
@@ -21,10 +21,11 @@ pub(super) fn job(conn: &Connection, id: JobId) -> Result<Option<JobDetail>> {
     let found = snapshot
         .prepare_cached(&sql)?
         .query_row([id], |row| {
+            let output: Option<String> = row.get(JOB_COLUMN_COUNT + 1)?;
             Ok((
                 rows::job(row)?,
-                row.get(JOB_COLUMN_COUNT)?,
-                row.get(JOB_COLUMN_COUNT + 1)?,
+                rows::json(row, JOB_COLUMN_COUNT)?,
+                output.map(crate::json::Json::from_stored),
             ))
         })
         .optional()?;

@@ -5,27 +5,26 @@
 //! runtime's. The pool keeps up to `size` idle connections and opens another
 //! when all are busy, so a burst of reads never waits for a connection.
 
-use super::connection::{Role, open};
+use super::connection::{Role, Settings, open};
 use crate::store::{Error, Result};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Read connections to one database.
 pub(super) struct Readers {
     path: PathBuf,
-    busy_timeout: Duration,
+    settings: Settings,
     size: usize,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
     /// A pool for the database at `path`; connections open on first use.
-    pub(super) fn new(path: PathBuf, size: usize, busy_timeout: Duration) -> Arc<Readers> {
+    pub(super) fn new(path: PathBuf, size: usize, settings: Settings) -> Arc<Readers> {
         Arc::new(Readers {
             path,
-            busy_timeout,
+            settings,
             size: size.max(1),
             idle: Mutex::new(Vec::new()),
         })
@@ -51,7 +50,7 @@ impl Readers {
     fn take(&self) -> Result<Connection> {
         match self.lock().pop() {
             Some(conn) => Ok(conn),
-            None => open(&self.path, Role::Reader, self.busy_timeout),
+            None => open(&self.path, Role::Reader, &self.settings),
         }
     }
 

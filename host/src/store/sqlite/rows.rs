@@ -1,38 +1,127 @@
 //! How jobs, attempts and modules are laid out in rows: the column lists
 //! the queries select and the conversions between rows and the store's
-//! types. States, kinds, policies and limits are stored as the same
-//! snake_case names and JSON the API shows.
+//! types. Limits and retry policies are columns; reports use the store's
+//! encoding (`store::encoding`); states and kinds are their snake_case
+//! names.
 
-use crate::job::{Job, JobState};
+use crate::job::{Attempt, Job, JobState, ModuleRef};
+use crate::json::Json;
+use crate::limits::Limits;
+use crate::policy::{Backoff, RetryPolicy};
 use crate::report::ModuleKind;
-use crate::store::{Attempt, AttemptReport, ModuleRecord};
+use crate::store::{Error, ModuleRecord, Result, encoding};
 use rusqlite::Row;
 use rusqlite::types::Type;
 
 /// The columns [`job`] reads, in order.
-pub(super) const JOB_COLUMNS: &str = "id, module, state, priority, attempt, max_attempts, \
-     retry, limits, run_at, created_at, started_at, finished_at, last_error";
+pub(super) const JOB_COLUMNS: &str = "id, module, module_name, state, priority, attempt, \
+     max_attempts, fuel, memory_bytes, timeout_ms, output_bytes, log_records, log_bytes, \
+     stdio_tail_bytes, backoff, retry_base_ms, retry_max_delay_ms, retry_jitter, run_at, \
+     created_at, started_at, finished_at, last_error";
 
 /// How many columns [`JOB_COLUMNS`] has: further columns start here.
-pub(super) const JOB_COLUMN_COUNT: usize = 13;
+pub(super) const JOB_COLUMN_COUNT: usize = 23;
+
+/// The limit and retry columns, in the order [`limit_columns`] and
+/// [`retry_columns`] give their values.
+pub(super) const POLICY_COLUMNS: &str = "fuel, memory_bytes, timeout_ms, output_bytes, \
+     log_records, log_bytes, stdio_tail_bytes, backoff, retry_base_ms, retry_max_delay_ms, \
+     retry_jitter";
 
 /// A job from a row starting with [`JOB_COLUMNS`].
 pub(super) fn job(row: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: row.get(0)?,
-        module: row.get(1)?,
-        state: state(row, 2)?,
-        priority: row.get(3)?,
-        attempt: row.get(4)?,
-        max_attempts: row.get(5)?,
-        retry: json(row, 6)?,
-        limits: json(row, 7)?,
-        run_at: row.get(8)?,
-        created_at: row.get(9)?,
-        started_at: row.get(10)?,
-        finished_at: row.get(11)?,
-        last_error: row.get(12)?,
+        module: ModuleRef {
+            hash: row.get(1)?,
+            name: row.get(2)?,
+        },
+        state: state(row, 3)?,
+        priority: row.get(4)?,
+        attempt: row.get(5)?,
+        max_attempts: row.get(6)?,
+        limits: Limits {
+            fuel: unsigned(row, 7)?,
+            memory_bytes: unsigned(row, 8)?,
+            timeout_ms: unsigned(row, 9)?,
+            output_bytes: unsigned(row, 10)?,
+            log_records: row.get(11)?,
+            log_bytes: unsigned(row, 12)?,
+            stdio_tail_bytes: unsigned(row, 13)?,
+        },
+        retry: RetryPolicy {
+            backoff: backoff(row, 14)?,
+            base_ms: unsigned(row, 15)?,
+            max_delay_ms: unsigned(row, 16)?,
+            jitter: row.get(17)?,
+        },
+        run_at: row.get(18)?,
+        created_at: row.get(19)?,
+        started_at: row.get(20)?,
+        finished_at: row.get(21)?,
+        last_error: row.get(22)?,
     })
+}
+
+/// Limits as the first 7 values of [`POLICY_COLUMNS`]; a value the
+/// columns cannot hold is [`Error::TooLarge`] (the policy's ceilings keep
+/// values below it).
+pub(super) fn limit_columns(limits: &Limits) -> Result<[i64; 7]> {
+    Ok([
+        column(limits.fuel)?,
+        column(limits.memory_bytes)?,
+        column(limits.timeout_ms)?,
+        column(limits.output_bytes)?,
+        i64::from(limits.log_records),
+        column(limits.log_bytes)?,
+        column(limits.stdio_tail_bytes)?,
+    ])
+}
+
+/// A retry policy as the last 4 values of [`POLICY_COLUMNS`].
+pub(super) fn retry_columns(retry: &RetryPolicy) -> Result<[i64; 4]> {
+    Ok([
+        backoff_code(retry.backoff),
+        column(retry.base_ms)?,
+        column(retry.max_delay_ms)?,
+        i64::from(retry.jitter),
+    ])
+}
+
+fn column(value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        Error::TooLarge(format!(
+            "{value} is larger than the store keeps ({})",
+            i64::MAX
+        ))
+    })
+}
+
+fn backoff_code(backoff: Backoff) -> i64 {
+    match backoff {
+        Backoff::Exponential => 0,
+        Backoff::Linear => 1,
+        Backoff::Fixed => 2,
+        Backoff::None => 3,
+    }
+}
+
+fn backoff(row: &Row<'_>, index: usize) -> rusqlite::Result<Backoff> {
+    let code: i64 = row.get(index)?;
+    Backoff::ALL
+        .into_iter()
+        .find(|b| backoff_code(*b) == code)
+        .ok_or_else(|| invalid(index, format!("unknown backoff code {code}")))
+}
+
+fn unsigned(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(index)?;
+    u64::try_from(value).map_err(|e| invalid(index, e))
+}
+
+/// A JSON text column (input, output).
+pub(super) fn json(row: &Row<'_>, index: usize) -> rusqlite::Result<Json> {
+    Ok(Json::from_stored(row.get(index)?))
 }
 
 /// The columns [`attempt`] reads, in order.
@@ -40,11 +129,12 @@ pub(super) const ATTEMPT_COLUMNS: &str = "attempt, started_at, finished_at, repo
 
 /// An attempt from a row of [`ATTEMPT_COLUMNS`].
 pub(super) fn attempt(row: &Row<'_>) -> rusqlite::Result<Attempt> {
+    let text: String = row.get(3)?;
     Ok(Attempt {
-        attempt: row.get(0)?,
+        number: row.get(0)?,
         started_at: row.get(1)?,
         finished_at: row.get(2)?,
-        report: json::<AttemptReport>(row, 3)?,
+        report: encoding::decode(&text).map_err(|e| invalid(3, e))?,
     })
 }
 
@@ -58,45 +148,18 @@ pub(super) fn module(row: &Row<'_>) -> rusqlite::Result<ModuleRecord> {
     let kind: String = row.get(1)?;
     Ok(ModuleRecord {
         hash: row.get(0)?,
-        kind: parse_kind(&kind).ok_or_else(|| invalid(1, format!("unknown module kind {kind}")))?,
-        size: u64::try_from(row.get::<_, i64>(2)?).map_err(|e| invalid(2, e))?,
+        kind: ModuleKind::parse(&kind)
+            .ok_or_else(|| invalid(1, format!("unknown module kind {kind}")))?,
+        size: unsigned(row, 2)?,
         name: row.get(4)?,
         created_at: row.get(3)?,
     })
-}
-
-/// The stored name of a module kind.
-pub(super) fn kind_name(kind: ModuleKind) -> &'static str {
-    match kind {
-        ModuleKind::Component => "component",
-        ModuleKind::Command => "command",
-    }
-}
-
-fn parse_kind(name: &str) -> Option<ModuleKind> {
-    [ModuleKind::Component, ModuleKind::Command]
-        .into_iter()
-        .find(|kind| kind_name(*kind) == name)
-}
-
-/// Limits and policies as stored.
-pub(super) fn to_json<T: serde::Serialize>(value: &T) -> crate::store::Result<String> {
-    serde_json::to_string(value).map_err(|e| crate::store::Error::Database(e.to_string()))
 }
 
 /// A job state column.
 pub(super) fn state(row: &Row<'_>, index: usize) -> rusqlite::Result<JobState> {
     let name: String = row.get(index)?;
     JobState::parse(&name).ok_or_else(|| invalid(index, format!("unknown job state {name}")))
-}
-
-/// A JSON text column.
-pub(super) fn json<T: serde::de::DeserializeOwned>(
-    row: &Row<'_>,
-    index: usize,
-) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|e| invalid(index, e))
 }
 
 fn invalid(

@@ -286,11 +286,10 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::connection::{Role, open};
-    use std::time::Duration;
+    use crate::store::sqlite::connection::{Role, Settings, open};
 
     fn writer(dir: &std::path::Path) -> Writer {
-        let conn = open(&dir.join("w.db"), Role::Writer, Duration::from_secs(5)).unwrap();
+        let conn = open(&dir.join("w.db"), Role::Writer, &Settings::default()).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
             .unwrap();
         Writer::start(conn).unwrap()

@@ -1,0 +1,724 @@
+//! The API's views: how jobs, attempts, reports and modules look in JSON.
+//!
+//! Built from the domain types, which carry no wire format of their own;
+//! the field names here are the API's contract (and the OpenAPI document's
+//! schemas, whose names they keep). The store encodes the same things its
+//! own way, so renaming a field here never needs a data migration.
+//! `wasmjob exec` prints a [`ReportView`] too, so a local run and the API
+//! show a report the same way.
+
+use crate::clock::Millis;
+use crate::job::{Attempt, Job, JobDetail, JobId, JobState};
+use crate::json::Json;
+use crate::limits::Limits;
+use crate::policy::{Backoff, RetryPolicy};
+use crate::queue::Live;
+use crate::report::{
+    AttemptReport, Failure, FailureKind, Frame, Level, LogRecord, ModuleKind, Progress, Report,
+    Status, StdioTail,
+};
+use crate::store::ModuleRecord;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType};
+use utoipa::{PartialSchema, ToSchema};
+
+/// JSON passed through as it is stored: a job's input or output.
+#[derive(Debug)]
+pub struct RawJson(pub Json);
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.raw().serialize(serializer)
+    }
+}
+
+impl PartialSchema for RawJson {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::AnyValue)
+            .description(Some(
+                "Any JSON value: the JSON given (an input) or produced (an output); an \
+                 output that was not JSON (a command module's plain text) is a string.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RawJson {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Output")
+    }
+}
+
+/// A job's state.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = JobState)]
+pub enum StateView {
+    /// Waiting to be claimed.
+    Pending,
+    /// Claimed by a worker under a lease.
+    Running,
+    /// Waiting for a retry's backoff.
+    Retrying,
+    /// Succeeded. Final.
+    Completed,
+    /// The dead letter: out of attempts or failed fatally.
+    Failed,
+    /// Cancelled by a client. Final.
+    Cancelled,
+}
+
+impl From<JobState> for StateView {
+    fn from(state: JobState) -> Self {
+        match state {
+            JobState::Pending => StateView::Pending,
+            JobState::Running => StateView::Running,
+            JobState::Retrying => StateView::Retrying,
+            JobState::Completed => StateView::Completed,
+            JobState::Failed => StateView::Failed,
+            JobState::Cancelled => StateView::Cancelled,
+        }
+    }
+}
+
+/// How the delay before a retry grows.
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Backoff)]
+pub enum BackoffView {
+    /// `base × 2^(n−1)` after the n-th failed attempt.
+    Exponential,
+    /// `base × n`.
+    Linear,
+    /// `base` every time.
+    Fixed,
+    /// No retries: the first failure is final.
+    None,
+}
+
+impl From<Backoff> for BackoffView {
+    fn from(backoff: Backoff) -> Self {
+        match backoff {
+            Backoff::Exponential => BackoffView::Exponential,
+            Backoff::Linear => BackoffView::Linear,
+            Backoff::Fixed => BackoffView::Fixed,
+            Backoff::None => BackoffView::None,
+        }
+    }
+}
+
+impl From<BackoffView> for Backoff {
+    fn from(backoff: BackoffView) -> Self {
+        match backoff {
+            BackoffView::Exponential => Backoff::Exponential,
+            BackoffView::Linear => Backoff::Linear,
+            BackoffView::Fixed => Backoff::Fixed,
+            BackoffView::None => Backoff::None,
+        }
+    }
+}
+
+/// A job's retry policy.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RetryPolicy)]
+pub struct RetryView {
+    /// How the delay grows.
+    backoff: BackoffView,
+    /// The base delay in milliseconds.
+    base_ms: u64,
+    /// The largest delay in milliseconds.
+    max_delay_ms: u64,
+    /// Delays spread randomly over `[delay/2, delay]`.
+    jitter: bool,
+}
+
+impl From<&RetryPolicy> for RetryView {
+    fn from(retry: &RetryPolicy) -> Self {
+        RetryView {
+            backoff: retry.backoff.into(),
+            base_ms: retry.base_ms,
+            max_delay_ms: retry.max_delay_ms,
+            jitter: retry.jitter,
+        }
+    }
+}
+
+/// What one attempt may use.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Limits)]
+pub struct LimitsView {
+    /// Fuel budget (roughly one unit per wasm instruction).
+    fuel: u64,
+    /// Maximum linear memory in bytes, summed over all memories.
+    memory_bytes: u64,
+    /// Wall-clock timeout in milliseconds.
+    timeout_ms: u64,
+    /// Maximum size of the job's output in bytes.
+    output_bytes: u64,
+    /// Maximum number of log records kept.
+    log_records: u32,
+    /// Maximum total bytes of log messages kept.
+    log_bytes: u64,
+    /// Bytes kept from the end of stdout and of stderr.
+    stdio_tail_bytes: u64,
+}
+
+impl From<&Limits> for LimitsView {
+    fn from(l: &Limits) -> Self {
+        LimitsView {
+            fuel: l.fuel,
+            memory_bytes: l.memory_bytes,
+            timeout_ms: l.timeout_ms,
+            output_bytes: l.output_bytes,
+            log_records: l.log_records,
+            log_bytes: l.log_bytes,
+            stdio_tail_bytes: l.stdio_tail_bytes,
+        }
+    }
+}
+
+/// A job, as listings show it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Job)]
+pub struct JobSummary {
+    /// Its id.
+    #[schema(value_type = i64)]
+    id: JobId,
+    /// The module's blake3 hash (hex).
+    module: String,
+    /// The module's name: the one it was submitted by, or the module's
+    /// name at submission; `null` when it has none.
+    #[schema(required = true)]
+    module_name: Option<String>,
+    /// Where it is in its life.
+    state: StateView,
+    /// 0 (critical) to 10 (low), as submitted.
+    priority: u8,
+    /// Attempts started so far.
+    attempt: u32,
+    /// Attempts allowed in all.
+    max_attempts: u32,
+    /// How to retry.
+    retry: RetryView,
+    /// Limits for the next (or current) attempt.
+    limits: LimitsView,
+    /// Not run before this time.
+    #[schema(value_type = i64)]
+    run_at: Millis,
+    /// When it was submitted.
+    #[schema(value_type = i64)]
+    created_at: Millis,
+    /// When its latest attempt started running (for a job running on this
+    /// host, its current attempt; otherwise the latest finished one).
+    #[schema(value_type = Option<i64>, required = true)]
+    started_at: Option<Millis>,
+    /// When it reached a final state.
+    #[schema(value_type = Option<i64>, required = true)]
+    finished_at: Option<Millis>,
+    /// The last failure message.
+    #[schema(required = true)]
+    last_error: Option<String>,
+}
+
+impl JobSummary {
+    /// The view of `job`, with `running_since` (when this host runs it)
+    /// as its start.
+    pub fn new(job: Job, running_since: Option<Millis>) -> JobSummary {
+        JobSummary {
+            id: job.id,
+            module: job.module.hash,
+            module_name: job.module.name,
+            state: job.state.into(),
+            priority: job.priority,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            retry: (&job.retry).into(),
+            limits: (&job.limits).into(),
+            run_at: job.run_at,
+            created_at: job.created_at,
+            started_at: running_since.or(job.started_at),
+            finished_at: job.finished_at,
+            last_error: job.last_error,
+        }
+    }
+}
+
+impl From<Job> for JobSummary {
+    fn from(job: Job) -> Self {
+        JobSummary::new(job, None)
+    }
+}
+
+/// A job with what is stored about it, as the API shows it: the job's
+/// fields, then its input, output, live progress and attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    job: JobSummary,
+    /// The input: the JSON submitted.
+    input: RawJson,
+    /// The output, once completed: the JSON the job returned (a command
+    /// module's plain-text output is a string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    output: Option<RawJson>,
+    /// The latest progress, while it runs on this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    progress: Option<ProgressView>,
+    /// Every finished attempt's report, oldest first.
+    attempts: Vec<AttemptView>,
+}
+
+impl JobView {
+    /// The view of a stored job and what this host knows live about it.
+    pub fn new(detail: JobDetail, live: Live) -> JobView {
+        JobView {
+            job: JobSummary::new(detail.job, live.running_since),
+            input: RawJson(detail.input),
+            output: detail.output.map(RawJson),
+            progress: live.progress.as_ref().map(ProgressView::from),
+            attempts: detail.attempts.into_iter().map(AttemptView::from).collect(),
+        }
+    }
+}
+
+/// One finished attempt.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Attempt)]
+pub struct AttemptView {
+    /// Its number, from 1 (never reused, even after a requeue).
+    attempt: u32,
+    /// When it started running.
+    #[schema(value_type = i64)]
+    started_at: Millis,
+    /// When its result was recorded.
+    #[schema(value_type = i64)]
+    finished_at: Millis,
+    /// The engine's report, or the host's when the engine never reported.
+    report: AttemptReportView,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(attempt: Attempt) -> Self {
+        AttemptView {
+            attempt: attempt.number,
+            started_at: attempt.started_at,
+            finished_at: attempt.finished_at,
+            report: attempt.report.into(),
+        }
+    }
+}
+
+/// An attempt's report: the engine's; or the host's when it could not run
+/// the attempt (`host_failed`) or the attempt's host went away (`lost`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = AttemptReport)]
+pub enum AttemptReportView {
+    /// The engine ran it to an outcome.
+    Ran(Box<ReportView>),
+    /// The host could not run it, e.g. its module failed to load.
+    HostFailed {
+        /// Always `"host_failed"`.
+        #[schema(pattern = "^host_failed$", example = "host_failed")]
+        status: &'static str,
+        /// What failed and why.
+        message: String,
+        /// Whether another attempt could succeed.
+        retryable: bool,
+    },
+    /// Its host went away without a result (the lease expired, or the host
+    /// restarted).
+    Lost {
+        /// Always `"lost"`.
+        #[schema(pattern = "^lost$", example = "lost")]
+        status: &'static str,
+        /// Who held the lease.
+        #[schema(required = true)]
+        owner: Option<String>,
+        /// One line.
+        message: String,
+    },
+}
+
+impl From<AttemptReport> for AttemptReportView {
+    fn from(report: AttemptReport) -> Self {
+        match report {
+            AttemptReport::Ran(report) => AttemptReportView::Ran(Box::new((*report).into())),
+            AttemptReport::HostFailed { message, retryable } => AttemptReportView::HostFailed {
+                status: "host_failed",
+                message,
+                retryable,
+            },
+            AttemptReport::Lost { owner, message } => AttemptReportView::Lost {
+                status: "lost",
+                owner,
+                message,
+            },
+        }
+    }
+}
+
+/// Whether the invocation succeeded.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Status)]
+pub enum StatusView {
+    /// The job returned output.
+    Success,
+    /// The job failed; `failure` says how.
+    Failure,
+}
+
+/// Why an invocation failed. The names are part of the API.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = FailureKind)]
+pub enum FailureKindView {
+    /// The fuel budget ran out.
+    OutOfFuel,
+    /// The guest tried to grow its memory past the limit.
+    MemoryLimit,
+    /// The wall-clock timeout passed.
+    Timeout,
+    /// The wasm call stack overflowed.
+    StackOverflow,
+    /// Any other trap: a panic, an out-of-bounds access, a division by zero.
+    Trap,
+    /// The guest returned a retryable error.
+    GuestError,
+    /// The guest returned a fatal error: retrying cannot help.
+    FatalError,
+    /// The invocation was cancelled from outside.
+    Cancelled,
+    /// The output was larger than the limit.
+    OutputLimit,
+    /// A command module exited with a non-zero exit code.
+    ExitCode,
+}
+
+impl From<FailureKind> for FailureKindView {
+    fn from(kind: FailureKind) -> Self {
+        match kind {
+            FailureKind::OutOfFuel => FailureKindView::OutOfFuel,
+            FailureKind::MemoryLimit => FailureKindView::MemoryLimit,
+            FailureKind::Timeout => FailureKindView::Timeout,
+            FailureKind::StackOverflow => FailureKindView::StackOverflow,
+            FailureKind::Trap => FailureKindView::Trap,
+            FailureKind::GuestError => FailureKindView::GuestError,
+            FailureKind::FatalError => FailureKindView::FatalError,
+            FailureKind::Cancelled => FailureKindView::Cancelled,
+            FailureKind::OutputLimit => FailureKindView::OutputLimit,
+            FailureKind::ExitCode => FailureKindView::ExitCode,
+        }
+    }
+}
+
+/// How a module is run.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ModuleKind)]
+pub enum KindView {
+    /// A component implementing the `wasmjob:job` world.
+    Component,
+    /// A WASI preview 1 command module: input on stdin, output on stdout.
+    Command,
+}
+
+impl From<ModuleKind> for KindView {
+    fn from(kind: ModuleKind) -> Self {
+        match kind {
+            ModuleKind::Component => KindView::Component,
+            ModuleKind::Command => KindView::Command,
+        }
+    }
+}
+
+/// Severity of a guest log record.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Level)]
+pub enum LevelView {
+    /// Very detailed tracing.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal information.
+    Info,
+    /// Something unexpected that the job handled.
+    Warn,
+    /// An error the job reports.
+    Error,
+}
+
+impl From<Level> for LevelView {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Trace => LevelView::Trace,
+            Level::Debug => LevelView::Debug,
+            Level::Info => LevelView::Info,
+            Level::Warn => LevelView::Warn,
+            Level::Error => LevelView::Error,
+        }
+    }
+}
+
+/// Everything known about one invocation.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Report)]
+pub struct ReportView {
+    /// Success or failure.
+    status: StatusView,
+    /// The output, on success, in `wasmjob exec`'s report only: a job's
+    /// output is the job's `output`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    output: Option<RawJson>,
+    /// How the invocation failed, present on failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    failure: Option<FailureView>,
+    /// The module that ran (blake3 hash, hex).
+    module: String,
+    /// How the module ran.
+    kind: KindView,
+    /// The limits this invocation ran with.
+    limits: LimitsView,
+    /// Fuel consumed and budget.
+    fuel: FuelView,
+    /// Peak memory and limit.
+    memory: MemoryView,
+    /// Wall-clock time from instantiation to the end, in microseconds.
+    duration_us: u64,
+    /// Log records kept, oldest first.
+    logs: Vec<LogRecordView>,
+    /// Log records dropped because a bound was reached.
+    logs_dropped: u64,
+    /// The last progress the guest reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    progress: Option<ProgressView>,
+    /// What the guest wrote to stdout (for a command module, the output).
+    stdout: StdioTailView,
+    /// What the guest wrote to stderr (a Rust panic message lands here).
+    stderr: StdioTailView,
+}
+
+impl From<Report> for ReportView {
+    fn from(r: Report) -> Self {
+        ReportView {
+            status: match r.status {
+                Status::Success => StatusView::Success,
+                Status::Failure => StatusView::Failure,
+            },
+            output: r.output.map(RawJson),
+            failure: r.failure.map(FailureView::from),
+            module: r.module,
+            kind: r.kind.into(),
+            limits: (&r.limits).into(),
+            fuel: FuelView {
+                consumed: r.fuel.consumed,
+                limit: r.fuel.limit,
+            },
+            memory: MemoryView {
+                peak_bytes: r.memory.peak_bytes,
+                limit_bytes: r.memory.limit_bytes,
+            },
+            duration_us: r.duration_us,
+            logs: r.logs.into_iter().map(LogRecordView::from).collect(),
+            logs_dropped: r.logs_dropped,
+            progress: r.progress.as_ref().map(ProgressView::from),
+            stdout: r.stdout.into(),
+            stderr: r.stderr.into(),
+        }
+    }
+}
+
+/// How an invocation failed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Failure)]
+pub struct FailureView {
+    /// The failure's classification.
+    kind: FailureKindView,
+    /// One human-readable line.
+    message: String,
+    /// Whether another attempt could succeed.
+    retryable: bool,
+    /// The wasm trap code (e.g. `unreachable`), when the guest trapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    trap_code: Option<String>,
+    /// The exit code of a command module.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    exit_code: Option<i32>,
+    /// The wasm backtrace at the trap, innermost frame first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    backtrace: Vec<FrameView>,
+}
+
+impl From<Failure> for FailureView {
+    fn from(f: Failure) -> Self {
+        FailureView {
+            kind: f.kind.into(),
+            message: f.message,
+            retryable: f.retryable,
+            trap_code: f.trap_code,
+            exit_code: f.exit_code,
+            backtrace: f.backtrace.into_iter().map(FrameView::from).collect(),
+        }
+    }
+}
+
+/// One frame of a wasm backtrace, innermost first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Frame)]
+pub struct FrameView {
+    /// The function's name from the module's name section, demangled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    function: Option<String>,
+    /// The function's index in its core module.
+    function_index: u32,
+    /// The core module's name, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    module: Option<String>,
+    /// Byte offset of the instruction in the module, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    offset: Option<usize>,
+}
+
+impl From<Frame> for FrameView {
+    fn from(f: Frame) -> Self {
+        FrameView {
+            function: f.function,
+            function_index: f.function_index,
+            module: f.module,
+            offset: f.offset,
+        }
+    }
+}
+
+/// A log record written by the guest.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = LogRecord)]
+pub struct LogRecordView {
+    /// Microseconds since the invocation started.
+    at_us: u64,
+    /// Severity.
+    level: LevelView,
+    /// The message, truncated to the per-record bound.
+    message: String,
+}
+
+impl From<LogRecord> for LogRecordView {
+    fn from(log: LogRecord) -> Self {
+        LogRecordView {
+            at_us: log.at_us,
+            level: log.level.into(),
+            message: log.message,
+        }
+    }
+}
+
+/// The latest progress the guest reported.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Progress)]
+pub struct ProgressView {
+    /// 0 to 100.
+    percent: u8,
+    /// The guest's note, truncated to the per-record bound.
+    note: String,
+}
+
+impl From<&Progress> for ProgressView {
+    fn from(p: &Progress) -> Self {
+        ProgressView {
+            percent: p.percent,
+            note: p.note.clone(),
+        }
+    }
+}
+
+/// Fuel figures.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = FuelUsage)]
+pub struct FuelView {
+    /// Fuel consumed by the invocation; `null` when fuel metering is off.
+    #[schema(required = true)]
+    consumed: Option<u64>,
+    /// The fuel budget it ran with.
+    limit: u64,
+}
+
+/// Memory figures, summed over all linear memories.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MemoryUsage)]
+pub struct MemoryView {
+    /// The largest total size the memories reached, in bytes.
+    peak_bytes: u64,
+    /// The memory limit it ran with, in bytes.
+    limit_bytes: u64,
+}
+
+/// What was captured of stdout or stderr.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = StdioTail)]
+pub struct StdioTailView {
+    /// Total bytes the guest wrote.
+    total_bytes: u64,
+    /// The last bytes written (lossy UTF-8), at most the configured tail.
+    tail: String,
+}
+
+impl From<StdioTail> for StdioTailView {
+    fn from(t: StdioTail) -> Self {
+        StdioTailView {
+            total_bytes: t.total_bytes,
+            tail: t.tail,
+        }
+    }
+}
+
+/// A module's metadata.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ModuleRecord)]
+pub struct ModuleView {
+    /// blake3 hash of the bytes, hex.
+    hash: String,
+    /// Component or command module.
+    kind: KindView,
+    /// Size in bytes.
+    size: u64,
+    /// The name given to it last; submitting by name picks the newest
+    /// module with that name.
+    #[schema(required = true)]
+    name: Option<String>,
+    /// When it was first uploaded.
+    #[schema(value_type = i64)]
+    created_at: Millis,
+}
+
+impl From<ModuleRecord> for ModuleView {
+    fn from(m: ModuleRecord) -> Self {
+        ModuleView {
+            hash: m.hash,
+            kind: m.kind.into(),
+            size: m.size,
+            name: m.name,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// `Box<RawValue>` fields of requests are validated JSON.
+pub(super) fn input(raw: Option<Box<RawValue>>) -> Json {
+    raw.map_or_else(Json::null, Json::from_raw)
+}

@@ -1,0 +1,527 @@
+//! Job policy: the one owner of the rules that decide a job's fate.
+//!
+//! - **Admission** ([`Policy::admit`]): a [`JobSpec`] becomes a
+//!   [`NewJob`](crate::job::NewJob) with the operator's [`Defaults`]
+//!   applied and every client-settable field checked against its
+//!   [`Bound`]s: a floor where a smaller value could only fail, and the
+//!   operator's [`Ceilings`]. Asking for more than a ceiling is refused
+//!   naming the field and the ceiling, never silently clamped. Every path
+//!   that creates jobs (the API, the CLI through it, and later schedules,
+//!   workflow steps and jobs that submit jobs) goes through
+//!   [`Queue::submit`](crate::queue::Queue::submit), which calls this.
+//! - **Decisions** ([`decide`]): how an attempt ended becomes the job's
+//!   next state: worker results, lost attempts (rescued leases), module
+//!   load failures, interruptions and cancels all go through it.
+//! - **Retries** ([`RetryPolicy`]) and **escalation** ([`Escalation`]):
+//!   the arithmetic both of them use.
+//!
+//! Plain data and pure functions: no I/O, no clock (time is a parameter).
+
+mod admit;
+mod decide;
+mod escalation;
+mod retry;
+
+pub use admit::{Invalid, JobSpec, LimitsSpec, RetrySpec};
+pub use decide::{Decision, Ending, decide};
+pub use escalation::Escalation;
+pub use retry::{Backoff, DEFAULT_RETRY_BASE_MS, DEFAULT_RETRY_MAX_DELAY_MS, RetryPolicy};
+
+use crate::clock::Millis;
+use crate::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Job};
+use crate::limits::Limits;
+use serde::Deserialize;
+
+/// What a job gets for each field it does not set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Defaults {
+    /// Limits of the first attempt.
+    pub limits: Limits,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// Priority, 0 (critical) to 10 (low).
+    pub priority: u8,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            limits: Limits::default(),
+            retry: RetryPolicy::default(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            priority: DEFAULT_PRIORITY,
+        }
+    }
+}
+
+/// Default fuel ceiling: 10^12 units, a few minutes of straight-line wasm
+/// here; a job needing more belongs outside a job queue.
+pub const CEILING_FUEL: u64 = 1_000_000_000_000;
+/// Default memory ceiling: 1 GiB. It is also the size of a sandbox slot,
+/// so it is reserved (as address space) once per concurrent job.
+pub const CEILING_MEMORY_BYTES: u64 = 1024 * 1024 * 1024;
+/// Default timeout ceiling: one hour; a job holds a worker slot that long.
+pub const CEILING_TIMEOUT_MS: u64 = 3_600_000;
+/// Default output ceiling: 16 MiB. Outputs are stored with the job and
+/// held in host memory until recorded.
+pub const CEILING_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
+/// Default ceiling on log records kept per attempt.
+pub const CEILING_LOG_RECORDS: u64 = 100_000;
+/// Default ceiling on log bytes kept per attempt: 16 MiB.
+pub const CEILING_LOG_BYTES: u64 = 16 * 1024 * 1024;
+/// Default ceiling on the stdout and stderr tails kept per attempt: 1 MiB.
+pub const CEILING_STDIO_TAIL_BYTES: u64 = 1024 * 1024;
+/// Default ceiling on attempts: 100. Every attempt keeps its report.
+pub const CEILING_MAX_ATTEMPTS: u64 = 100;
+/// Default ceiling on a retry's base delay: one day.
+pub const CEILING_RETRY_BASE_MS: u64 = 86_400_000;
+/// Default ceiling on a retry's largest delay: one week.
+pub const CEILING_RETRY_MAX_DELAY_MS: u64 = 7 * 86_400_000;
+/// Default ceiling on a submission's delay: 366 days.
+pub const CEILING_DELAY_MS: u64 = 366 * 86_400_000;
+
+/// The operator's ceilings on what a job may ask for: the `[ceilings]`
+/// section of the config. A request above one is refused (HTTP 400 naming
+/// the field and the ceiling). The defaults and the escalation ceilings
+/// must lie within them (checked at start-up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ceilings {
+    /// Largest fuel budget.
+    pub fuel: u64,
+    /// Largest memory limit, bytes; also the engine's sandbox slot size.
+    pub memory_bytes: u64,
+    /// Largest timeout, ms.
+    pub timeout_ms: u64,
+    /// Largest output, bytes.
+    pub output_bytes: u64,
+    /// Most log records kept.
+    pub log_records: u64,
+    /// Most log bytes kept.
+    pub log_bytes: u64,
+    /// Largest stdout/stderr tail, bytes.
+    pub stdio_tail_bytes: u64,
+    /// Most attempts.
+    pub max_attempts: u64,
+    /// Largest retry base delay, ms.
+    pub retry_base_ms: u64,
+    /// Largest retry delay, ms.
+    pub retry_max_delay_ms: u64,
+    /// Largest delay of a submission, ms.
+    pub delay_ms: u64,
+}
+
+impl Default for Ceilings {
+    fn default() -> Self {
+        Ceilings {
+            fuel: CEILING_FUEL,
+            memory_bytes: CEILING_MEMORY_BYTES,
+            timeout_ms: CEILING_TIMEOUT_MS,
+            output_bytes: CEILING_OUTPUT_BYTES,
+            log_records: CEILING_LOG_RECORDS,
+            log_bytes: CEILING_LOG_BYTES,
+            stdio_tail_bytes: CEILING_STDIO_TAIL_BYTES,
+            max_attempts: CEILING_MAX_ATTEMPTS,
+            retry_base_ms: CEILING_RETRY_BASE_MS,
+            retry_max_delay_ms: CEILING_RETRY_MAX_DELAY_MS,
+            delay_ms: CEILING_DELAY_MS,
+        }
+    }
+}
+
+/// The smallest memory limit: one 64 KiB wasm page.
+pub const MIN_MEMORY_BYTES: u64 = 64 * 1024;
+
+/// The range allowed for one client-settable field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// The field as the API names it (`limits.fuel`).
+    pub field: &'static str,
+    /// The smallest value allowed.
+    pub min: u64,
+    /// Why the floor is where it is (shown when a value is below it).
+    pub why_min: &'static str,
+    /// The largest value allowed: the operator's ceiling.
+    pub max: u64,
+}
+
+/// The operator's rules for jobs. Built once at start-up by
+/// [`Policy::new`], which refuses an inconsistent configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    defaults: Defaults,
+    ceilings: Ceilings,
+    escalation: Escalation,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(
+            Defaults::default(),
+            Ceilings::default(),
+            Escalation::default(),
+        )
+        .expect("the built-in policy is consistent")
+    }
+}
+
+impl Policy {
+    /// A policy from its parts, or every problem with them: a default
+    /// outside its bounds, an escalation ceiling above the matching
+    /// ceiling, a ceiling the store cannot hold.
+    pub fn new(
+        defaults: Defaults,
+        ceilings: Ceilings,
+        escalation: Escalation,
+    ) -> Result<Policy, Vec<String>> {
+        let policy = Policy {
+            defaults,
+            ceilings,
+            escalation,
+        };
+        let mut problems = Vec::new();
+        // Stored as signed 64-bit integers.
+        for bound in policy.bounds() {
+            if bound.max > i64::MAX as u64 {
+                problems.push(format!(
+                    "ceilings: {} ({}) is above the largest value the store keeps ({})",
+                    bound.field,
+                    bound.max,
+                    i64::MAX
+                ));
+            }
+        }
+        let values = admit::Values {
+            limits: &defaults.limits,
+            max_attempts: defaults.max_attempts,
+            retry: &defaults.retry,
+            delay_ms: 0,
+        };
+        for bound in policy.bounds() {
+            if let Err(invalid) = bound.check(values.get(bound.field)) {
+                problems.push(format!("default {invalid}"));
+            }
+        }
+        if let Err(message) = defaults.retry.validate() {
+            problems.push(format!("default {message}"));
+        }
+        if defaults.priority > crate::job::PRIORITY_LOW {
+            problems.push(format!(
+                "default priority {} is above 10",
+                defaults.priority
+            ));
+        }
+        for (name, value, ceiling, field) in [
+            ("max_fuel", escalation.max_fuel, ceilings.fuel, "fuel"),
+            (
+                "max_memory_bytes",
+                escalation.max_memory_bytes,
+                ceilings.memory_bytes,
+                "memory_bytes",
+            ),
+            (
+                "max_timeout_ms",
+                escalation.max_timeout_ms,
+                ceilings.timeout_ms,
+                "timeout_ms",
+            ),
+        ] {
+            if value > ceiling {
+                problems.push(format!(
+                    "escalation.{name} ({value}) is above ceilings.{field} ({ceiling})"
+                ));
+            }
+        }
+        if escalation.factor.is_nan() || escalation.factor < 1.0 {
+            problems.push("escalation.factor must be at least 1.0".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Defaults of fields a job does not set.
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    /// The operator's ceilings.
+    pub fn ceilings(&self) -> &Ceilings {
+        &self.ceilings
+    }
+
+    /// How limits grow after an attempt hits one.
+    pub fn escalation(&self) -> &Escalation {
+        &self.escalation
+    }
+
+    /// The allowed range of every bounded field a job can set. The API
+    /// document states the same ranges.
+    pub fn bounds(&self) -> [Bound; 11] {
+        let c = &self.ceilings;
+        let bound = |field, min, why_min, max| Bound {
+            field,
+            min,
+            why_min,
+            max,
+        };
+        let any = "";
+        [
+            bound(
+                "limits.fuel",
+                1,
+                "a job without fuel cannot run one instruction",
+                c.fuel,
+            ),
+            bound(
+                "limits.memory_bytes",
+                MIN_MEMORY_BYTES,
+                "one 64 KiB wasm page",
+                c.memory_bytes,
+            ),
+            bound(
+                "limits.timeout_ms",
+                1,
+                "a job needs some time",
+                c.timeout_ms,
+            ),
+            bound("limits.output_bytes", 0, any, c.output_bytes),
+            bound("limits.log_records", 0, any, c.log_records),
+            bound("limits.log_bytes", 0, any, c.log_bytes),
+            bound("limits.stdio_tail_bytes", 0, any, c.stdio_tail_bytes),
+            bound("max_attempts", 1, "a job needs one attempt", c.max_attempts),
+            bound("retry.base_ms", 0, any, c.retry_base_ms),
+            bound("retry.max_delay_ms", 0, any, c.retry_max_delay_ms),
+            bound("delay_ms", 0, any, c.delay_ms),
+        ]
+    }
+
+    /// [`decide`] with this policy's escalation and a random jitter.
+    pub fn decide(&self, job: &Job, ending: Ending<'_>, now: Millis) -> Decision {
+        decide(job, ending, now, &self.escalation, fastrand::f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::ModuleRef;
+    use crate::json::Json;
+
+    const NOW: Millis = 1_700_000_000_000;
+
+    fn module() -> ModuleRef {
+        ModuleRef {
+            hash: "abc".to_owned(),
+            name: Some("hello".to_owned()),
+        }
+    }
+
+    fn admit(policy: &Policy, spec: JobSpec) -> Result<crate::job::NewJob, Invalid> {
+        policy.admit(spec, module(), NOW)
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec::new("hello", Json::null())
+    }
+
+    #[test]
+    fn unset_fields_take_the_operators_defaults() {
+        let defaults = Defaults {
+            limits: Limits {
+                fuel: 123,
+                ..Limits::default()
+            },
+            retry: RetryPolicy {
+                backoff: Backoff::Linear,
+                base_ms: 50,
+                max_delay_ms: 500,
+                jitter: true,
+            },
+            max_attempts: 7,
+            priority: 4,
+        };
+        let policy = Policy::new(defaults, Ceilings::default(), Escalation::default()).unwrap();
+        let mut spec = spec();
+        spec.retry.base_ms = Some(100);
+        spec.limits.timeout_ms = Some(9);
+        spec.delay_ms = Some(1_000);
+        let job = admit(&policy, spec).unwrap();
+        assert_eq!((job.priority, job.max_attempts), (4, 7));
+        assert_eq!((job.limits.fuel, job.limits.timeout_ms), (123, 9));
+        assert_eq!(
+            job.retry,
+            RetryPolicy {
+                base_ms: 100,
+                ..defaults.retry
+            },
+            "a partial policy keeps the operator's other fields"
+        );
+        assert_eq!(job.run_at, NOW + 1_000);
+        assert_eq!(job.module, module());
+    }
+
+    #[test]
+    fn every_ceiling_is_enforced_naming_the_field_and_the_ceiling() {
+        let ceilings = Ceilings {
+            fuel: 10_000_000_000,
+            memory_bytes: 128 << 20,
+            timeout_ms: 60_000,
+            output_bytes: 2 << 20,
+            log_records: 2_000,
+            log_bytes: 1 << 20,
+            stdio_tail_bytes: 32 << 10,
+            max_attempts: 5,
+            retry_base_ms: 10_000,
+            retry_max_delay_ms: 3_600_000,
+            delay_ms: 86_400_000,
+        };
+        let escalation = Escalation {
+            max_fuel: 10_000_000_000,
+            max_memory_bytes: 128 << 20,
+            max_timeout_ms: 60_000,
+            ..Escalation::default()
+        };
+        let policy = Policy::new(Defaults::default(), ceilings, escalation).unwrap();
+        type Set = fn(&mut JobSpec, u64);
+        let cases: [(&str, u64, Set); 11] = [
+            ("limits.fuel", ceilings.fuel, |s, v| s.limits.fuel = Some(v)),
+            ("limits.memory_bytes", ceilings.memory_bytes, |s, v| {
+                s.limits.memory_bytes = Some(v)
+            }),
+            ("limits.timeout_ms", ceilings.timeout_ms, |s, v| {
+                s.limits.timeout_ms = Some(v)
+            }),
+            ("limits.output_bytes", ceilings.output_bytes, |s, v| {
+                s.limits.output_bytes = Some(v)
+            }),
+            ("limits.log_records", ceilings.log_records, |s, v| {
+                s.limits.log_records = Some(v as u32)
+            }),
+            ("limits.log_bytes", ceilings.log_bytes, |s, v| {
+                s.limits.log_bytes = Some(v)
+            }),
+            (
+                "limits.stdio_tail_bytes",
+                ceilings.stdio_tail_bytes,
+                |s, v| s.limits.stdio_tail_bytes = Some(v),
+            ),
+            ("max_attempts", ceilings.max_attempts, |s, v| {
+                s.max_attempts = Some(v as u32)
+            }),
+            ("retry.base_ms", ceilings.retry_base_ms, |s, v| {
+                s.retry.base_ms = Some(v);
+                s.retry.max_delay_ms = Some(v);
+            }),
+            ("retry.max_delay_ms", ceilings.retry_max_delay_ms, |s, v| {
+                s.retry.max_delay_ms = Some(v)
+            }),
+            ("delay_ms", ceilings.delay_ms, |s, v| s.delay_ms = Some(v)),
+        ];
+        for (field, ceiling, set) in cases {
+            let mut at = spec();
+            set(&mut at, ceiling);
+            assert!(
+                admit(&policy, at).is_ok(),
+                "{field} at its ceiling is accepted"
+            );
+            let mut above = spec();
+            set(&mut above, ceiling + 1);
+            let invalid = admit(&policy, above).unwrap_err();
+            assert_eq!(invalid.field, field);
+            assert!(
+                invalid.message.contains(&format!("ceiling of {ceiling}")),
+                "{invalid}"
+            );
+        }
+    }
+
+    #[test]
+    fn floors_and_ranges_are_enforced() {
+        let policy = Policy::default();
+        type Case = (fn(&mut JobSpec), &'static str);
+        let cases: [Case; 6] = [
+            (|s| s.priority = Some(11), "priority"),
+            (|s| s.max_attempts = Some(0), "max_attempts"),
+            (|s| s.limits.timeout_ms = Some(0), "limits.timeout_ms"),
+            (|s| s.limits.fuel = Some(0), "limits.fuel"),
+            (
+                |s| s.limits.memory_bytes = Some(65_535),
+                "limits.memory_bytes",
+            ),
+            (
+                |s| {
+                    s.retry.base_ms = Some(2_000);
+                    s.retry.max_delay_ms = Some(1_000);
+                },
+                "retry.max_delay_ms",
+            ),
+        ];
+        for (set, field) in cases {
+            let mut spec = spec();
+            set(&mut spec);
+            assert_eq!(admit(&policy, spec).unwrap_err().field, field);
+        }
+        let mut none = spec();
+        none.retry = RetrySpec {
+            backoff: Some(Backoff::None),
+            base_ms: Some(0),
+            max_delay_ms: Some(0),
+            jitter: None,
+        };
+        assert!(admit(&policy, none).is_ok(), "no backoff needs no base");
+    }
+
+    #[test]
+    fn a_batch_item_is_named_by_its_index() {
+        let invalid = Invalid::new("priority", "bad").within("jobs", 3);
+        assert_eq!(invalid.to_string(), "jobs[3].priority: bad");
+    }
+
+    #[test]
+    fn an_inconsistent_configuration_lists_every_problem() {
+        let defaults = Defaults {
+            limits: Limits {
+                fuel: 20,
+                ..Limits::default()
+            },
+            ..Defaults::default()
+        };
+        let ceilings = Ceilings {
+            fuel: 10,
+            memory_bytes: 256 << 20,
+            ..Ceilings::default()
+        };
+        let escalation = Escalation {
+            max_fuel: 10,
+            max_memory_bytes: 512 << 20,
+            factor: 0.5,
+            ..Escalation::default()
+        };
+        let problems = Policy::new(defaults, ceilings, escalation).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].contains("default limits.fuel: 20 is above"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1]
+                .contains("escalation.max_memory_bytes (536870912) is above ceilings.memory_bytes"),
+            "{problems:?}"
+        );
+        assert!(problems[2].contains("escalation.factor"), "{problems:?}");
+        let huge = Ceilings {
+            fuel: u64::MAX,
+            ..Ceilings::default()
+        };
+        let problems = Policy::new(Defaults::default(), huge, Escalation::default()).unwrap_err();
+        assert!(
+            problems[0].contains("largest value the store keeps"),
+            "{problems:?}"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Admission: a [`JobSpec`] (what a client, a schedule or a workflow step
+//! asks for, every field optional) becomes a [`NewJob`] (what the store
+//! keeps, every field decided), or an [`Invalid`] naming the field.
+
+use super::{Backoff, Bound, Policy, RetryPolicy};
+use crate::clock::Millis;
+use crate::job::{ModuleRef, NewJob, PRIORITY_LOW};
+use crate::json::Json;
+use crate::limits::Limits;
+
+/// A job as requested: the module (hash or name), the input, and whatever
+/// the requester wants to set; unset fields take the operator's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobSpec {
+    /// The module's hash or name (a name picks the newest module with it).
+    pub module: String,
+    /// The input.
+    pub input: Json,
+    /// 0 (critical) to 10 (low).
+    pub priority: Option<u8>,
+    /// Attempts allowed in all.
+    pub max_attempts: Option<u32>,
+    /// Retry policy fields; unset ones take the operator's default policy.
+    pub retry: RetrySpec,
+    /// Limits of the first attempt; unset ones take the operator's defaults.
+    pub limits: LimitsSpec,
+    /// Run no earlier than this many milliseconds after admission.
+    pub delay_ms: Option<u64>,
+}
+
+impl JobSpec {
+    /// A job of `module` with `input`, everything else defaulted.
+    pub fn new(module: impl Into<String>, input: Json) -> JobSpec {
+        JobSpec {
+            module: module.into(),
+            input,
+            priority: None,
+            max_attempts: None,
+            retry: RetrySpec::default(),
+            limits: LimitsSpec::default(),
+            delay_ms: None,
+        }
+    }
+}
+
+/// Requested retry policy fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetrySpec {
+    /// How the delay grows.
+    pub backoff: Option<Backoff>,
+    /// The base delay in milliseconds.
+    pub base_ms: Option<u64>,
+    /// The largest delay in milliseconds.
+    pub max_delay_ms: Option<u64>,
+    /// Spread delays over `[delay/2, delay]`.
+    pub jitter: Option<bool>,
+}
+
+impl RetrySpec {
+    /// Every field set from `policy`.
+    pub fn from_policy(policy: RetryPolicy) -> RetrySpec {
+        RetrySpec {
+            backoff: Some(policy.backoff),
+            base_ms: Some(policy.base_ms),
+            max_delay_ms: Some(policy.max_delay_ms),
+            jitter: Some(policy.jitter),
+        }
+    }
+
+    fn over(self, base: RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            backoff: self.backoff.unwrap_or(base.backoff),
+            base_ms: self.base_ms.unwrap_or(base.base_ms),
+            max_delay_ms: self.max_delay_ms.unwrap_or(base.max_delay_ms),
+            jitter: self.jitter.unwrap_or(base.jitter),
+        }
+    }
+}
+
+/// Requested limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitsSpec {
+    /// Fuel budget.
+    pub fuel: Option<u64>,
+    /// Memory, bytes, summed over all memories.
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock timeout, milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Output size, bytes.
+    pub output_bytes: Option<u64>,
+    /// Log records kept.
+    pub log_records: Option<u32>,
+    /// Bytes of log messages kept.
+    pub log_bytes: Option<u64>,
+    /// Bytes kept from the end of stdout and of stderr.
+    pub stdio_tail_bytes: Option<u64>,
+}
+
+impl LimitsSpec {
+    fn over(self, base: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.unwrap_or(base.fuel),
+            memory_bytes: self.memory_bytes.unwrap_or(base.memory_bytes),
+            timeout_ms: self.timeout_ms.unwrap_or(base.timeout_ms),
+            output_bytes: self.output_bytes.unwrap_or(base.output_bytes),
+            log_records: self.log_records.unwrap_or(base.log_records),
+            log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
+            stdio_tail_bytes: self.stdio_tail_bytes.unwrap_or(base.stdio_tail_bytes),
+        }
+    }
+}
+
+/// A request the policy refuses: the field (as the API names it, e.g.
+/// `limits.fuel`, prefixed with `jobs[3].` in a batch) and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// The field, as the API names it.
+    pub field: String,
+    /// What is wrong with it, naming the allowed range.
+    pub message: String,
+}
+
+impl Invalid {
+    /// A refusal of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same refusal for an item of a list: `jobs[3].priority`.
+    pub fn within(self, list: &str, index: usize) -> Invalid {
+        Invalid {
+            field: format!("{list}[{index}].{}", self.field),
+            ..self
+        }
+    }
+}
+
+impl Policy {
+    /// Turns `spec`, whose module resolved to `module` (its hash, and the
+    /// name to show for it), into the job to store: the operator's
+    /// defaults applied, every field checked against its bounds.
+    pub fn admit(&self, spec: JobSpec, module: ModuleRef, now: Millis) -> Result<NewJob, Invalid> {
+        let priority = spec.priority.unwrap_or(self.defaults.priority);
+        if priority > PRIORITY_LOW {
+            return Err(Invalid::new(
+                "priority",
+                format!("{priority} is out of range: use 0 (critical) to {PRIORITY_LOW} (low)"),
+            ));
+        }
+        let max_attempts = spec.max_attempts.unwrap_or(self.defaults.max_attempts);
+        let retry = spec.retry.over(self.defaults.retry);
+        let limits = spec.limits.over(self.defaults.limits);
+        let delay_ms = spec.delay_ms.unwrap_or(0);
+        let values = Values {
+            limits: &limits,
+            max_attempts,
+            retry: &retry,
+            delay_ms,
+        };
+        for bound in self.bounds() {
+            bound.check(values.get(bound.field))?;
+        }
+        retry.validate().map_err(|message| split_field(&message))?;
+        Ok(NewJob {
+            module,
+            input: spec.input,
+            priority,
+            max_attempts,
+            retry,
+            limits,
+            run_at: now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+        })
+    }
+}
+
+/// The values of a job that have bounds, by the bounds' field names.
+pub(super) struct Values<'a> {
+    pub limits: &'a Limits,
+    pub max_attempts: u32,
+    pub retry: &'a RetryPolicy,
+    pub delay_ms: u64,
+}
+
+impl Values<'_> {
+    pub(super) fn get(&self, field: &str) -> u64 {
+        match field {
+            "limits.fuel" => self.limits.fuel,
+            "limits.memory_bytes" => self.limits.memory_bytes,
+            "limits.timeout_ms" => self.limits.timeout_ms,
+            "limits.output_bytes" => self.limits.output_bytes,
+            "limits.log_records" => u64::from(self.limits.log_records),
+            "limits.log_bytes" => self.limits.log_bytes,
+            "limits.stdio_tail_bytes" => self.limits.stdio_tail_bytes,
+            "max_attempts" => u64::from(self.max_attempts),
+            "retry.base_ms" => self.retry.base_ms,
+            "retry.max_delay_ms" => self.retry.max_delay_ms,
+            "delay_ms" => self.delay_ms,
+            other => unreachable!("no bounded field {other}"),
+        }
+    }
+}
+
+impl Bound {
+    /// Checks `value`, naming the field and the allowed range.
+    pub fn check(&self, value: u64) -> Result<(), Invalid> {
+        if value < self.min {
+            return Err(Invalid::new(
+                self.field,
+                format!(
+                    "{value} is below the minimum of {} ({})",
+                    self.min, self.why_min
+                ),
+            ));
+        }
+        if value > self.max {
+            return Err(Invalid::new(
+                self.field,
+                format!("{value} is above this host's ceiling of {}", self.max),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `"retry.base_ms: message"` as an [`Invalid`].
+fn split_field(message: &str) -> Invalid {
+    match message.split_once(": ") {
+        Some((field, rest)) => Invalid::new(field, rest),
+        None => Invalid::new("retry", message),
+    }
+}

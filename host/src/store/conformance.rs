@@ -1,0 +1,287 @@
+//! The store contract's conformance suite: one function per behaviour
+//! every [`JobStore`] must have, run against any backend.
+//!
+//! A backend's tests invoke [`conformance_tests!`] with a function that
+//! opens a fresh, empty store (see `store/sqlite/tests.rs`): it expands to
+//! one `#[tokio::test]` per behaviour. Backend-specific behaviour (files on
+//! disk, query plans, durability across a reopen) is tested beside the
+//! backend, not here.
+//!
+//! Every behaviour drives time with explicit `now` values and writes
+//! decisions it makes up itself: the store applies decisions, so the suite
+//! checks that it applies each one exactly.
+
+pub(crate) mod aging;
+pub(crate) mod claiming;
+pub(crate) mod modules;
+pub(crate) mod recovery;
+pub(crate) mod results;
+
+use crate::clock::Millis;
+use crate::job::{Job, JobDetail, JobId, ModuleRef, NewJob};
+use crate::json::Json;
+use crate::limits::Limits;
+use crate::policy::{Backoff, Decision, RetryPolicy};
+use crate::report::{
+    AttemptReport, Failure, FailureKind, FuelUsage, MemoryUsage, ModuleKind, Report, Status,
+    StdioTail,
+};
+use crate::store::{AttemptRecord, ClaimRequest, Claimed, JobStore, Lease, Outcome, Recorded};
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A time well after the epoch, so that offsets stay positive.
+pub(crate) const T0: Millis = 1_700_000_000_000;
+/// Lease length used by the suite.
+pub(crate) const LEASE_MS: i64 = 30_000;
+/// The value-size limit a backend opened with [`Options::small`] enforces.
+pub(crate) const SMALL_VALUE_BYTES: usize = 64 * 1024;
+
+/// How to open the store under test.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Options {
+    /// The largest value (input, output, report) the store must accept;
+    /// larger ones must be refused with `Error::TooLarge`.
+    pub max_value_bytes: Option<usize>,
+}
+
+impl Options {
+    /// A store that refuses values above [`SMALL_VALUE_BYTES`].
+    pub(crate) fn small() -> Options {
+        Options {
+            max_value_bytes: Some(SMALL_VALUE_BYTES),
+        }
+    }
+}
+
+/// Opens a fresh, empty store of the backend under test.
+pub(crate) type OpenFn = fn(Options) -> Pin<Box<dyn Future<Output = Opened> + Send>>;
+
+/// A fixture on a store opened with the default options.
+pub(crate) async fn fixture(open: OpenFn) -> Fixture {
+    Fixture::new(open(Options::default()).await).await
+}
+
+/// A fresh store, and whatever must live as long as it (a temp dir).
+pub(crate) struct Opened {
+    /// The store.
+    pub store: Arc<dyn JobStore>,
+    /// Dropped after the store.
+    pub keep: Box<dyn Any + Send + Sync>,
+}
+
+/// A fresh store with one module uploaded, and helpers in the store's
+/// verbs.
+pub(crate) struct Fixture {
+    pub store: Arc<dyn JobStore>,
+    /// The module's hash.
+    pub module: String,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Fixture {
+    /// Wraps a freshly opened store and uploads the suite's module, named
+    /// `test`.
+    pub(crate) async fn new(opened: Opened) -> Fixture {
+        let bytes = b"\0asm\x01\0\0\0".to_vec();
+        let module = blake3::hash(&bytes).to_hex().to_string();
+        opened
+            .store
+            .put_module(&module, ModuleKind::Command, &bytes, Some("test"), T0)
+            .await
+            .unwrap();
+        Fixture {
+            store: opened.store,
+            module,
+            _keep: opened.keep,
+        }
+    }
+
+    /// A job of the fixture's module: priority `priority`, three attempts,
+    /// a fixed one-second backoff without jitter, due at `run_at`.
+    pub(crate) fn job(&self, priority: u8, run_at: Millis) -> NewJob {
+        NewJob {
+            module: ModuleRef {
+                hash: self.module.clone(),
+                name: Some("test".to_owned()),
+            },
+            input: Json::parse_str(&format!(
+                r#"{{"priority": {priority}, "run_at": {run_at}}}"#
+            ))
+            .unwrap(),
+            priority,
+            max_attempts: 3,
+            retry: RetryPolicy {
+                backoff: Backoff::Fixed,
+                base_ms: 1_000,
+                max_delay_ms: 1_000,
+                jitter: false,
+            },
+            limits: Limits::default(),
+            run_at,
+        }
+    }
+
+    /// Stores one job and returns it.
+    pub(crate) async fn submit(&self, job: NewJob) -> Job {
+        self.store
+            .insert_jobs(vec![job], T0)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
+    /// Claims up to `limit` jobs at `now` as `worker-1`.
+    pub(crate) async fn claim(&self, limit: usize, now: Millis) -> Vec<Claimed> {
+        let request = ClaimRequest {
+            owner: "worker-1".to_owned(),
+            limit,
+            lease_ms: LEASE_MS,
+        };
+        self.store.claim_due(request, now).await.unwrap()
+    }
+
+    /// Records one outcome for `claimed`: `decision`, with an attempt that
+    /// started at `started_at` and ended at `now` with `report` (none for a
+    /// release), and `output` when it completes.
+    pub(crate) async fn record(
+        &self,
+        claimed: &Claimed,
+        report: Option<AttemptReport>,
+        decision: Decision,
+        started_at: Millis,
+        now: Millis,
+    ) -> Recorded {
+        let outcome = outcome(claimed, report, decision, started_at, now);
+        self.store
+            .record_if_leased(vec![outcome])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap()
+    }
+
+    /// The job's stored state.
+    pub(crate) async fn get(&self, id: JobId) -> JobDetail {
+        self.store.job(id).await.unwrap().unwrap()
+    }
+}
+
+/// The lease `claimed` holds.
+pub(crate) fn lease(claimed: &Claimed) -> Lease {
+    Lease {
+        id: claimed.job.id,
+        token: claimed.token.clone(),
+    }
+}
+
+/// An outcome as [`Fixture::record`] writes it; a completed job's output
+/// is `"done"`.
+pub(crate) fn outcome(
+    claimed: &Claimed,
+    report: Option<AttemptReport>,
+    decision: Decision,
+    started_at: Millis,
+    now: Millis,
+) -> Outcome {
+    let output = (decision == Decision::Complete).then(|| Json::parse_str(r#""done""#).unwrap());
+    Outcome {
+        lease: lease(claimed),
+        attempt: report.map(|report| AttemptRecord { started_at, report }),
+        output,
+        decision,
+        at: now,
+    }
+}
+
+/// An engine report: success, or a failure with `message`.
+pub(crate) fn ran(outcome: std::result::Result<(), &str>) -> AttemptReport {
+    let (status, failure) = match outcome {
+        Ok(()) => (Status::Success, None),
+        Err(message) => (
+            Status::Failure,
+            Some(Failure::new(FailureKind::GuestError, message)),
+        ),
+    };
+    AttemptReport::Ran(Box::new(Report {
+        status,
+        output: None,
+        failure,
+        module: "m".to_owned(),
+        kind: ModuleKind::Command,
+        limits: Limits::default(),
+        fuel: FuelUsage {
+            consumed: Some(1),
+            limit: 2,
+        },
+        memory: MemoryUsage {
+            peak_bytes: 3,
+            limit_bytes: 4,
+        },
+        duration_us: 5,
+        logs: Vec::new(),
+        logs_dropped: 0,
+        progress: None,
+        stdout: StdioTail::default(),
+        stderr: StdioTail::default(),
+    }))
+}
+
+/// One `#[tokio::test]` per behaviour of the store contract, each on a
+/// store from `$open`, an [`OpenFn`].
+macro_rules! conformance_tests {
+    ($open:path) => {
+        $crate::store::conformance::conformance_tests!(@each $open;
+            aging::an_old_low_priority_job_overtakes_a_stream_of_new_urgent_ones,
+            aging::aging_counts_from_run_at_and_stops_at_zero,
+            aging::missed_steps_are_caught_up_one_per_call_without_drift,
+            aging::a_retry_starts_aging_over_and_zero_turns_it_off,
+            aging::a_requeue_and_a_rescue_start_aging_over_and_a_release_keeps_it,
+            claiming::claim_takes_the_most_urgent_priority_then_the_oldest_run_at,
+            claiming::a_batch_claim_returns_jobs_in_claim_order_up_to_the_limit,
+            claiming::claim_starts_an_attempt_with_a_fresh_token_per_job,
+            claiming::a_job_is_not_claimed_before_its_run_at,
+            claiming::renew_extends_only_the_leases_still_held,
+            claiming::insert_refuses_an_unknown_module_and_stores_none_of_the_batch,
+            claiming::insert_keeps_every_field_as_given,
+            claiming::list_filters_and_pages_newest_first,
+            claiming::counts_cover_every_state,
+            modules::uploading_the_same_bytes_twice_is_idempotent,
+            modules::a_name_resolves_to_the_module_that_was_given_it_last,
+            modules::bytes_that_do_not_hash_to_their_name_are_refused,
+            modules::delete_is_refused_while_a_waiting_job_needs_the_module,
+            modules::unknown_modules_are_not_found_with_one_clear_message,
+            recovery::cancel_stops_waiting_and_running_jobs_only,
+            recovery::leased_jobs_lists_running_jobs_or_those_whose_lease_expired,
+            recovery::rescue_applies_only_while_the_lease_is_still_expired,
+            recovery::a_lost_attempt_is_recorded_with_the_decision_it_was_given,
+            recovery::requeue_gives_a_failed_job_a_new_budget_and_keeps_its_history,
+            recovery::requeue_refuses_jobs_that_are_not_failed,
+            recovery::requeue_refuses_a_job_whose_module_was_deleted,
+            recovery::purge_deletes_failed_jobs_and_their_attempts_only,
+            results::complete_stores_the_output_once_and_the_attempt,
+            results::the_attempt_records_when_it_started_not_when_it_was_claimed,
+            results::retry_waits_with_new_limits_and_the_failure_message,
+            results::dead_letter_ends_the_job,
+            results::cancelled_ends_the_job,
+            results::a_host_made_report_is_kept_like_an_engine_report,
+            results::release_gives_the_attempt_back_without_a_record,
+            results::an_outcome_after_cancel_files_its_attempt_and_nothing_else,
+            results::an_outcome_after_rescue_is_stale_even_once_reclaimed,
+            results::one_call_applies_each_outcome_on_its_own,
+            results::an_outcome_too_large_to_store_is_refused_alone,
+        );
+    };
+    (@each $open:path; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $crate::store::conformance::$module::$name($open).await;
+            }
+        )*
+    };
+}
+
+pub(crate) use conformance_tests;
