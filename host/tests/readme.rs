@@ -71,10 +71,11 @@
 //!
 //! # Time
 //!
-//! On a warm build (dependencies of the scaffolded crates compiled), the
-//! test takes about 25 s on the 2-core development machine, mostly the
-//! release builds of the two job crates; the first run also compiles the
-//! SDK's dependencies natively and for `wasm32-wasip2` (minutes).
+//! Warm (the job crates' dependencies already compiled in
+//! `target/scaffold`), the test takes 6 to 8 s on the 2-core development
+//! machine, mostly the two job crates' own builds; the first run also
+//! compiles the SDK's dependencies natively and for `wasm32-wasip2`, about
+//! two minutes there.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
