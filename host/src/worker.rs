@@ -332,4 +332,61 @@ mod tests {
             assert_eq!(job.attempt, 0, "job {id}: the attempt is not spent");
         }
     }
+
+    /// Jobs claimed together and held in the buffer each record when they
+    /// started running, one after the other on the one slot, not the time
+    /// of their shared claim.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffered_jobs_record_when_each_started_not_when_they_were_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(StoreConfig::new(dir.path())).unwrap());
+        let engine = Engine::new(EngineConfig {
+            concurrency: 1,
+            pooling: false,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        // Every reading of the clock moves it 1 ms on.
+        let clock = Arc::new(TestClock::stepping(T0, 1));
+        let queue = Queue::new(store, engine, clock, QueueConfig::default());
+        let bytes = std::fs::read(wasmjob_tests::guests::NOOP).unwrap();
+        let noop = queue.upload(bytes, None).await.unwrap().hash;
+        let job = JobSpec::new(noop, Json::null());
+        queue.submit(vec![job; 8]).await.unwrap();
+
+        let (stop, stopped) = watch::channel(false);
+        let (results, mut received) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch::run(
+            dispatch::Dispatcher {
+                queue: queue.clone(),
+                slots: Arc::new(Semaphore::new(1)),
+                guests: tokio::runtime::Handle::current(),
+                results,
+                pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+            },
+            stopped,
+        ));
+        let mut outcomes = Vec::new();
+        while outcomes.len() < 8 {
+            let finished = tokio::time::timeout(Duration::from_secs(60), received.recv())
+                .await
+                .expect("every job ran")
+                .expect("the dispatcher is running");
+            outcomes.push(finished.outcome);
+        }
+        stop.send(true).unwrap();
+        dispatcher.await.unwrap();
+        outcomes.sort_by_key(|o| o.attempt.as_ref().unwrap().started_at);
+        for pair in outcomes.windows(2) {
+            let (before, after) = (&pair[0], &pair[1]);
+            let started = after.attempt.as_ref().unwrap().started_at;
+            assert!(
+                started >= before.at,
+                "one slot: {} started at {started}, before {} ended at {}",
+                after.lease.id,
+                before.lease.id,
+                before.at
+            );
+        }
+    }
 }

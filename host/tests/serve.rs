@@ -271,6 +271,14 @@ fn the_client_commands_drive_a_host() {
     assert_eq!(job["state"], "pending");
     let out = cli(&server, &["list", "--state", "pending"]);
     assert!(stdout(&out).contains(&id), "{}", stdout(&out));
+    // Jobs submitted by name show the name, with the short hash.
+    let hello_hash = job["module"].as_str().unwrap();
+    let shown = format!("hello ({})", &hello_hash[..12]);
+    assert!(stdout(&out).contains(&shown), "{}", stdout(&out));
+    let out = cli(&server, &["status", &id]);
+    assert!(stdout(&out).contains(&shown), "{}", stdout(&out));
+    let out = cli(&server, &["dead-letter"]);
+    assert!(stdout(&out).contains("fatal ("), "{}", stdout(&out));
     let out = cli(&server, &["retry", &id]);
     assert_eq!(
         out.status.code(),

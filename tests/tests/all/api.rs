@@ -247,7 +247,28 @@ async fn client_mistakes_get_4xx_with_a_code_naming_the_problem() {
             json!({"module": "hello", "limits": {"memory_bytes": 1u64 << 40}}).to_string(),
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "memory_bytes",
+            "limits.memory_bytes: 1099511627776 is above this host's ceiling of 1073741824",
+        ),
+        (
+            "fuel above ceiling",
+            json!({"module": "hello", "limits": {"fuel": 1u64 << 50}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "limits.fuel: 1125899906842624 is above this host's ceiling of 1000000000000",
+        ),
+        (
+            "delay above ceiling",
+            json!({"module": "hello", "delay_ms": u64::MAX}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "delay_ms: 18446744073709551615 is above this host's ceiling of 31622400000",
+        ),
+        (
+            "no fuel at all",
+            json!({"module": "hello", "limits": {"fuel": 0}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "limits.fuel: 0 is below the minimum of 1",
         ),
         (
             "body over the limit",
@@ -458,4 +479,91 @@ async fn submitting_by_name_follows_uploads_and_deletes() {
     let (status, body) = submit().await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(error_message(&body).contains("greeter"), "{body}");
+}
+
+#[tokio::test]
+async fn a_missing_module_is_named_once() {
+    let api = Api::new();
+    let delete = Request::delete("/v1/modules/unknown")
+        .body(Body::empty())
+        .unwrap();
+    for (status, body) in [api.call(delete).await, api.get("/v1/modules/unknown").await] {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(error_message(&body), "module `unknown` not found");
+    }
+}
+
+#[tokio::test]
+async fn a_body_without_the_json_content_type_is_told_which_header_to_send() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    // What `curl -d` sends.
+    let request = Request::post("/v1/jobs")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(r#"{"module": "hello"}"#))
+        .unwrap();
+    let (status, body) = api.call(request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(error_code(&body), "unsupported_media_type");
+    assert!(
+        error_message(&body).contains("Content-Type: application/json"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requeue_is_refused_once_the_module_it_runs_is_deleted() {
+    let mut api = Api::new();
+    let (_, fatal) = api.upload(guests::FATAL, Some("fatal")).await;
+    let (_, job) = api.post_json("/v1/jobs", json!({"module": "fatal"})).await;
+    let id = job["id"].as_i64().unwrap();
+    api.host.start_workers();
+    api.host.wait_for(id, wasmjob::job::JobState::Failed).await;
+    api.host.stop_workers().await;
+    let hash = fatal["hash"].as_str().unwrap();
+    let delete = Request::delete(format!("/v1/modules/{hash}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.call(delete).await.0, StatusCode::NO_CONTENT);
+    let (status, body) = api.post_raw(&format!("/v1/jobs/{id}/requeue"), "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "conflict");
+    assert!(
+        error_message(&body).contains(hash),
+        "names the module: {body}"
+    );
+    let (_, detail) = api.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(detail["state"], "failed", "still in the dead letter");
+    // Uploaded again, the job can be requeued.
+    api.upload(guests::FATAL, None).await;
+    let (status, body) = api.post_raw(&format!("/v1/jobs/{id}/requeue"), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "pending");
+}
+
+#[tokio::test]
+async fn jobs_carry_the_name_of_their_module() {
+    let api = Api::new();
+    let (_, hello) = api.upload(guests::HELLO, Some("hello")).await;
+    let (_, noop) = api.upload(guests::NOOP, None).await;
+    let submit = |module: &Value| api.post_json("/v1/jobs", json!({"module": module}));
+    let (_, by_name) = submit(&json!("hello")).await;
+    let (_, by_hash) = submit(&hello["hash"]).await;
+    let (_, unnamed) = submit(&noop["hash"]).await;
+    assert_eq!(by_name["module_name"], "hello");
+    assert_eq!(by_hash["module_name"], "hello", "the module's name");
+    assert_eq!(unnamed["module_name"], Value::Null);
+    let (_, detail) = api.get(&format!("/v1/jobs/{}", by_name["id"])).await;
+    assert_eq!(
+        (&detail["module"], &detail["module_name"]),
+        (&hello["hash"], &json!("hello"))
+    );
+    let (_, page) = api.get("/v1/jobs").await;
+    let names: Vec<_> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["module_name"].clone())
+        .collect();
+    assert_eq!(names, [Value::Null, json!("hello"), json!("hello")]);
 }

@@ -92,6 +92,19 @@ fn flaky_fails_retryably_until_its_attempt() {
 }
 
 #[test]
+fn a_component_that_calls_exit_0_succeeds_with_a_null_output() {
+    let report = run_with(guests::EXIT, json!({"code": 0}), test_limits());
+    assert!(report.is_success(), "{report:#?}");
+    assert_eq!(report.output.unwrap().as_str(), "null");
+    assert_eq!(report.logs[0].message, "exiting with code 0");
+    // WASI preview 2's exit carries success or failure, not the code.
+    let report = run_with(guests::EXIT, json!({"code": 3}), test_limits());
+    let failure = report.failure.expect("a failure");
+    assert_eq!(failure.kind, FailureKind::ExitCode);
+    assert_eq!((failure.exit_code, failure.retryable), (Some(1), true));
+}
+
+#[test]
 fn fatal_errors_are_not_retryable() {
     let report = run_with(guests::FATAL, json!({}), test_limits());
     let failure = report.failure.expect("failed");

@@ -5,9 +5,10 @@ use serde_json::json;
 use wasmjob::job::{JobDetail, JobState};
 use wasmjob::policy::{Backoff, RetrySpec};
 use wasmjob::queue::QueueConfig;
-use wasmjob::report::{AttemptReport, FailureKind};
-use wasmjob_tests::guests;
-use wasmjob_tests::host::{Host, small_fuel, wait_until};
+use wasmjob::report::{AttemptReport, FailureKind, ModuleKind};
+use wasmjob::store::StoreConfig;
+use wasmjob_tests::host::{Host, NowMs, small_fuel, wait_until};
+use wasmjob_tests::{guest_bytes, guests};
 
 fn one_worker() -> QueueConfig {
     QueueConfig {
@@ -207,5 +208,109 @@ async fn pending_and_running_jobs_can_be_cancelled() {
     assert_eq!(kinds(&detail), vec![Some(FailureKind::Cancelled)]);
     // A second cancel is a conflict: the job is final.
     assert!(host.queue.cancel(id).await.is_err());
+    host.stop_workers().await;
+}
+
+/// Stores a module's bytes without loading them into the engine, as a
+/// host that has just started sees a module uploaded before.
+async fn stored_only(host: &Host, bytes: &[u8]) -> String {
+    let hash = blake3::hash(bytes).to_hex().to_string();
+    host.queue
+        .store()
+        .put_module(
+            &hash,
+            ModuleKind::Component,
+            bytes,
+            None,
+            host.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    hash
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_file_damaged_on_disk_fails_the_attempt_retryably_until_repaired() {
+    let mut host = Host::new(one_worker());
+    let bytes = guest_bytes(guests::HELLO);
+    let hash = stored_only(&host, &bytes).await;
+    let file = host.dir.path().join("modules").join(format!("{hash}.wasm"));
+    std::fs::write(&file, b"damaged").unwrap();
+    let mut job = host.job(&hash, json!({"name": "Ada"}));
+    job.retry = fixed(60_000);
+    let id = host.submit(job).await.id;
+    host.start_workers();
+    let detail = host.wait_for(id, JobState::Retrying).await;
+    let AttemptReport::HostFailed { message, retryable } = &detail.attempts[0].report else {
+        panic!("a host-made report: {:?}", detail.attempts[0].report);
+    };
+    assert!(*retryable, "a re-upload can repair it");
+    assert!(
+        message.contains(&hash[..12]) && message.contains("corrupt"),
+        "{message}"
+    );
+    assert_eq!(detail.job.last_error.as_ref(), Some(message));
+    assert_eq!(detail.job.attempt, 1, "the attempt counts");
+    // Uploading the module again repairs the file; the retry completes.
+    host.queue.upload(bytes, None).await.unwrap();
+    host.clock.set(detail.job.run_at);
+    host.queue.wake();
+    let detail = host.wait_for(id, JobState::Completed).await;
+    assert_eq!(detail.attempts.len(), 2);
+    host.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_the_engine_refuses_dead_letters_the_job_with_a_report() {
+    let mut host = Host::new(one_worker());
+    let hash = stored_only(&host, b"not webassembly").await;
+    let mut job = host.job(&hash, json!(null));
+    job.max_attempts = Some(5);
+    let id = host.submit(job).await.id;
+    host.start_workers();
+    let detail = host.wait_for(id, JobState::Failed).await;
+    assert_eq!(detail.attempts.len(), 1, "no retry can help");
+    let AttemptReport::HostFailed { message, retryable } = &detail.attempts[0].report else {
+        panic!("a host-made report: {:?}", detail.attempts[0].report);
+    };
+    assert!(!retryable);
+    assert!(message.contains("not a WebAssembly module"), "{message}");
+    assert_eq!(detail.job.last_error.as_ref(), Some(message));
+    host.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_too_large_to_store_fails_its_job_and_spares_the_others() {
+    let config = QueueConfig {
+        concurrency: 4,
+        ..QueueConfig::default()
+    };
+    let mut host = Host::with_store(config, |dir| StoreConfig {
+        max_value_bytes: Some(64 * 1024),
+        ..StoreConfig::new(dir)
+    });
+    let chatty = host.upload(guests::CHATTY).await;
+    let noop = host.upload(guests::NOOP).await;
+    let input = json!({"lines": 0, "progress_steps": 0, "output_bytes": 100_000});
+    let big = host.submit(host.job(&chatty, input)).await.id;
+    let mut small = Vec::new();
+    for _ in 0..6 {
+        small.push(host.submit(host.job(&noop, json!(null))).await.id);
+    }
+    host.start_workers();
+    let detail = host.wait_for(big, JobState::Failed).await;
+    assert_eq!(
+        detail.attempts.len(),
+        1,
+        "the same output again would not fit"
+    );
+    let AttemptReport::HostFailed { message, retryable } = &detail.attempts[0].report else {
+        panic!("a host-made report: {:?}", detail.attempts[0].report);
+    };
+    assert!(message.contains("could not be stored"), "{message}");
+    assert!(!retryable);
+    for id in small {
+        host.wait_for(id, JobState::Completed).await;
+    }
     host.stop_workers().await;
 }
