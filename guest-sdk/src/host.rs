@@ -54,7 +54,13 @@ pub fn log(level: Level, message: &str) {
         message,
     );
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("[{level}] {message}");
+    {
+        eprintln!("[{level}] {message}");
+        crate::testing::record(crate::testing::Recorded::Log {
+            level,
+            message: message.to_owned(),
+        });
+    }
 }
 
 /// Reports progress: `percent` (clamped by the host to 0..=100) and a short
@@ -63,7 +69,13 @@ pub fn progress(percent: u8, note: &str) {
     #[cfg(target_arch = "wasm32")]
     wit_host::progress(percent, note);
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("[progress {percent}%] {note}");
+    {
+        eprintln!("[progress {percent}%] {note}");
+        crate::testing::record(crate::testing::Recorded::Progress {
+            percent,
+            note: note.to_owned(),
+        });
+    }
 }
 
 /// What the host told the job about the invocation it is running.

@@ -56,13 +56,16 @@
 //! Build a job with `cargo build --release --target wasm32-wasip2`: the
 //! `.wasm` file it makes is already a component. Built for any other target
 //! (for unit tests of the job's logic) the crate still compiles; logging
-//! and progress then go to standard error and [`info()`] returns
+//! and progress then go to standard error, where a test can also read them
+//! back with [`testing::take`], and [`info()`] returns
 //! [`JobInfo::default()`].
 
 #![deny(missing_docs)]
 
 mod error;
 mod host;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all)]

@@ -208,12 +208,36 @@ fn info_is_set_during_the_invocation_only() {
 
 #[test]
 fn logging_and_progress_work_natively() {
-    // Off wasm there is no host: these go to stderr and must not panic.
+    use wasmjob_sdk::Level;
+    use wasmjob_sdk::testing::{self, Recorded};
+    // Off wasm there is no host: these go to stderr, and a test can read
+    // them back.
+    testing::take();
     wasmjob_sdk::trace!("t {}", 1);
     wasmjob_sdk::debug!("d");
     wasmjob_sdk::info!("i {x}", x = 2);
     wasmjob_sdk::warn!("w");
     wasmjob_sdk::error!("e");
-    wasmjob_sdk::log(wasmjob_sdk::Level::Info, "plain");
+    wasmjob_sdk::log(Level::Info, "plain");
     wasmjob_sdk::progress(50, "half");
+    let log = |level, message: &str| Recorded::Log {
+        level,
+        message: message.to_owned(),
+    };
+    assert_eq!(
+        testing::take(),
+        [
+            log(Level::Trace, "t 1"),
+            log(Level::Debug, "d"),
+            log(Level::Info, "i 2"),
+            log(Level::Warn, "w"),
+            log(Level::Error, "e"),
+            log(Level::Info, "plain"),
+            Recorded::Progress {
+                percent: 50,
+                note: "half".to_owned(),
+            },
+        ]
+    );
+    assert_eq!(testing::take(), [], "taken once");
 }

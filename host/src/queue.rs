@@ -460,10 +460,17 @@ impl Queue {
     }
 
     /// A signal that ticks whenever this host changes a job: a submit, a
-    /// job starting, an outcome written, a cancel, a requeue, a purge, a
-    /// rescue. Tests wait on it instead of sleeping.
+    /// job starting, a lease renewed, an outcome written, a cancel, a
+    /// requeue, a purge, a rescue. Tests wait on it instead of sleeping.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
+    }
+
+    /// How many long polls ([`wait`](Self::wait)) are waiting on job `id`.
+    pub fn long_polls(&self, id: JobId) -> usize {
+        self.waiters().get(&id).map_or(0, |list| {
+            list.iter().filter(|told| !told.is_closed()).count()
+        })
     }
 
     fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Vec<oneshot::Sender<()>>>> {

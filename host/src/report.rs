@@ -402,9 +402,10 @@ mod tests {
 
     #[test]
     fn only_fatal_and_cancelled_are_final() {
-        assert!(!FailureKind::FatalError.is_retryable());
-        assert!(!FailureKind::Cancelled.is_retryable());
-        assert!(FailureKind::OutOfFuel.is_retryable());
-        assert!(FailureKind::ExitCode.is_retryable());
+        for kind in FailureKind::ALL {
+            let retryable = !matches!(kind, FailureKind::FatalError | FailureKind::Cancelled);
+            assert_eq!(kind.is_retryable(), retryable, "{kind}");
+            assert_eq!(Failure::new(kind, "m").retryable, retryable, "{kind}");
+        }
     }
 }

@@ -206,6 +206,7 @@ async fn renew(queue: Queue) {
         let until = queue.now() + queue.config().lease_ms;
         match queue.store().renew_held_leases(leases.clone(), until).await {
             Ok(held) => {
+                queue.changed(held.iter().copied());
                 let lost: Vec<Lease> = leases
                     .into_iter()
                     .filter(|lease| !held.contains(&lease.id))

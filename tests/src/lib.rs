@@ -100,6 +100,8 @@ pub mod host {
     pub struct Host {
         /// The queue.
         pub queue: Queue,
+        /// The store under the queue.
+        pub store: Arc<SqliteStore>,
         /// The clock the queue reads.
         pub clock: TestClock,
         /// The data directory.
@@ -122,16 +124,17 @@ pub mod host {
         ) -> Host {
             let dir = tempfile::tempdir().expect("temp dir");
             let clock = TestClock::stepping(T0, 1);
-            let store = SqliteStore::open(store(dir.path())).expect("store");
+            let store = Arc::new(SqliteStore::open(store(dir.path())).expect("store"));
             let engine = Engine::new(EngineConfig {
                 concurrency: config.concurrency as u32,
                 cache_dir: Some(dir.path().join("artifacts")),
                 ..EngineConfig::default()
             })
             .expect("engine");
-            let queue = Queue::new(Arc::new(store), engine, Arc::new(clock.clone()), config);
+            let queue = Queue::new(store.clone(), engine, Arc::new(clock.clone()), config);
             Host {
                 queue,
+                store,
                 clock,
                 dir,
                 pool: None,
@@ -217,6 +220,9 @@ pub mod host {
 
     /// Calls `check` now and again each time `queue` signals a change,
     /// until it returns `Some`; `None` after [`HANG`] without it.
+    ///
+    /// For what the host does not signal (a long poll beginning), use
+    /// [`eventually`].
     pub async fn wait_until<T, F, Fut>(queue: &Queue, mut check: F) -> Option<T>
     where
         F: FnMut() -> Fut,
@@ -235,6 +241,17 @@ pub mod host {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return None,
             }
+        }
+    }
+
+    /// Yields to the runtime until `check` holds, for a state the host
+    /// reaches on its own without a signal (a request registering its long
+    /// poll). Panics after [`HANG`].
+    pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + HANG;
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::task::yield_now().await;
         }
     }
 

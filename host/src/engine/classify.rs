@@ -160,14 +160,7 @@ fn classify_error(error: &wasmtime::Error, seen: &Observed) -> Failure {
 }
 
 fn failure(kind: FailureKind, message: String) -> Failure {
-    Failure {
-        kind,
-        message,
-        retryable: kind.is_retryable(),
-        trap_code: None,
-        exit_code: None,
-        backtrace: Vec::new(),
-    }
+    Failure::new(kind, message)
 }
 
 fn timeout(seen: &Observed) -> Failure {

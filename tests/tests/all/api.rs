@@ -5,10 +5,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use wasmjob::api::{ApiConfig, router};
+use wasmjob::api::{ApiConfig, router, routes};
 use wasmjob::queue::QueueConfig;
 use wasmjob_tests::guests;
-use wasmjob_tests::host::Host;
+use wasmjob_tests::host::{Host, eventually};
 
 struct Api {
     host: Host,
@@ -409,13 +409,20 @@ async fn get_with_wait_ms_answers_once_the_job_is_final_or_the_wait_ends() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "pending");
 
-    // A request already waiting is answered when the job completes, long
-    // before its wait ends.
+    // A request already waiting is answered when the job completes, not
+    // when its wait ends.
     let app = router(api.host.queue.clone(), api.config.clone());
     let uri = format!("/v1/jobs/{id}?wait_ms=60000");
+    let began = tokio::time::Instant::now();
     let waiting = tokio::spawn(app.oneshot(Request::get(uri).body(Body::empty()).unwrap()));
+    let queue = api.host.queue.clone();
+    eventually("the request waits", || queue.long_polls(id) == 1).await;
     api.host.start_workers();
     let response = waiting.await.unwrap().unwrap();
+    assert!(
+        began.elapsed() < std::time::Duration::from_millis(60_000),
+        "answered by the job's completion, before the wait ended"
+    );
     assert_eq!(response.status(), StatusCode::OK);
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
@@ -423,6 +430,7 @@ async fn get_with_wait_ms_answers_once_the_job_is_final_or_the_wait_ends() {
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["state"], "completed", "{body}");
     assert_eq!(body["output"], json!({"greeting": "Hello, Ada!"}));
+    assert_eq!(queue.long_polls(id), 0, "the wait is over");
     api.host.stop_workers().await;
 
     // A final job is answered at once, whatever the wait.
@@ -566,4 +574,100 @@ async fn jobs_carry_the_name_of_their_module() {
         .map(|job| job["module_name"].clone())
         .collect();
     assert_eq!(names, [Value::Null, json!("hello"), json!("hello")]);
+}
+
+#[tokio::test]
+async fn every_v1_route_refuses_a_missing_or_wrong_token() {
+    let api = Api::with(ApiConfig {
+        token: Some("s3cret".to_owned()),
+        ..ApiConfig::default()
+    });
+    let mut checked = 0;
+    for (method, path) in routes() {
+        if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+            continue;
+        }
+        let uri = path.replace("{id}", "1").replace("{module}", "hello");
+        for authorization in [None, Some("Bearer wrong"), Some("s3cret")] {
+            let mut request = Request::builder().method(method.clone()).uri(&uri);
+            if let Some(value) = authorization {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let (status, body) = api.call(request.body(Body::empty()).unwrap()).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} {authorization:?}"
+            );
+            assert_eq!(error_code(&body), "unauthorized");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 14, "every /v1 route but the document: {checked}");
+}
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_store_is_unreachable() {
+    let api = Api::new();
+    let (status, _) = api.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    api.host.store.close().await;
+    let (status, body) = api.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "not_ready");
+    let (status, _) = api.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "alive, if not ready");
+}
+
+#[tokio::test]
+async fn module_names_are_checked_at_upload() {
+    let api = Api::new();
+    let hash = "ab".repeat(32);
+    let long = "n".repeat(129);
+    for (name, needle) in [
+        ("bad%20name", "invalid module name `bad name`"),
+        (hash.as_str(), "looks like a hash"),
+        (long.as_str(), "1-128 characters"),
+        ("", "invalid module name ``"),
+    ] {
+        let (status, body) = api.upload(guests::HELLO, Some(name)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        assert_eq!(error_code(&body), "invalid_request");
+        assert!(error_message(&body).contains(needle), "{name}: {body}");
+    }
+    let (status, body) = api.upload(guests::HELLO, Some("team/resize-v2.1_b")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["name"], "team/resize-v2.1_b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_is_purged_one_job_or_all() {
+    let mut api = Api::new();
+    api.upload(guests::FATAL, Some("fatal")).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, job) = api.post_json("/v1/jobs", json!({"module": "fatal"})).await;
+        ids.push(job["id"].as_i64().unwrap());
+    }
+    api.host.start_workers();
+    for id in &ids {
+        api.host.wait_for(*id, wasmjob::job::JobState::Failed).await;
+    }
+    api.host.stop_workers().await;
+    let delete = |uri: String| Request::delete(uri).body(Body::empty()).unwrap();
+    let (status, body) = api
+        .call(delete(format!("/v1/dead-letter/{}", ids[0])))
+        .await;
+    assert_eq!((status, &body), (StatusCode::OK, &json!({"purged": 1})));
+    let (status, body) = api
+        .call(delete(format!("/v1/dead-letter/{}", ids[0])))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(error_code(&body), "not_found");
+    let (status, body) = api.call(delete("/v1/dead-letter".to_owned())).await;
+    assert_eq!((status, &body), (StatusCode::OK, &json!({"purged": 2})));
+    let (_, page) = api.get("/v1/dead-letter").await;
+    assert_eq!(page["jobs"], json!([]));
+    let (status, _) = api.get(&format!("/v1/jobs/{}", ids[1])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "purged jobs are gone");
 }

@@ -129,6 +129,22 @@ fn a_command_sleeping_in_a_host_call_can_be_cancelled() {
 }
 
 #[test]
+fn a_division_by_zero_is_a_retryable_trap_with_its_code() {
+    let engine = engine();
+    let module = engine.load(&wat::divide_by_zero()).unwrap();
+    let report = run_empty(&engine, &module, test_limits());
+    let failure = report.failure.expect("failed");
+    assert_eq!(failure.kind, FailureKind::Trap);
+    assert_eq!(
+        failure.trap_code.as_deref(),
+        Some("integer_division_by_zero")
+    );
+    assert!(failure.retryable);
+    assert!(failure.message.contains("divi"), "{}", failure.message);
+    assert!(!failure.backtrace.is_empty(), "where it trapped");
+}
+
+#[test]
 fn a_memory_limit_below_the_initial_memory_fails_at_instantiation() {
     let engine = engine();
     let module = engine.load(&wat::big_memory(16)).unwrap();

@@ -3,7 +3,9 @@
 mod api;
 mod command;
 mod component;
+mod leases;
 mod load;
 mod openapi;
 mod queue;
+mod retries;
 mod wat;

@@ -276,7 +276,7 @@ async fn answers_match_their_schemas() {
                 serde_json::from_slice(&bytes).unwrap()
             };
             conforms(doc, method, &path, status, &value);
-            value
+            (status, value)
         }
     };
 
@@ -297,19 +297,19 @@ async fn answers_match_their_schemas() {
     call("GET", "/v1/modules/hello".into(), None).await;
     call("GET", "/v1/modules/nope".into(), None).await;
 
-    let done = call(
+    let (_, done) = call(
         "POST",
         "/v1/jobs".into(),
         Some(json!({"module": "hello", "input": {"name": "Ada"}})),
     )
     .await;
-    let failed = call(
+    let (_, failed) = call(
         "POST",
         "/v1/jobs".into(),
         Some(json!({"module": "panic", "max_attempts": 1, "retry": {"backoff": "none"}})),
     )
     .await;
-    let batch = call(
+    let (_, batch) = call(
         "POST",
         "/v1/jobs/batch".into(),
         Some(json!({"jobs": [{"module": "hello", "delay_ms": 3_600_000}]})),
@@ -321,9 +321,9 @@ async fn answers_match_their_schemas() {
     host.wait_for(done, JobState::Completed).await;
     host.wait_for(failed, JobState::Failed).await;
 
-    let detail = call("GET", format!("/v1/jobs/{done}"), None).await;
+    let (_, detail) = call("GET", format!("/v1/jobs/{done}"), None).await;
     assert!(detail.get("output").is_some(), "{detail}");
-    let detail = call("GET", format!("/v1/jobs/{failed}"), None).await;
+    let (_, detail) = call("GET", format!("/v1/jobs/{failed}"), None).await;
     assert!(
         detail["attempts"][0]["report"]["failure"].is_object(),
         "{detail}"
@@ -331,7 +331,7 @@ async fn answers_match_their_schemas() {
     call("GET", format!("/v1/jobs/{waiting}"), None).await;
     call("GET", "/v1/jobs/abc".into(), None).await;
     call("GET", "/v1/jobs/999".into(), None).await;
-    let page = call("GET", "/v1/jobs?limit=2".into(), None).await;
+    let (_, page) = call("GET", "/v1/jobs?limit=2".into(), None).await;
     assert!(page["next_cursor"].is_i64(), "{page}");
     call("GET", "/v1/jobs?state=completed".into(), None).await;
     call("GET", "/v1/jobs?colour=blue".into(), None).await;
@@ -339,12 +339,22 @@ async fn answers_match_their_schemas() {
     call("GET", "/v1/stats".into(), None).await;
     call("GET", "/v1/workers".into(), None).await;
     call("POST", "/v1/jobs".into(), Some(json!({"module": "nope"}))).await;
-    call("POST", format!("/v1/jobs/{done}/requeue"), None).await;
-    call("POST", format!("/v1/jobs/{failed}/requeue"), None).await;
-    call("POST", format!("/v1/jobs/{waiting}/cancel"), None).await;
-    call("POST", format!("/v1/jobs/{waiting}/cancel"), None).await;
-    call("DELETE", "/v1/dead-letter/999".into(), None).await;
-    call("DELETE", "/v1/dead-letter".into(), None).await;
+    let (status, _) = call("POST", format!("/v1/jobs/{done}/requeue"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "not in the dead letter");
+    let (status, requeued) = call("POST", format!("/v1/jobs/{failed}/requeue"), None).await;
+    assert_eq!(
+        (status, &requeued["state"]),
+        (StatusCode::OK, &json!("pending"))
+    );
+    host.wait_for(failed, JobState::Failed).await;
+    let (status, _) = call("POST", format!("/v1/jobs/{waiting}/cancel"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call("POST", format!("/v1/jobs/{waiting}/cancel"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = call("DELETE", "/v1/dead-letter/999".into(), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, purged) = call("DELETE", "/v1/dead-letter".into(), None).await;
+    assert_eq!((status, &purged), (StatusCode::OK, &json!({"purged": 1})));
     call("DELETE", "/v1/modules/hello".into(), None).await;
     call("GET", "/healthz".into(), None).await;
     call("GET", "/readyz".into(), None).await;

@@ -80,7 +80,11 @@ async fn flaky_completes_on_its_third_attempt_after_the_backoff() {
             .await
             .expect("the attempt failed and waits for its backoff");
         let finished = detail.attempts.last().unwrap().finished_at;
-        assert!(detail.job.run_at >= finished + 60_000, "backoff of 60 s");
+        assert_eq!(
+            detail.job.run_at,
+            finished + 60_000,
+            "a fixed backoff of 60 s from the end of the attempt"
+        );
         // Not due yet: the worker leaves it alone until the clock moves.
         assert!(host.queue.running().is_empty());
         host.clock.set(detail.job.run_at);
@@ -143,16 +147,40 @@ async fn an_infinite_loop_ends_in_the_dead_letter_with_escalating_fuel() {
         .unwrap();
     assert_eq!(dead.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
 
-    // Re-queued, it gets a fresh attempt budget and keeps its history.
+    // Re-queued, it gets a fresh attempt budget and keeps its history; it
+    // starts from the limits it had reached.
     let requeued = host.queue.requeue(id).await.unwrap();
-    assert_eq!(requeued.state, JobState::Pending);
+    assert_eq!(
+        (requeued.state, requeued.attempt, requeued.limits.fuel),
+        (JobState::Pending, 0, 4_000_000)
+    );
     let detail = host
         .wait_job(id, |d| {
             d.job.state == JobState::Failed && d.attempts.len() == 6
         })
         .await
         .expect("ran its fresh attempts");
-    assert_eq!(detail.attempts.len(), 6);
+    assert_eq!(detail.job.attempt, 3, "a budget of three again");
+    let history: Vec<_> = detail
+        .attempts
+        .iter()
+        .map(|a| match &a.report {
+            AttemptReport::Ran(r) => (a.number, r.failure_kind(), r.limits.fuel),
+            other => unreachable!("{other:?}"),
+        })
+        .collect();
+    let fuel = Some(FailureKind::OutOfFuel);
+    assert_eq!(
+        history,
+        [
+            (1, fuel, 1_000_000),
+            (2, fuel, 2_000_000),
+            (3, fuel, 4_000_000),
+            (4, fuel, 4_000_000),
+            (5, fuel, 8_000_000),
+            (6, fuel, 16_000_000),
+        ]
+    );
     host.stop_workers().await;
 }
 
@@ -207,7 +235,12 @@ async fn pending_and_running_jobs_can_be_cancelled() {
     assert_eq!(detail.job.state, JobState::Cancelled);
     assert_eq!(kinds(&detail), vec![Some(FailureKind::Cancelled)]);
     // A second cancel is a conflict: the job is final.
-    assert!(host.queue.cancel(id).await.is_err());
+    match host.queue.cancel(id).await {
+        Err(wasmjob::queue::Error::Store(wasmjob::store::Error::Conflict(message))) => {
+            assert!(message.contains("is cancelled"), "{message}")
+        }
+        other => panic!("a conflict: {other:?}"),
+    }
     host.stop_workers().await;
 }
 

@@ -44,6 +44,11 @@ pub fn exit_with(code: i32) -> Vec<u8> {
     ))
 }
 
+/// Divides by zero: a trap that is neither a panic nor a limit.
+pub fn divide_by_zero() -> Vec<u8> {
+    command("(drop (i32.div_s (i32.const 1) (i32.const 0)))")
+}
+
 /// Loops forever.
 pub fn spin() -> Vec<u8> {
     command("(loop $l (br $l))")

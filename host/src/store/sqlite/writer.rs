@@ -348,7 +348,8 @@ mod tests {
         let thread = writer.close().unwrap();
         assert_eq!(queued.await.unwrap().unwrap(), 7);
         thread.join().unwrap();
-        assert!(writer.call(insert(8)).await.is_err());
+        let err = writer.call(insert(8)).await.unwrap_err();
+        assert_eq!(err.to_string(), "database error: the store is closed");
     }
 
     fn synchronous(conn: &Connection) -> Result<i64> {

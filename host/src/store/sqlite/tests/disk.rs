@@ -157,7 +157,8 @@ async fn everything_survives_dropping_the_store_and_reopening() {
 async fn a_closed_store_refuses_calls() {
     let s = sqlite().await;
     s.store.close().await;
-    assert!(s.store.ping().await.is_err());
+    let err = s.store.ping().await.unwrap_err();
+    assert!(err.to_string().contains("not running"), "{err}");
     let err = s
         .store
         .insert_jobs(vec![s.f.job(5, T0)], T0)

@@ -1,0 +1,59 @@
+//! Reading back what a job logged and reported, in a native unit test of
+//! its logic (not on `wasm32`, where the host keeps them in the report).
+//!
+//! ```
+//! use wasmjob_sdk::testing::{self, Recorded};
+//!
+//! fn work() {
+//!     wasmjob_sdk::info!("step {}", 1);
+//!     wasmjob_sdk::progress(100, "done");
+//! }
+//!
+//! testing::take(); // start from nothing
+//! work();
+//! assert_eq!(
+//!     testing::take(),
+//!     [
+//!         Recorded::Log { level: wasmjob_sdk::Level::Info, message: "step 1".into() },
+//!         Recorded::Progress { percent: 100, note: "done".into() },
+//!     ]
+//! );
+//! ```
+
+use crate::Level;
+use std::cell::RefCell;
+
+/// A log record or a progress report, as the job made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// From [`log()`](crate::log) or the logging macros.
+    Log {
+        /// Its level.
+        level: Level,
+        /// Its message.
+        message: String,
+    },
+    /// From [`progress()`](crate::progress).
+    Progress {
+        /// The percentage.
+        percent: u8,
+        /// The note.
+        note: String,
+    },
+}
+
+thread_local! {
+    static RECORDED: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps what the job just logged or reported, on this thread.
+pub(crate) fn record(recorded: Recorded) {
+    RECORDED.with(|all| all.borrow_mut().push(recorded));
+}
+
+/// Everything this thread logged and reported since the last call, oldest
+/// first. Each test runs on a thread of its own, so tests do not see each
+/// other's records.
+pub fn take() -> Vec<Recorded> {
+    RECORDED.with(|all| std::mem::take(&mut *all.borrow_mut()))
+}
