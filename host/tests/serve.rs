@@ -78,6 +78,23 @@ impl Server {
         response.body_mut().read_json().unwrap()
     }
 
+    /// Waits for job `id` to be final, with the API's long poll: the host
+    /// answers as soon as it is.
+    fn wait_final(&self, id: i64) -> Value {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let path = format!("/v1/jobs/{id}?wait_ms=60000");
+            let mut response = ureq::get(&self.url(&path)).call().unwrap();
+            let job: Value = response.body_mut().read_json().unwrap();
+            if final_state(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} never finished: {job}");
+        }
+    }
+
+    /// Polls job `id` until `check` holds, for states the long poll does not
+    /// wait for (`running`): every test here waits for a state that lasts.
     fn wait(&self, id: i64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + HANG;
         loop {
@@ -149,7 +166,7 @@ fn a_host_killed_mid_run_loses_no_job() {
 
     let server = Server::start(dir.path(), &["--concurrency", "2"]);
     for id in others {
-        let job = server.wait(id, "finished", final_state);
+        let job = server.wait_final(id);
         assert_eq!(job["state"], "completed", "{job}");
     }
     // The killed attempt is recorded as lost, and the job runs again.
@@ -182,7 +199,7 @@ fn a_second_host_on_the_same_data_dir_is_refused() {
     // The first host is unaffected.
     let hello = server.upload(guests::HELLO);
     let id = server.submit(json!({"module": hello, "input": {"name": "Ada"}}));
-    let job = server.wait(id, "finished", final_state);
+    let job = server.wait_final(id);
     assert_eq!(job["state"], "completed", "{job}");
 }
 
