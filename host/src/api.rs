@@ -8,6 +8,7 @@
 //! The routes are one table ([`routes`] lists it) and every handler carries
 //! its OpenAPI description ([`openapi`]), served at `GET /v1/openapi.json`.
 
+mod body;
 mod error;
 mod host_info;
 mod jobs;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub queue: Queue,
     /// API configuration.
     pub config: Arc<ApiConfig>,
+    /// This host's OpenAPI document (its ceilings are the policy's).
+    openapi: Arc<str>,
 }
 
 /// Which part of the app a route belongs to: decides where it is mounted,
@@ -152,9 +155,11 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 /// are bounded by `max_module_bytes`, every other body by `max_body_bytes`.
 /// Unknown paths are a JSON 404.
 pub fn router(queue: Queue, config: ApiConfig) -> Router {
+    let openapi = openapi::json_for(queue.policy()).into();
     let state = AppState {
         queue,
         config: Arc::new(config),
+        openapi,
     };
     let mut modules = Router::new();
     let mut jobs = Router::new();

@@ -204,9 +204,6 @@ impl Policy {
                 problems.push(format!("default {invalid}"));
             }
         }
-        if let Err(message) = defaults.retry.validate() {
-            problems.push(format!("default {message}"));
-        }
         if defaults.priority > crate::job::PRIORITY_LOW {
             problems.push(format!(
                 "default priority {} is above 10",
@@ -294,7 +291,12 @@ impl Policy {
             bound("limits.log_bytes", 0, any, c.log_bytes),
             bound("limits.stdio_tail_bytes", 0, any, c.stdio_tail_bytes),
             bound("max_attempts", 1, "a job needs one attempt", c.max_attempts),
-            bound("retry.base_ms", 0, any, c.retry_base_ms),
+            bound(
+                "retry.base_ms",
+                1,
+                "a backoff needs a base",
+                c.retry_base_ms,
+            ),
             bound("retry.max_delay_ms", 0, any, c.retry_max_delay_ms),
             bound("delay_ms", 0, any, c.delay_ms),
         ]
@@ -453,27 +455,19 @@ mod tests {
                 |s| s.limits.memory_bytes = Some(65_535),
                 "limits.memory_bytes",
             ),
-            (
-                |s| {
-                    s.retry.base_ms = Some(2_000);
-                    s.retry.max_delay_ms = Some(1_000);
-                },
-                "retry.max_delay_ms",
-            ),
+            (|s| s.retry.base_ms = Some(0), "retry.base_ms"),
         ];
         for (set, field) in cases {
             let mut spec = spec();
             set(&mut spec);
             assert_eq!(admit(&policy, spec).unwrap_err().field, field);
         }
-        let mut none = spec();
-        none.retry = RetrySpec {
-            backoff: Some(Backoff::None),
-            base_ms: Some(0),
-            max_delay_ms: Some(0),
-            jitter: None,
-        };
-        assert!(admit(&policy, none).is_ok(), "no backoff needs no base");
+        // A largest delay below the base caps every delay: no conflict.
+        let mut capped = spec();
+        capped.retry.base_ms = Some(2_000);
+        capped.retry.max_delay_ms = Some(1_000);
+        let job = admit(&policy, capped).unwrap();
+        assert_eq!(job.retry.delay_ms(3, 0.0), Some(1_000));
     }
 
     #[test]

@@ -42,6 +42,15 @@ pub enum Error {
         /// What is wrong with it.
         invalid: Invalid,
     },
+    /// Job number `index` of a submission names a module that does not
+    /// exist.
+    #[error("job {index}: no module `{reference}`: upload it first")]
+    UnknownModule {
+        /// Its position in the submission, from 0.
+        index: usize,
+        /// The hash or name it gave.
+        reference: String,
+    },
     /// From the store: not found, conflict, too large, or a failure.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -284,12 +293,12 @@ impl Queue {
             }
             resolved.generation
         };
-        let record = self.inner.store.module(reference).await?.ok_or_else(|| {
-            Invalid::new(
-                "module",
-                format!("unknown module `{reference}`: upload it first"),
-            )
-        })?;
+        let record = self
+            .inner
+            .store
+            .module(reference)
+            .await?
+            .ok_or_else(|| store::Error::module_not_found(reference))?;
         let mut resolved = self.inner.resolved.lock().expect("resolved modules");
         // Modules changed while we read: what we read may be stale.
         if resolved.generation == generation {
@@ -316,7 +325,12 @@ impl Queue {
             let refused = |invalid| Error::InvalidJob { index, invalid };
             let record = match self.resolve(&spec.module).await {
                 Ok(record) => record,
-                Err(Error::Invalid(invalid)) => return Err(refused(invalid)),
+                Err(Error::Store(store::Error::NotFound(_))) => {
+                    return Err(Error::UnknownModule {
+                        index,
+                        reference: spec.module,
+                    });
+                }
                 Err(other) => return Err(other),
             };
             let name = if spec.module == record.hash {
@@ -489,24 +503,88 @@ impl Queue {
     }
 }
 
-/// Checks a module name: short, printable, not a hash.
+/// The longest module name.
+pub const MODULE_NAME_MAX: usize = 128;
+
+/// The characters a module name may use, besides ASCII letters and digits.
+const MODULE_NAME_PUNCTUATION: [char; 4] = ['-', '_', '.', '/'];
+
+/// What a module name looks like, as a regular expression (ECMA-262, as
+/// the OpenAPI document states it): 1 to [`MODULE_NAME_MAX`] characters
+/// from A-Z a-z 0-9 `- _ . /`, and not 64 lowercase hex digits (a hash).
+pub fn module_name_pattern() -> String {
+    format!("^(?![0-9a-f]{{64}}$){}$", name_characters())
+}
+
+/// What a module reference (a hash or a name) looks like: the name's
+/// characters, a hash included.
+pub fn module_reference_pattern() -> String {
+    format!("^{}$", name_characters())
+}
+
+/// `[A-Za-z0-9_./-]{1,128}`: the class lists the punctuation with `-`
+/// last, so that nothing needs escaping in any regex dialect.
+fn name_characters() -> String {
+    let mut punctuation: Vec<char> = MODULE_NAME_PUNCTUATION.to_vec();
+    punctuation.sort_by_key(|c| *c == '-');
+    let punctuation: String = punctuation.into_iter().collect();
+    format!("[A-Za-z0-9{punctuation}]{{1,{MODULE_NAME_MAX}}}")
+}
+
+/// Checks a module name: short, printable, not a hash (see
+/// [`module_name_pattern`]).
 pub fn validate_name(name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= MODULE_NAME_MAX
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+            .all(|c| c.is_ascii_alphanumeric() || MODULE_NAME_PUNCTUATION.contains(&c));
     if !ok {
         return Err(Invalid::new(
             "name",
-            format!("invalid module name `{name}`: use 1-128 characters from A-Z a-z 0-9 - _ . /"),
+            format!(
+                "invalid module name `{name}`: use 1-{MODULE_NAME_MAX} characters from \
+                 A-Z a-z 0-9 - _ . /"
+            ),
         ));
     }
-    if blake3::Hash::from_hex(name).is_ok() {
+    if is_hash(name) {
         return Err(Invalid::new(
             "name",
             "invalid module name: it looks like a hash",
         ));
     }
     Ok(())
+}
+
+/// Whether `text` is a module hash as the host writes it: 64 lowercase
+/// hex digits.
+pub fn is_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_pattern_states_the_names_validate_name_accepts() {
+        assert_eq!(
+            module_name_pattern(),
+            "^(?![0-9a-f]{64}$)[A-Za-z0-9_./-]{1,128}$"
+        );
+        assert!(validate_name("team/resize-v2.1_b").is_ok());
+        assert!(validate_name(&"n".repeat(MODULE_NAME_MAX)).is_ok());
+        for bad in [
+            "",
+            "a b",
+            "é",
+            &"n".repeat(MODULE_NAME_MAX + 1),
+            &"ab".repeat(32),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        // Upper-case hex is a name, not a hash.
+        assert!(validate_name(&"AB".repeat(32)).is_ok());
+    }
 }

@@ -172,6 +172,18 @@ const MAPPINGS: &[Mapping] = &[
                  (`.ci/run`: cargo test -p wasmjob-tests --bench suite -- --quick)",
     },
     Mapping {
+        readme: Match::Exact("pip install schemathesis==4.32.5"),
+        action: Action::Skip,
+        reason: "installs the API fuzzer from PyPI into the machine's Python; `.ci/run` \
+                 installs the same pinned version",
+    },
+    Mapping {
+        readme: Match::Exact(".ci/schemathesis --long"),
+        action: Action::Skip,
+        reason: "minutes of fuzzing; `.ci/run` runs the same script's short pass \
+                 (`.ci/schemathesis`) on every submission",
+    },
+    Mapping {
         readme: Match::Exact("cargo build --release --target wasm32-wasip2"),
         action: Action::InWrittenJob,
         reason: "the README shows the job's Cargo.toml and lib.rs, not a directory: the \

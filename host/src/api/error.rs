@@ -113,6 +113,9 @@ impl From<queue::Error> for ApiError {
             }
             queue::Error::Invalid(invalid) => ApiError::invalid(invalid.to_string()),
             queue::Error::InvalidJob { invalid, .. } => ApiError::invalid(invalid.to_string()),
+            queue::Error::UnknownModule { reference, .. } => {
+                ApiError::not_found(format!("module: no module `{reference}`: upload it first"))
+            }
             queue::Error::Store(e) => e.into(),
             queue::Error::Internal(message) => ApiError::internal(message),
         }

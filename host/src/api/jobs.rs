@@ -1,6 +1,7 @@
 //! `/v1/jobs` and `/v1/dead-letter`: submit (one or a batch), get, list,
 //! cancel, re-queue, purge.
 
+use super::body::{Whole, object};
 use super::error::ErrorBody;
 use super::openapi::Unauthorized;
 use super::views::{self, BackoffView, JobSummary, JobView};
@@ -19,136 +20,139 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Most jobs in one batch submission.
 const MAX_BATCH: usize = 10_000;
-/// Default and largest page of a listing.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1_000;
+/// Page size of a listing that does not say.
+pub(super) const DEFAULT_PAGE: usize = 100;
+/// Largest page of a listing.
+pub(super) const MAX_PAGE: usize = 1_000;
 
 /// A job as submitted. Unset fields take the server's defaults; each value
 /// must lie within the server's bounds (a 400 names the field and the
 /// bound otherwise).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, ToSchema)]
 #[schema(example = json!({"module": "hello", "input": {"name": "Ada"}, "priority": 2}))]
 pub struct SubmitJob {
     /// Module hash or name.
     module: String,
     /// Any JSON; `null` when absent.
-    #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = views::RawJson, required = false)]
     input: Option<Box<RawValue>>,
     /// 0 (critical) to 10 (low); 5 when absent.
-    #[schema(nullable = false, maximum = 10)]
-    priority: Option<u8>,
+    #[schema(value_type = Option<u8>)]
+    priority: Whole<u8>,
     /// Attempts allowed in all, at least 1; the server's default when
     /// absent.
-    #[schema(nullable = false, minimum = 1)]
-    max_attempts: Option<u32>,
+    #[schema(value_type = Option<u32>)]
+    max_attempts: Whole<u32>,
     /// How to retry; each field left out takes the server's default
     /// policy's.
-    #[schema(nullable = false)]
     retry: Option<RetryPatch>,
     /// Limits of the first attempt; each one left out takes the server's
     /// default.
-    #[schema(nullable = false)]
     limits: Option<LimitsPatch>,
     /// Run no earlier than this many milliseconds from now.
-    #[schema(nullable = false)]
-    delay_ms: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    delay_ms: Whole<u64>,
 }
+
+object!(SubmitJob { module, input, priority, max_attempts, retry, limits, delay_ms } required { module });
 
 impl SubmitJob {
     fn into_spec(self) -> JobSpec {
         JobSpec {
             module: self.module,
             input: views::input(self.input),
-            priority: self.priority,
-            max_attempts: self.max_attempts,
+            priority: self.priority.0,
+            max_attempts: self.max_attempts.0,
             retry: self.retry.map(RetryPatch::into_spec).unwrap_or_default(),
             limits: self.limits.map(LimitsPatch::into_spec).unwrap_or_default(),
-            delay_ms: self.delay_ms,
+            delay_ms: self.delay_ms.0,
         }
     }
 }
 
 /// Per-job overrides of the server's default retry policy.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, ToSchema)]
 pub struct RetryPatch {
     /// How the delay grows.
-    #[schema(nullable = false)]
     backoff: Option<BackoffView>,
-    /// The base delay in milliseconds (greater than 0 unless `none`).
-    #[schema(nullable = false)]
-    base_ms: Option<u64>,
-    /// The largest delay in milliseconds, at least `base_ms`.
-    #[schema(nullable = false)]
-    max_delay_ms: Option<u64>,
+    /// The base delay in milliseconds, at least 1.
+    #[schema(value_type = Option<u64>)]
+    base_ms: Whole<u64>,
+    /// The largest delay in milliseconds: every delay is capped at it (one
+    /// below the base makes every delay this).
+    #[schema(value_type = Option<u64>)]
+    max_delay_ms: Whole<u64>,
     /// Spread delays randomly over `[delay/2, delay]`.
-    #[schema(nullable = false)]
     jitter: Option<bool>,
 }
+
+object!(RetryPatch { backoff, base_ms, max_delay_ms, jitter } required {});
 
 impl RetryPatch {
     fn into_spec(self) -> RetrySpec {
         RetrySpec {
             backoff: self.backoff.map(Into::into),
-            base_ms: self.base_ms,
-            max_delay_ms: self.max_delay_ms,
+            base_ms: self.base_ms.0,
+            max_delay_ms: self.max_delay_ms.0,
             jitter: self.jitter,
         }
     }
 }
 
 /// Per-job overrides of the default limits.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, ToSchema)]
 pub struct LimitsPatch {
     /// Fuel budget (roughly one unit per wasm instruction), at least 1.
-    #[schema(nullable = false, minimum = 1)]
-    fuel: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    fuel: Whole<u64>,
     /// Maximum linear memory in bytes, summed over all memories; at least
     /// one 64 KiB page.
-    #[schema(nullable = false, minimum = 65536)]
-    memory_bytes: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    memory_bytes: Whole<u64>,
     /// Wall-clock timeout in milliseconds, greater than 0.
-    #[schema(nullable = false, minimum = 1)]
-    timeout_ms: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    timeout_ms: Whole<u64>,
     /// Maximum size of the job's output in bytes.
-    #[schema(nullable = false)]
-    output_bytes: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    output_bytes: Whole<u64>,
     /// Maximum number of log records kept.
-    #[schema(nullable = false)]
-    log_records: Option<u32>,
+    #[schema(value_type = Option<u32>)]
+    log_records: Whole<u32>,
     /// Maximum total bytes of log messages kept.
-    #[schema(nullable = false)]
-    log_bytes: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    log_bytes: Whole<u64>,
     /// Bytes kept from the end of stdout and of stderr.
-    #[schema(nullable = false)]
-    stdio_tail_bytes: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    stdio_tail_bytes: Whole<u64>,
 }
+
+object!(LimitsPatch {
+    fuel, memory_bytes, timeout_ms, output_bytes, log_records, log_bytes, stdio_tail_bytes
+} required {});
 
 impl LimitsPatch {
     fn into_spec(self) -> LimitsSpec {
         LimitsSpec {
-            fuel: self.fuel,
-            memory_bytes: self.memory_bytes,
-            timeout_ms: self.timeout_ms,
-            output_bytes: self.output_bytes,
-            log_records: self.log_records,
-            log_bytes: self.log_bytes,
-            stdio_tail_bytes: self.stdio_tail_bytes,
+            fuel: self.fuel.0,
+            memory_bytes: self.memory_bytes.0,
+            timeout_ms: self.timeout_ms.0,
+            output_bytes: self.output_bytes.0,
+            log_records: self.log_records.0,
+            log_bytes: self.log_bytes.0,
+            stdio_tail_bytes: self.stdio_tail_bytes.0,
         }
     }
 }
 
 /// A batch submission: all jobs commit together or none does.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, ToSchema)]
 pub struct SubmitBatch {
     /// 1 to 10000 jobs.
     #[schema(min_items = 1, max_items = 10000)]
     jobs: Vec<SubmitJob>,
 }
+
+object!(SubmitBatch { jobs } required { jobs });
 
 /// Jobs created by a batch, in the order submitted.
 #[derive(Debug, Serialize, ToSchema)]
@@ -165,6 +169,14 @@ fn refused(error: queue::Error, batch: bool) -> ApiError {
             ApiError::invalid(invalid.within("jobs", index).to_string())
         }
         queue::Error::InvalidJob { invalid, .. } => ApiError::invalid(invalid.to_string()),
+        queue::Error::UnknownModule { index, reference } => {
+            let field = if batch {
+                format!("jobs[{index}].module")
+            } else {
+                "module".to_owned()
+            };
+            ApiError::not_found(format!("{field}: no module `{reference}`: upload it first"))
+        }
         other => other.into(),
     }
 }
@@ -183,7 +195,9 @@ fn refused(error: queue::Error, batch: bool) -> ApiError {
         (status = 201, description = "Stored, durably.", body = JobSummary),
         (status = 400, description = "`invalid_json`: malformed, an unknown field or a wrong \
             type; `invalid_request`: a field outside its bounds (the message names the field \
-            and the bound) or an unknown module.", body = ErrorBody),
+            and the bound).", body = ErrorBody),
+        (status = 404, description = "`not_found`: no module with that hash or name.",
+            body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `server.max_body_bytes`.", body = ErrorBody),
@@ -219,6 +233,8 @@ pub async fn submit(
             body = JobBatch),
         (status = 400, description = "`invalid_json` or `invalid_request`, naming the job \
             (`jobs[3].priority: ...`); nothing is stored.", body = ErrorBody),
+        (status = 404, description = "`not_found`: a job names no module that exists \
+            (`jobs[3].module: ...`); nothing is stored.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `server.max_body_bytes`.", body = ErrorBody),
@@ -345,7 +361,7 @@ pub struct ListQuery {
     /// previous page).
     #[param(value_type = Option<i64>)]
     before: Option<JobId>,
-    /// Page size: 100 when absent, clamped to 1..=1000.
+    /// Page size: 100 when absent, 1 to 1000.
     limit: Option<usize>,
 }
 
@@ -371,7 +387,10 @@ pub struct JobPage {
     responses(
         (status = 200, description = "A page of jobs, newest first.", body = JobPage),
         (status = 400, description = "`invalid_query`: an unknown parameter or a wrong type; \
-            `invalid_request`: an unknown state or module.", body = ErrorBody),
+            `invalid_request`: an unknown state, or a priority or page size out of range.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: `module` names no module (a hash is \
+            taken as it is: a deleted module's jobs are listed by its hash).", body = ErrorBody),
         (status = 401, response = Unauthorized),
     ),
     security((), ("bearer" = [])),
@@ -389,10 +408,30 @@ pub async fn list(
             ))
         })?),
     };
+    // A hash filters as it is (a deleted module's final jobs keep it); a
+    // name must name a module.
     let module = match query.module {
         None => None,
-        Some(module) => Some(state.queue.resolve(&module).await?.hash),
+        Some(hash) if crate::queue::is_hash(&hash) => Some(hash),
+        Some(name) => Some(
+            state
+                .queue
+                .resolve(&name)
+                .await
+                .map_err(|e| match e {
+                    crate::queue::Error::Store(crate::store::Error::NotFound(_)) => {
+                        ApiError::not_found(format!("module: no module `{name}`"))
+                    }
+                    other => other.into(),
+                })?
+                .hash,
+        ),
     };
+    if let Some(priority) = query.priority.filter(|p| *p > crate::job::PRIORITY_LOW) {
+        return Err(ApiError::invalid(format!(
+            "priority: {priority} is out of range, use 0 (critical) to 10 (low)"
+        )));
+    }
     page(
         &state,
         JobFilter {
@@ -400,10 +439,22 @@ pub async fn list(
             module,
             priority: query.priority,
             before: query.before,
-            limit: query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+            limit: page_size(query.limit)?,
         },
     )
     .await
+}
+
+/// A listing's page size: [`DEFAULT_PAGE`] when absent, refused outside
+/// 1 to [`MAX_PAGE`].
+fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(limit @ 1..=MAX_PAGE) => Ok(limit),
+        Some(other) => Err(ApiError::invalid(format!(
+            "limit: {other} is out of range, use 1 to {MAX_PAGE}"
+        ))),
+    }
 }
 
 /// List the dead letter: failed jobs, newest first.
@@ -415,13 +466,13 @@ pub async fn list(
     params(
         ("before" = Option<i64>, Query, description = "The cursor: only jobs with an id \
             below this (`next_cursor` of the previous page)."),
-        ("limit" = Option<usize>, Query, description = "Page size: 100 when absent, clamped \
-            to 1..=1000."),
+        ("limit" = Option<usize>, Query, description = "Page size: 100 when absent, 1 to \
+            1000."),
     ),
     responses(
         (status = 200, description = "A page of failed jobs, newest first.", body = JobPage),
-        (status = 400, description = "`invalid_query`: an unknown parameter or a wrong type.",
-            body = ErrorBody),
+        (status = 400, description = "`invalid_query`: an unknown parameter or a wrong type; \
+            `invalid_request`: a page size out of range.", body = ErrorBody),
         (status = 401, response = Unauthorized),
     ),
     security((), ("bearer" = [])),
@@ -438,7 +489,7 @@ pub async fn dead_letter(
             module: None,
             priority: None,
             before: query.before,
-            limit: query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+            limit: page_size(query.limit)?,
         },
     )
     .await

@@ -7,11 +7,14 @@
 //! and fails when it is stale, and another fails when a route the router
 //! serves ([`super::routes`]) is missing from it, or the reverse.
 
+mod contract;
+
 use super::error::ErrorBody;
-use super::{host_info, jobs, modules};
+use super::{AppState, host_info, jobs, modules};
+use crate::policy::Policy;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::sync::LazyLock;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::Schema;
@@ -130,24 +133,31 @@ impl<T: ToSchema> SchemaRef for T {
     }
 }
 
-/// The OpenAPI document of the whole HTTP API.
+/// The OpenAPI document's shape, from the handlers and types alone: what
+/// [`json_for`] completes with the rules the server enforces.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// [`document`] as pretty-printed JSON with a final newline: the exact
-/// contents of `docs/openapi.json`.
-pub fn json() -> String {
-    let mut text = document()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+/// The whole OpenAPI document of a host whose job policy is `policy`:
+/// [`document`] with every rule the server checks stated where it applies
+/// ([`contract::state`]), as pretty-printed JSON with a final newline.
+/// `docs/openapi.json` is this for the built-in policy ([`json`]).
+pub fn json_for(policy: &Policy) -> String {
+    let mut document = serde_json::to_value(document()).expect("the OpenAPI document serializes");
+    contract::state(&mut document, policy);
+    let mut text = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
     text.push('\n');
     text
 }
 
-static JSON: LazyLock<String> = LazyLock::new(json);
+/// [`json_for`] the built-in policy: the exact contents of
+/// `docs/openapi.json`.
+pub fn json() -> String {
+    json_for(&Policy::default())
+}
 
-/// This OpenAPI document.
+/// This host's OpenAPI document, with its own ceilings.
 ///
 /// Public even when the server has a token.
 #[utoipa::path(
@@ -155,9 +165,12 @@ static JSON: LazyLock<String> = LazyLock::new(json);
     path = "/v1/openapi.json",
     operation_id = "openapi",
     tag = "docs",
-    responses((status = 200, description = "This document (OpenAPI 3.1).",
-        content_type = "application/json")),
+    responses((status = 200, description = "This document (OpenAPI 3.1), with this host's \
+        ceilings.", content_type = "application/json")),
 )]
-pub(super) async fn serve() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], JSON.as_str())
+pub(super) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_ref().to_owned(),
+    )
 }

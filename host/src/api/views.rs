@@ -49,7 +49,7 @@ impl PartialSchema for RawJson {
 
 impl ToSchema for RawJson {
     fn name() -> Cow<'static, str> {
-        Cow::Borrowed("Output")
+        Cow::Borrowed("Json")
     }
 }
 

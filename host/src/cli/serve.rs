@@ -89,7 +89,9 @@ pub fn parse_retry(text: &str) -> Result<RetryPolicy, String> {
         policy.base_ms = parse_duration(base)?.as_millis() as u64;
         policy.max_delay_ms = policy.max_delay_ms.max(policy.base_ms);
     }
-    policy.validate()?;
+    if policy.backoff != Backoff::None && policy.base_ms == 0 {
+        return Err("the retry base must be greater than 0".to_owned());
+    }
     Ok(policy)
 }
 

@@ -57,16 +57,6 @@ pub struct RetrySpec {
 }
 
 impl RetrySpec {
-    /// Every field set from `policy`.
-    pub fn from_policy(policy: RetryPolicy) -> RetrySpec {
-        RetrySpec {
-            backoff: Some(policy.backoff),
-            base_ms: Some(policy.base_ms),
-            max_delay_ms: Some(policy.max_delay_ms),
-            jitter: Some(policy.jitter),
-        }
-    }
-
     fn over(self, base: RetryPolicy) -> RetryPolicy {
         RetryPolicy {
             backoff: self.backoff.unwrap_or(base.backoff),
@@ -164,7 +154,6 @@ impl Policy {
         for bound in self.bounds() {
             bound.check(values.get(bound.field))?;
         }
-        retry.validate().map_err(|message| split_field(&message))?;
         Ok(NewJob {
             module,
             input: spec.input,
@@ -223,13 +212,5 @@ impl Bound {
             ));
         }
         Ok(())
-    }
-}
-
-/// `"retry.base_ms: message"` as an [`Invalid`].
-fn split_field(message: &str) -> Invalid {
-    match message.split_once(": ") {
-        Some((field, rest)) => Invalid::new(field, rest),
-        None => Invalid::new("retry", message),
     }
 }

@@ -77,7 +77,8 @@ impl RetryPolicy {
     /// The delay in milliseconds after failed attempt number `attempt`
     /// (from 1), or `None` when the policy never retries. `random` is a
     /// number in `[0, 1)` used only with jitter. The delay never exceeds
-    /// `max_delay_ms`, jitter included.
+    /// `max_delay_ms`, jitter included (a largest delay below the base
+    /// makes every delay the largest).
     pub fn delay_ms(&self, attempt: u32, random: f64) -> Option<u64> {
         let n = u64::from(attempt.max(1));
         let delay = match self.backoff {
@@ -96,21 +97,6 @@ impl RetryPolicy {
         } else {
             delay
         })
-    }
-
-    /// Checks the policy on its own, naming the first problem by its field
-    /// (`retry.base_ms`).
-    pub fn validate(&self) -> Result<(), String> {
-        if self.backoff != Backoff::None && self.base_ms == 0 {
-            return Err("retry.base_ms: must be greater than 0".to_owned());
-        }
-        if self.max_delay_ms < self.base_ms {
-            return Err(format!(
-                "retry.max_delay_ms: {} is below retry.base_ms ({}); it must be at least the base",
-                self.max_delay_ms, self.base_ms
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -210,9 +210,30 @@ async fn client_mistakes_get_4xx_with_a_code_naming_the_problem() {
         (
             "unknown module",
             json!({"module": "nope"}).to_string(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "module: no module `nope`: upload it first",
+        ),
+        (
+            "limits given as an array",
+            json!({"module": "hello", "limits": []}).to_string(),
             StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "nope",
+            "invalid_json",
+            "limits: invalid type: sequence, expected a JSON object (LimitsPatch)",
+        ),
+        (
+            "a job given as an array",
+            json!(["hello"]).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "expected a JSON object (SubmitJob)",
+        ),
+        (
+            "a fraction of an attempt",
+            json!({"module": "hello", "max_attempts": 2.5}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "max_attempts: invalid value: 2.5, expected a whole number from 0 to 4294967295",
         ),
         (
             "priority out of range",
@@ -233,7 +254,7 @@ async fn client_mistakes_get_4xx_with_a_code_naming_the_problem() {
             json!({"module": "hello", "retry": {"backoff": "fixed", "base_ms": 0}}).to_string(),
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "base_ms",
+            "retry.base_ms: 0 is below the minimum of 1",
         ),
         (
             "zero attempts",
@@ -485,7 +506,7 @@ async fn submitting_by_name_follows_uploads_and_deletes() {
         StatusCode::NO_CONTENT
     );
     let (status, body) = submit().await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(error_message(&body).contains("greeter"), "{body}");
 }
 
@@ -670,4 +691,67 @@ async fn the_dead_letter_is_purged_one_job_or_all() {
     assert_eq!(page["jobs"], json!([]));
     let (status, _) = api.get(&format!("/v1/jobs/{}", ids[1])).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "purged jobs are gone");
+}
+
+#[tokio::test]
+async fn whole_numbers_written_with_a_decimal_point_are_integers() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let (status, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "max_attempts": 3.0, "priority": 2e0,
+                   "limits": {"fuel": 172903299.0}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(
+        (
+            &job["max_attempts"],
+            &job["priority"],
+            &job["limits"]["fuel"]
+        ),
+        (&json!(3), &json!(2), &json!(172_903_299))
+    );
+}
+
+#[tokio::test]
+async fn listings_refuse_what_the_document_does_not_allow() {
+    let api = Api::new();
+    for (query, needle) in [
+        ("limit=0", "limit: 0 is out of range, use 1 to 1000"),
+        ("limit=1001", "limit: 1001 is out of range, use 1 to 1000"),
+        ("priority=11", "priority: 11 is out of range"),
+    ] {
+        let (status, body) = api.get(&format!("/v1/jobs?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(error_message(&body).contains(needle), "{query}: {body}");
+    }
+    let (status, body) = api.get("/v1/dead-letter?limit=1001").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api.get("/v1/jobs?module=nothing-by-that-name").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(
+        error_message(&body),
+        "module: no module `nothing-by-that-name`"
+    );
+    let (status, body) = api.get("/v1/jobs?limit=1000").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_deleted_modules_jobs_are_listed_by_its_hash() {
+    let api = Api::new();
+    let (_, module) = api.upload(guests::HELLO, None).await;
+    let hash = module["hash"].as_str().unwrap();
+    let (_, job) = api.post_json("/v1/jobs", json!({"module": hash})).await;
+    api.post_raw(&format!("/v1/jobs/{}/cancel", job["id"]), "")
+        .await;
+    let delete = Request::delete(format!("/v1/modules/{hash}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.call(delete).await.0, StatusCode::NO_CONTENT);
+    let (status, page) = api.get(&format!("/v1/jobs?module={hash}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["jobs"][0]["id"], job["id"]);
 }

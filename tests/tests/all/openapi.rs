@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use tower::ServiceExt;
 use wasmjob::api::{ApiConfig, openapi, router, routes};
 use wasmjob::job::JobState;
-use wasmjob::queue::QueueConfig;
+use wasmjob::policy::{Ceilings, Defaults, Escalation, Policy};
+use wasmjob::queue::{QueueConfig, module_name_pattern, module_reference_pattern};
 use wasmjob::store::ClaimRequest;
 use wasmjob_tests::guests;
 use wasmjob_tests::host::{Host, NowMs};
@@ -621,9 +622,11 @@ fn api_md(doc: &Value) -> String {
             .keys()
             .map(String::as_str)
             .collect();
+        // A summary may wrap in the source: one line in a table row.
+        let summary = operation["summary"].as_str().unwrap_or("");
+        let summary = summary.split_whitespace().collect::<Vec<_>>().join(" ");
         md.push_str(&format!(
-            "| `{method}` | `{path}` | {} | {auth} | {} |\n",
-            operation["summary"].as_str().unwrap_or(""),
+            "| `{method}` | `{path}` | {summary} | {auth} | {} |\n",
             codes.join(", ")
         ));
     }
@@ -635,4 +638,151 @@ fn api_md(doc: &Value) -> String {
         md.push_str(&format!("- `{name}`: {paragraph}\n"));
     }
     md
+}
+
+/// The schema of `field` (`limits.fuel`) of `SubmitJob`, through `$ref`s.
+fn submit_field<'a>(doc: &'a Value, field: &str) -> &'a Value {
+    let mut schema = &doc["components"]["schemas"]["SubmitJob"];
+    for part in field.split('.') {
+        let mut property = &schema["properties"][part];
+        let reference = property["$ref"].as_str().or_else(|| {
+            property["oneOf"]
+                .as_array()
+                .and_then(|list| list.iter().find_map(|s| s["$ref"].as_str()))
+        });
+        if let Some(reference) = reference {
+            let name = reference.rsplit('/').next().unwrap();
+            schema = &doc["components"]["schemas"][name];
+            property = schema;
+        }
+        schema = property;
+    }
+    schema
+}
+
+/// The schema of parameter `name` of the operation.
+fn parameter<'a>(doc: &'a Value, path: &str, method: &str, name: &str) -> &'a Value {
+    let list = doc["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path} has parameters"));
+    let parameter = list
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"));
+    &parameter["schema"]
+}
+
+#[test]
+fn the_document_states_every_bound_the_server_enforces() {
+    let doc = document();
+    for bound in Policy::default().bounds() {
+        let schema = submit_field(&doc, bound.field);
+        assert_eq!(schema["minimum"], json!(bound.min), "{}", bound.field);
+        assert_eq!(schema["maximum"], json!(bound.max), "{}", bound.field);
+    }
+    let priority = submit_field(&doc, "priority");
+    assert_eq!(
+        (&priority["minimum"], &priority["maximum"]),
+        (&json!(0), &json!(10))
+    );
+    let module = submit_field(&doc, "module");
+    assert_eq!(module["pattern"], json!(module_reference_pattern()));
+    assert_eq!(
+        (&module["minLength"], &module["maxLength"]),
+        (&json!(1), &json!(128))
+    );
+    for name in ["SubmitJob", "SubmitBatch", "RetryPatch", "LimitsPatch"] {
+        assert_eq!(
+            doc["components"]["schemas"][name]["additionalProperties"],
+            json!(false),
+            "{name} refuses unknown fields"
+        );
+    }
+    let name = parameter(&doc, "/v1/modules", "post", "name");
+    assert_eq!(name["pattern"], json!(module_name_pattern()));
+    for (path, method, param, min, max) in [
+        ("/v1/jobs", "get", "limit", 1, 1_000),
+        ("/v1/dead-letter", "get", "limit", 1, 1_000),
+        ("/v1/jobs", "get", "priority", 0, 10),
+        ("/v1/jobs/{id}", "get", "wait_ms", 0, 60_000),
+    ] {
+        let schema = parameter(&doc, path, method, param);
+        assert_eq!(
+            (&schema["minimum"], &schema["maximum"]),
+            (&json!(min), &json!(max)),
+            "{method} {path} {param}"
+        );
+    }
+    for (path, method) in [
+        ("/v1/modules/{module}", "get"),
+        ("/v1/modules/{module}", "delete"),
+    ] {
+        let schema = parameter(&doc, path, method, "module");
+        assert_eq!(schema["pattern"], json!(module_reference_pattern()));
+    }
+}
+
+#[test]
+fn operations_that_create_link_to_those_that_act() {
+    let doc = document();
+    let links = &doc["paths"]["/v1/jobs"]["post"]["responses"]["201"]["links"];
+    for (name, operation) in [
+        ("GetJob", "get_job"),
+        ("CancelJob", "cancel_job"),
+        ("RequeueJob", "requeue_job"),
+    ] {
+        assert_eq!(links[name]["operationId"], operation, "{links}");
+        assert_eq!(links[name]["parameters"]["id"], "$response.body#/id");
+    }
+    let links = &doc["paths"]["/v1/dead-letter"]["get"]["responses"]["200"]["links"];
+    assert_eq!(
+        links["PurgeDeadLetterJob"]["parameters"]["id"],
+        "$response.body#/jobs/0/id"
+    );
+    let links = &doc["paths"]["/v1/modules"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        links["GetModule"]["parameters"]["module"],
+        "$response.body#/hash"
+    );
+    // Every link names an operation of the document.
+    let ids: BTreeSet<String> = operations(&doc)
+        .iter()
+        .filter_map(|(_, _, op)| op["operationId"].as_str().map(str::to_owned))
+        .collect();
+    for (_, _, op) in operations(&doc) {
+        for response in op["responses"].as_object().unwrap().values() {
+            for link in response["links"].as_object().into_iter().flatten() {
+                let target = link.1["operationId"].as_str().unwrap();
+                assert!(ids.contains(target), "a link to {target}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_host_serves_a_document_with_its_own_ceilings() {
+    let ceilings = Ceilings {
+        fuel: 50_000_000_000,
+        delay_ms: 60_000,
+        ..Ceilings::default()
+    };
+    let policy = Policy::new(Defaults::default(), ceilings, Escalation::default()).unwrap();
+    let host = Host::new(QueueConfig {
+        policy,
+        ..QueueConfig::default()
+    });
+    let app = router(host.queue.clone(), ApiConfig::default());
+    let request = Request::get("/v1/openapi.json")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let served: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        submit_field(&served, "limits.fuel")["maximum"],
+        json!(50_000_000_000u64)
+    );
+    assert_eq!(submit_field(&served, "delay_ms")["maximum"], json!(60_000));
 }

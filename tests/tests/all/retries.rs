@@ -104,7 +104,10 @@ async fn a_policy_without_retries_dead_letters_the_first_failure() {
     let flaky = host.upload(guests::FLAKY).await;
     let mut job = host.job(&flaky, json!({"succeed_on": 2}));
     job.max_attempts = Some(5);
-    job.retry = retry(Backoff::None, 0, 0, false);
+    job.retry = RetrySpec {
+        backoff: Some(Backoff::None),
+        ..RetrySpec::default()
+    };
     let id = host.submit(job).await.id;
     host.start_workers();
     let detail = host.wait_for(id, JobState::Failed).await;
