@@ -14,6 +14,7 @@ mod host_info;
 mod jobs;
 mod modules;
 pub mod openapi;
+mod queues;
 pub mod views;
 
 pub use error::ApiError;
@@ -130,6 +131,20 @@ fn table() -> Vec<RouteEntry> {
             Method::DELETE,
             "/v1/dead-letter/{id}",
             jobs::purge_one,
+        ),
+        entry(Jobs, Method::GET, "/v1/queues", queues::list),
+        entry(Jobs, Method::GET, "/v1/queues/{queue}", queues::get),
+        entry(
+            Jobs,
+            Method::POST,
+            "/v1/queues/{queue}/pause",
+            queues::pause,
+        ),
+        entry(
+            Jobs,
+            Method::POST,
+            "/v1/queues/{queue}/resume",
+            queues::resume,
         ),
         entry(Jobs, Method::GET, "/v1/stats", host_info::stats),
         entry(Jobs, Method::GET, "/v1/workers", host_info::workers),

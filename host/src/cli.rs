@@ -5,6 +5,7 @@
 mod exec;
 mod jobs;
 mod modules;
+mod queues;
 mod remote;
 mod scaffold;
 mod serve;
@@ -108,6 +109,15 @@ pub enum Command {
     ///
     /// Example: wasmjob stats --json
     Stats(modules::HostArgs),
+    /// List the queues: paused or not, cap, waiting and running jobs, how
+    /// long the oldest due job has waited.
+    ///
+    /// Example: wasmjob queues --json
+    Queues(modules::HostArgs),
+    /// Show, pause or resume one queue.
+    ///
+    /// Example: wasmjob queue pause emails
+    Queue(queues::QueueArgs),
 }
 
 /// Runs the parsed command line.
@@ -126,6 +136,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Modules(args) => modules::modules(args),
         Command::Workers(args) => modules::workers(args),
         Command::Stats(args) => modules::stats(args),
+        Command::Queues(args) => queues::list(args.remote),
+        Command::Queue(args) => queues::queue(args),
         Command::New(args) => scaffold::new(args),
         Command::Build(args) => scaffold::build(args),
     };

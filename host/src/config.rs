@@ -7,9 +7,12 @@ use crate::api::ApiConfig;
 use crate::engine::EngineConfig;
 use crate::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY};
 use crate::limits::Limits;
-use crate::policy::{Ceilings, Defaults, Escalation, Policy, RetryPolicy};
+use crate::policy::{
+    Ceilings, Defaults, Escalation, LimitsSpec, Policy, QueueDefaults, RetryPolicy, RetrySpec,
+};
 use crate::queue::QueueConfig;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +41,8 @@ pub struct Config {
     pub escalation: Escalation,
     /// The most a job may ask for.
     pub ceilings: Ceilings,
+    /// Named queues with a cap or defaults of their own: `[queues.NAME]`.
+    pub queues: BTreeMap<String, NamedQueue>,
     /// The sandbox.
     pub engine: EngineSection,
 }
@@ -70,6 +75,24 @@ pub struct QueueSection {
     pub shutdown_grace_ms: u64,
 }
 
+/// `[queues.NAME]`: a queue's cap and defaults of its own. Queues not
+/// declared are created on first use with the host's defaults and no cap.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamedQueue {
+    /// At most this many of its jobs run at once (on every host sharing
+    /// the store together); no cap of its own when absent.
+    pub concurrency: Option<usize>,
+    /// Priority of its jobs.
+    pub priority: Option<u8>,
+    /// Attempts of its jobs.
+    pub max_attempts: Option<u32>,
+    /// Limits of its jobs, over the host's `[limits]`.
+    pub limits: LimitsSpec,
+    /// Retry policy of its jobs, over the host's `[retry]`.
+    pub retry: RetrySpec,
+}
+
 /// `[engine]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -93,6 +116,7 @@ impl Default for Config {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             escalation: Escalation::default(),
             ceilings: Ceilings::default(),
+            queues: BTreeMap::new(),
             engine: EngineSection::default(),
         }
     }
@@ -153,7 +177,16 @@ impl Config {
             max_attempts: self.max_attempts,
             priority: DEFAULT_PRIORITY,
         };
-        Policy::new(defaults, self.ceilings, self.escalation)
+        let queues = self.queues.iter().map(|(name, queue)| {
+            let own = QueueDefaults {
+                priority: queue.priority,
+                max_attempts: queue.max_attempts,
+                limits: queue.limits,
+                retry: queue.retry,
+            };
+            (name.clone(), own)
+        });
+        Policy::new(defaults, self.ceilings, self.escalation)?.with_queues(queues)
     }
 
     /// Lists every problem, or returns the parsed listen address.
@@ -175,6 +208,13 @@ impl Config {
         }
         if self.queue.concurrency == 0 {
             problems.push("queue.concurrency must be at least 1".to_owned());
+        }
+        for (name, queue) in &self.queues {
+            if queue.concurrency == Some(0) {
+                problems.push(format!(
+                    "queues.{name}.concurrency must be at least 1 (pause a queue to start none)"
+                ));
+            }
         }
         if self.queue.lease_ms < 100 {
             problems.push("queue.lease_ms must be at least 100".to_owned());
@@ -215,6 +255,11 @@ impl Config {
             aging_ms: self.queue.aging_ms,
             shutdown_grace_ms: self.queue.shutdown_grace_ms,
             policy: self.policy()?,
+            caps: self
+                .queues
+                .iter()
+                .filter_map(|(name, queue)| Some((name.clone(), queue.concurrency?)))
+                .collect(),
         })
     }
 
@@ -272,6 +317,32 @@ mod tests {
         );
         assert!(
             problems.iter().any(|p| p.contains("escalation.max_fuel")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn named_queues_take_a_cap_and_defaults_of_their_own() {
+        let config = Config::from_toml(
+            "[queues.emails]\nconcurrency = 2\npriority = 8\n[queues.emails.retry]\nbackoff = \"fixed\"\n[queues.reports.limits]\ntimeout_ms = 600000\n",
+        )
+        .unwrap();
+        let queue = config.queue_config().unwrap();
+        assert_eq!(queue.caps.get("emails"), Some(&2));
+        assert_eq!(queue.caps.get("reports"), None, "no cap of its own");
+        let emails = queue.policy.defaults_for("emails");
+        assert_eq!(emails.priority, 8);
+        assert_eq!(emails.retry.backoff, crate::policy::Backoff::Fixed);
+        assert_eq!(
+            queue.policy.defaults_for("reports").limits.timeout_ms,
+            600_000
+        );
+        let bad = Config::from_toml("[queues.emails]\nconcurrency = 0\n[queues.x]\ncolour = 1\n");
+        assert!(bad.unwrap_err().contains("colour"));
+        let zero = Config::from_toml("[queues.emails]\nconcurrency = 0\n").unwrap();
+        let problems = zero.validate().unwrap_err();
+        assert!(
+            problems[0].contains("queues.emails.concurrency"),
             "{problems:?}"
         );
     }

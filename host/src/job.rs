@@ -17,6 +17,8 @@ pub const PRIORITY_LOW: u8 = 10;
 pub const DEFAULT_PRIORITY: u8 = 5;
 /// Attempts a job gets unless it says otherwise: one try and two retries.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The queue of a job that does not name one.
+pub const DEFAULT_QUEUE: &str = "default";
 
 /// A job's identifier: assigned by the store, increasing with submission.
 pub type JobId = i64;
@@ -115,6 +117,8 @@ impl fmt::Display for ModuleRef {
 /// [`Policy::admit`](crate::policy::Policy::admit)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewJob {
+    /// The queue it waits in.
+    pub queue: String,
     /// The module it runs.
     pub module: ModuleRef,
     /// The input.
@@ -136,6 +140,8 @@ pub struct NewJob {
 pub struct Job {
     /// Its id.
     pub id: JobId,
+    /// The queue it waits in.
+    pub queue: String,
     /// The module it runs.
     pub module: ModuleRef,
     /// Where it is in its life.

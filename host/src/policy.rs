@@ -31,6 +31,7 @@ use crate::clock::Millis;
 use crate::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Job};
 use crate::limits::Limits;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// What a job gets for each field it does not set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,6 +54,62 @@ impl Default for Defaults {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             priority: DEFAULT_PRIORITY,
         }
+    }
+}
+
+/// A queue's own defaults over the host's: in the config file, the job
+/// fields of a `[queues.NAME]` section. Every field left out is the host's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueDefaults {
+    /// Priority of its jobs, 0 (critical) to 10 (low).
+    pub priority: Option<u8>,
+    /// Attempts in all.
+    pub max_attempts: Option<u32>,
+    /// Limits of the first attempt.
+    pub limits: LimitsSpec,
+    /// Retry policy.
+    pub retry: RetrySpec,
+}
+
+impl QueueDefaults {
+    /// These defaults over `host`'s.
+    fn over(&self, host: &Defaults) -> Defaults {
+        Defaults {
+            limits: self.limits.over(host.limits),
+            retry: self.retry.over(host.retry),
+            max_attempts: self.max_attempts.unwrap_or(host.max_attempts),
+            priority: self.priority.unwrap_or(host.priority),
+        }
+    }
+}
+
+/// The longest queue name.
+pub const QUEUE_NAME_MAX: usize = 64;
+
+/// What a queue name looks like (ECMA-262, as the OpenAPI document states
+/// it): 1 to [`QUEUE_NAME_MAX`] characters from A-Z a-z 0-9 `_ . -`.
+pub fn queue_name_pattern() -> String {
+    format!("^[A-Za-z0-9_.-]{{1,{QUEUE_NAME_MAX}}}$")
+}
+
+/// Checks a queue name (see [`queue_name_pattern`]).
+pub fn validate_queue_name(name: &str) -> Result<(), Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= QUEUE_NAME_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "queue",
+            format!(
+                "invalid queue name `{name}`: use 1-{QUEUE_NAME_MAX} characters from \
+                 A-Z a-z 0-9 _ . -"
+            ),
+        ))
     }
 }
 
@@ -152,6 +209,8 @@ pub struct Bound {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     defaults: Defaults,
+    /// Queues with defaults of their own, resolved over the host's.
+    queues: BTreeMap<String, Defaults>,
     ceilings: Ceilings,
     escalation: Escalation,
 }
@@ -178,6 +237,7 @@ impl Policy {
     ) -> Result<Policy, Vec<String>> {
         let policy = Policy {
             defaults,
+            queues: BTreeMap::new(),
             ceilings,
             escalation,
         };
@@ -241,9 +301,64 @@ impl Policy {
         }
     }
 
-    /// Defaults of fields a job does not set.
+    /// The same policy with queues that have defaults of their own
+    /// (`[queues.NAME]`), or every problem with them.
+    pub fn with_queues(
+        mut self,
+        queues: impl IntoIterator<Item = (String, QueueDefaults)>,
+    ) -> Result<Policy, Vec<String>> {
+        let mut problems = Vec::new();
+        for (name, own) in queues {
+            if let Err(invalid) = validate_queue_name(&name) {
+                problems.push(format!("queues: {}", invalid.message));
+                continue;
+            }
+            let defaults = own.over(&self.defaults);
+            problems.extend(self.check_defaults(&format!("queues.{name}:"), &defaults));
+            self.queues.insert(name, defaults);
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Problems of `defaults` against the bounds, each prefixed with
+    /// `what`.
+    fn check_defaults(&self, what: &str, defaults: &Defaults) -> Vec<String> {
+        let values = admit::Values {
+            limits: &defaults.limits,
+            max_attempts: defaults.max_attempts,
+            retry: &defaults.retry,
+            delay_ms: 0,
+        };
+        let mut problems: Vec<String> = self
+            .bounds()
+            .iter()
+            .filter_map(|bound| bound.check(values.get(bound.field)).err())
+            .map(|invalid| format!("{what} {invalid}"))
+            .collect();
+        if defaults.priority > crate::job::PRIORITY_LOW {
+            problems.push(format!("{what} priority {} is above 10", defaults.priority));
+        }
+        problems
+    }
+
+    /// Defaults of fields a job does not set, for jobs of queues without
+    /// defaults of their own.
     pub fn defaults(&self) -> &Defaults {
         &self.defaults
+    }
+
+    /// Defaults of fields a job of `queue` does not set.
+    pub fn defaults_for(&self, queue: &str) -> &Defaults {
+        self.queues.get(queue).unwrap_or(&self.defaults)
+    }
+
+    /// The queues with defaults of their own.
+    pub fn queues(&self) -> impl Iterator<Item = &str> {
+        self.queues.keys().map(String::as_str)
     }
 
     /// The operator's ceilings.
@@ -468,6 +583,67 @@ mod tests {
         capped.retry.max_delay_ms = Some(1_000);
         let job = admit(&policy, capped).unwrap();
         assert_eq!(job.retry.delay_ms(3, 0.0), Some(1_000));
+    }
+
+    #[test]
+    fn a_queue_has_defaults_of_its_own_over_the_hosts() {
+        let emails = QueueDefaults {
+            priority: Some(8),
+            max_attempts: Some(10),
+            limits: LimitsSpec {
+                timeout_ms: Some(5_000),
+                ..LimitsSpec::default()
+            },
+            retry: RetrySpec {
+                backoff: Some(Backoff::Fixed),
+                ..RetrySpec::default()
+            },
+        };
+        let policy = Policy::default()
+            .with_queues([("emails".to_owned(), emails)])
+            .unwrap();
+        let mut spec = spec();
+        spec.queue = Some("emails".to_owned());
+        let job = admit(&policy, spec.clone()).unwrap();
+        assert_eq!(job.queue, "emails");
+        assert_eq!((job.priority, job.max_attempts), (8, 10));
+        assert_eq!(job.limits.timeout_ms, 5_000);
+        assert_eq!(job.limits.fuel, Limits::default().fuel, "the host's");
+        assert_eq!(
+            (job.retry.backoff, job.retry.base_ms),
+            (Backoff::Fixed, RetryPolicy::default().base_ms)
+        );
+        // A job's own fields still win; other queues take the host's.
+        spec.priority = Some(1);
+        assert_eq!(admit(&policy, spec).unwrap().priority, 1);
+        let other = admit(&policy, JobSpec::new("m", Json::null())).unwrap();
+        assert_eq!((other.queue.as_str(), other.priority), ("default", 5));
+    }
+
+    #[test]
+    fn queue_names_and_queue_defaults_are_checked() {
+        let mut bad = spec();
+        bad.queue = Some("no spaces".to_owned());
+        assert_eq!(admit(&Policy::default(), bad).unwrap_err().field, "queue");
+        let too_much = QueueDefaults {
+            max_attempts: Some(1_000),
+            ..QueueDefaults::default()
+        };
+        let problems = Policy::default()
+            .with_queues([
+                ("big".to_owned(), too_much),
+                ("bad name".to_owned(), QueueDefaults::default()),
+            ])
+            .unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("queues.big: max_attempts: 1000 is above"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("invalid queue name `bad name`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

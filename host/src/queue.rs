@@ -18,9 +18,9 @@ use crate::engine::{Engine, LoadError, Module};
 use crate::job::{Job, JobDetail, JobId, ModuleRef};
 use crate::policy::{Invalid, JobSpec, Policy};
 use crate::report::Progress;
-use crate::store::{self, JobFilter, JobStore, ModuleRecord, StateCounts};
+use crate::store::{self, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts};
 use crate::worker::Registry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
@@ -77,6 +77,9 @@ pub struct QueueConfig {
     pub shutdown_grace_ms: u64,
     /// The operator's rules for jobs: defaults, ceilings, escalation.
     pub policy: Policy,
+    /// Queues with a concurrency cap (`[queues.NAME] concurrency`): at most
+    /// this many of their jobs run at once.
+    pub caps: BTreeMap<String, usize>,
 }
 
 impl Default for QueueConfig {
@@ -88,6 +91,7 @@ impl Default for QueueConfig {
             aging_ms: 60_000,
             shutdown_grace_ms: 10_000,
             policy: Policy::default(),
+            caps: BTreeMap::new(),
         }
     }
 }
@@ -426,6 +430,64 @@ impl Queue {
     /// Jobs per state, in the whole store.
     pub async fn counts(&self) -> Result<StateCounts, Error> {
         Ok(self.inner.store.counts().await?)
+    }
+
+    // ---- queues ----
+
+    /// Every queue: those in use, and those the configuration declares
+    /// (with defaults or a cap of their own) even before their first job.
+    pub async fn queues(&self) -> Result<Vec<QueueStats>, Error> {
+        let now = self.now();
+        let mut queues = self.inner.store.queues(now).await?;
+        let declared = self
+            .policy()
+            .queues()
+            .map(str::to_owned)
+            .chain(self.inner.config.caps.keys().cloned());
+        for name in declared {
+            if !queues.iter().any(|q| q.name == name) {
+                queues.push(QueueStats {
+                    name,
+                    paused: false,
+                    created_at: now,
+                    pending: 0,
+                    retrying: 0,
+                    running: 0,
+                    oldest_due: None,
+                });
+            }
+        }
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(queues)
+    }
+
+    /// One queue; [`store::Error::NotFound`] for one neither in use nor
+    /// declared.
+    pub async fn queue(&self, name: &str) -> Result<QueueStats, Error> {
+        self.queues()
+            .await?
+            .into_iter()
+            .find(|q| q.name == name)
+            .ok_or_else(|| store::Error::NotFound(format!("queue `{name}` not found")).into())
+    }
+
+    /// Pauses (it accepts jobs and starts none) or resumes a queue in use
+    /// or declared.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<QueueStats, Error> {
+        self.queue(name).await?;
+        self.inner
+            .store
+            .set_queue_paused(name, paused, self.now())
+            .await?;
+        if !paused {
+            self.wake();
+        }
+        self.queue(name).await
+    }
+
+    /// The concurrency cap of `queue`, if it has one.
+    pub fn cap(&self, queue: &str) -> Option<usize> {
+        self.inner.config.caps.get(queue).copied()
     }
 
     /// Succeeds when the store answers.

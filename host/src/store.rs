@@ -43,6 +43,7 @@ use crate::job::{Job, JobDetail, JobId, JobState, NewJob};
 use crate::json::Json;
 use crate::policy::Decision;
 use crate::report::{AttemptReport, ModuleKind};
+use std::collections::BTreeMap;
 
 /// A store failure. What a client asked for that the store refuses has its
 /// own variants, so the API can answer 404, 409 or 413.
@@ -119,7 +120,7 @@ pub struct Claimed {
 }
 
 /// What to claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClaimRequest {
     /// The claiming host, recorded as the lease owner.
     pub owner: String,
@@ -127,6 +128,29 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// The lease lasts until `now + lease_ms` unless renewed.
     pub lease_ms: i64,
+    /// Queues with a concurrency cap: at most this many of their jobs run
+    /// at once, on every host sharing the store together.
+    pub caps: BTreeMap<String, usize>,
+}
+
+/// A queue and what waits in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Its name.
+    pub name: String,
+    /// Paused: it accepts jobs and starts none.
+    pub paused: bool,
+    /// When it was first used (or paused before any job).
+    pub created_at: Millis,
+    /// Jobs waiting to run for the first time.
+    pub pending: u64,
+    /// Jobs waiting for a retry's backoff.
+    pub retrying: u64,
+    /// Jobs claimed and running.
+    pub running: u64,
+    /// The `run_at` of its oldest due waiting job: how long the queue's
+    /// head has waited.
+    pub oldest_due: Option<Millis>,
 }
 
 /// A lease held on a job.
@@ -208,6 +232,8 @@ pub enum Recorded {
 pub struct JobFilter {
     /// Only jobs in this state.
     pub state: Option<JobState>,
+    /// Only jobs of this queue.
+    pub queue: Option<String>,
     /// Only jobs of this module (hash).
     pub module: Option<String>,
     /// Only jobs of this priority.
@@ -257,8 +283,10 @@ pub trait JobStore: Send + Sync + 'static {
     async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Job>>;
 
     /// Claims up to `limit` due (`run_at <= now`) `pending` or `retrying`
-    /// jobs in claim order: each goes `running`, its attempt counter grows
-    /// by one and it gets a fresh lease token until `now + lease_ms`.
+    /// jobs in claim order, across every queue that is not paused and, if
+    /// capped, below its cap: each goes `running`, its attempt counter
+    /// grows by one and it gets a fresh lease token until `now + lease_ms`.
+    /// A paused or full queue's backlog costs the claim nothing.
     ///
     /// The only verb, with [`renew_held_leases`](Self::renew_held_leases),
     /// that may be answered before its change is durable against a power
@@ -322,6 +350,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// The earliest `run_at` of a waiting job, so an idle worker knows
     /// when to look again.
     async fn next_due(&self) -> Result<Option<Millis>>;
+
+    /// Every queue in use, by name, with what waits in it.
+    async fn queues(&self, now: Millis) -> Result<Vec<QueueStats>>;
+
+    /// Pauses or resumes `queue` (creating it if it was never used).
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Millis) -> Result<()>;
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;

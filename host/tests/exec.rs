@@ -106,6 +106,8 @@ fn every_command_has_help_with_an_example() {
         "modules",
         "workers",
         "stats",
+        "queues",
+        "queue",
         "new",
         "build",
     ];

@@ -31,6 +31,8 @@ pub(super) const MAX_PAGE: usize = 1_000;
 #[derive(Debug, Default, ToSchema)]
 #[schema(example = json!({"module": "hello", "input": {"name": "Ada"}, "priority": 2}))]
 pub struct SubmitJob {
+    /// The queue to wait in; `default` when absent.
+    queue: Option<String>,
     /// Module hash or name.
     module: String,
     /// Any JSON; `null` when absent.
@@ -54,11 +56,14 @@ pub struct SubmitJob {
     delay_ms: Whole<u64>,
 }
 
-object!(SubmitJob { module, input, priority, max_attempts, retry, limits, delay_ms } required { module });
+object!(SubmitJob {
+    queue, module, input, priority, max_attempts, retry, limits, delay_ms
+} required { module });
 
 impl SubmitJob {
     fn into_spec(self) -> JobSpec {
         JobSpec {
+            queue: self.queue,
             module: self.module,
             input: views::input(self.input),
             priority: self.priority.0,
@@ -353,6 +358,8 @@ pub struct ListQuery {
     /// Only jobs in this state.
     #[param(inline, value_type = Option<super::views::StateView>)]
     state: Option<String>,
+    /// Only jobs of this queue.
+    queue: Option<String>,
     /// Only jobs of this module (hash or name).
     module: Option<String>,
     /// Only jobs of this priority, as submitted (0 to 10).
@@ -427,6 +434,10 @@ pub async fn list(
                 .hash,
         ),
     };
+    if let Some(queue) = &query.queue {
+        crate::policy::validate_queue_name(queue)
+            .map_err(|invalid| ApiError::invalid(invalid.to_string()))?;
+    }
     if let Some(priority) = query.priority.filter(|p| *p > crate::job::PRIORITY_LOW) {
         return Err(ApiError::invalid(format!(
             "priority: {priority} is out of range, use 0 (critical) to 10 (low)"
@@ -436,6 +447,7 @@ pub async fn list(
         &state,
         JobFilter {
             state: filter_state,
+            queue: query.queue,
             module,
             priority: query.priority,
             before: query.before,
@@ -486,6 +498,7 @@ pub async fn dead_letter(
         &state,
         JobFilter {
             state: Some(JobState::Failed),
+            queue: None,
             module: None,
             priority: None,
             before: query.before,

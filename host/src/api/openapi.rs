@@ -10,7 +10,7 @@
 mod contract;
 
 use super::error::ErrorBody;
-use super::{AppState, host_info, jobs, modules};
+use super::{AppState, host_info, jobs, modules, queues};
 use crate::policy::Policy;
 use axum::extract::State;
 use axum::http::header;
@@ -60,6 +60,10 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         jobs::dead_letter,
         jobs::purge,
         jobs::purge_one,
+        queues::list,
+        queues::get,
+        queues::pause,
+        queues::resume,
         host_info::stats,
         host_info::workers,
         serve,
@@ -72,6 +76,7 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         (name = "modules", description = "Upload, list, get and delete wasm modules."),
         (name = "jobs", description = "Submit (one or a batch), get, list and cancel jobs."),
         (name = "dead-letter", description = "Failed jobs: list, re-queue, purge."),
+        (name = "queues", description = "Named queues: depth, oldest wait, pause and resume."),
         (name = "host", description = "What this host is doing."),
         (name = "health", description = "Probes, outside `/v1`, always public."),
         (name = "docs", description = "This document."),

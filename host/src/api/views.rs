@@ -17,7 +17,7 @@ use crate::report::{
     AttemptReport, Failure, FailureKind, Frame, Level, LogRecord, ModuleKind, Progress, Report,
     Status, StdioTail,
 };
-use crate::store::ModuleRecord;
+use crate::store::{ModuleRecord, QueueStats};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -188,6 +188,8 @@ pub struct JobSummary {
     /// Its id.
     #[schema(value_type = i64)]
     id: JobId,
+    /// The queue it waits in.
+    queue: String,
     /// The module's blake3 hash (hex).
     module: String,
     /// The module's name: the one it was submitted by, or the module's
@@ -230,6 +232,7 @@ impl JobSummary {
     pub fn new(job: Job, running_since: Option<Millis>) -> JobSummary {
         JobSummary {
             id: job.id,
+            queue: job.queue,
             module: job.module.hash,
             module_name: job.module.name,
             state: job.state.into(),
@@ -714,6 +717,44 @@ impl From<ModuleRecord> for ModuleView {
             size: m.size,
             name: m.name,
             created_at: m.created_at,
+        }
+    }
+}
+
+/// A queue, as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Queue)]
+pub struct QueueView {
+    /// Its name.
+    name: String,
+    /// Paused: it accepts jobs and starts none.
+    paused: bool,
+    /// At most this many of its jobs run at once; `null`: no cap of its own.
+    #[schema(required = true)]
+    concurrency: Option<usize>,
+    /// Jobs waiting to run for the first time (due or not).
+    pending: u64,
+    /// Jobs waiting for a retry's backoff.
+    retrying: u64,
+    /// Jobs claimed and running.
+    running: u64,
+    /// How long its oldest due waiting job has waited, in milliseconds;
+    /// `null` when none is due.
+    #[schema(required = true)]
+    oldest_wait_ms: Option<Millis>,
+}
+
+impl QueueView {
+    /// The view of `stats` at `now`, with the queue's cap.
+    pub fn new(stats: QueueStats, concurrency: Option<usize>, now: Millis) -> QueueView {
+        QueueView {
+            name: stats.name,
+            paused: stats.paused,
+            concurrency,
+            pending: stats.pending,
+            retrying: stats.retrying,
+            running: stats.running,
+            oldest_wait_ms: stats.oldest_due.map(|due| (now - due).max(0)),
         }
     }
 }

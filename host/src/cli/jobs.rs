@@ -21,6 +21,9 @@ const WAIT_POLL: Duration = Duration::from_millis(250);
 pub struct SubmitArgs {
     /// Module hash or name.
     pub module: String,
+    /// The queue to wait in [default: default].
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
     /// Input: JSON text, or @FILE to read JSON from a file [default: null].
     #[arg(long, value_name = "JSON|@FILE")]
     pub input: Option<String>,
@@ -69,6 +72,9 @@ pub struct ListArgs {
     /// failed, cancelled).
     #[arg(long)]
     pub state: Option<String>,
+    /// Only jobs of this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
     /// Only jobs of this module (hash or name).
     #[arg(long)]
     pub module: Option<String>,
@@ -104,6 +110,9 @@ fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
     let client = args.remote.connect()?;
     let input = read_input(args.input.as_deref()).map_err(usage_error)?;
     let mut body = json!({ "module": args.module, "input": input });
+    if let Some(queue) = &args.queue {
+        body["queue"] = json!(queue);
+    }
     let mut limits = serde_json::Map::new();
     if let Some(fuel) = args.fuel {
         limits.insert("fuel".into(), json!(fuel));
@@ -245,6 +254,7 @@ fn status_body(args: JobArgs) -> Result<u8, u8> {
     }
     for (key, value) in [
         ("id", &job["id"]),
+        ("queue", &job["queue"]),
         ("state", &job["state"]),
         ("module", &Value::String(module_cell(&job))),
         ("priority", &job["priority"]),
@@ -299,6 +309,9 @@ pub fn list(args: ListArgs) -> u8 {
     if let Some(state) = &args.state {
         query.push(format!("state={state}"));
     }
+    if let Some(queue) = &args.queue {
+        query.push(format!("queue={queue}"));
+    }
     if let Some(module) = &args.module {
         query.push(format!("module={module}"));
     }
@@ -328,6 +341,7 @@ fn print_jobs(remote: &Remote, path: &str) -> Result<u8, u8> {
                 .map(|job| {
                     vec![
                         cell(&job["id"]),
+                        cell(&job["queue"]),
                         cell(&job["state"]),
                         cell(&job["priority"]),
                         format!("{}/{}", job["attempt"], job["max_attempts"]),
@@ -339,7 +353,15 @@ fn print_jobs(remote: &Remote, path: &str) -> Result<u8, u8> {
         })
         .unwrap_or_default();
     print_table(
-        &["id", "state", "priority", "attempt", "module", "last error"],
+        &[
+            "id",
+            "queue",
+            "state",
+            "priority",
+            "attempt",
+            "module",
+            "last error",
+        ],
         &rows,
     );
     if let Some(next) = page["next_cursor"].as_i64() {

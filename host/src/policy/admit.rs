@@ -2,16 +2,20 @@
 //! asks for, every field optional) becomes a [`NewJob`] (what the store
 //! keeps, every field decided), or an [`Invalid`] naming the field.
 
-use super::{Backoff, Bound, Policy, RetryPolicy};
+use super::{Backoff, Bound, Policy, RetryPolicy, validate_queue_name};
 use crate::clock::Millis;
-use crate::job::{ModuleRef, NewJob, PRIORITY_LOW};
+use crate::job::{DEFAULT_QUEUE, ModuleRef, NewJob, PRIORITY_LOW};
 use crate::json::Json;
 use crate::limits::Limits;
+use serde::Deserialize;
 
 /// A job as requested: the module (hash or name), the input, and whatever
-/// the requester wants to set; unset fields take the operator's defaults.
+/// the requester wants to set; unset fields take the defaults of the job's
+/// queue (the operator's `[queues.NAME]`), then the host's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobSpec {
+    /// The queue to wait in; [`DEFAULT_QUEUE`] when absent.
+    pub queue: Option<String>,
     /// The module's hash or name (a name picks the newest module with it).
     pub module: String,
     /// The input.
@@ -32,6 +36,7 @@ impl JobSpec {
     /// A job of `module` with `input`, everything else defaulted.
     pub fn new(module: impl Into<String>, input: Json) -> JobSpec {
         JobSpec {
+            queue: None,
             module: module.into(),
             input,
             priority: None,
@@ -43,8 +48,9 @@ impl JobSpec {
     }
 }
 
-/// Requested retry policy fields.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Requested retry policy fields (in the config file, a queue's `retry`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RetrySpec {
     /// How the delay grows.
     pub backoff: Option<Backoff>,
@@ -57,7 +63,7 @@ pub struct RetrySpec {
 }
 
 impl RetrySpec {
-    fn over(self, base: RetryPolicy) -> RetryPolicy {
+    pub(super) fn over(self, base: RetryPolicy) -> RetryPolicy {
         RetryPolicy {
             backoff: self.backoff.unwrap_or(base.backoff),
             base_ms: self.base_ms.unwrap_or(base.base_ms),
@@ -67,8 +73,9 @@ impl RetrySpec {
     }
 }
 
-/// Requested limits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Requested limits (in the config file, a queue's `limits`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LimitsSpec {
     /// Fuel budget.
     pub fuel: Option<u64>,
@@ -87,7 +94,7 @@ pub struct LimitsSpec {
 }
 
 impl LimitsSpec {
-    fn over(self, base: Limits) -> Limits {
+    pub(super) fn over(self, base: Limits) -> Limits {
         Limits {
             fuel: self.fuel.unwrap_or(base.fuel),
             memory_bytes: self.memory_bytes.unwrap_or(base.memory_bytes),
@@ -134,16 +141,19 @@ impl Policy {
     /// name to show for it), into the job to store: the operator's
     /// defaults applied, every field checked against its bounds.
     pub fn admit(&self, spec: JobSpec, module: ModuleRef, now: Millis) -> Result<NewJob, Invalid> {
-        let priority = spec.priority.unwrap_or(self.defaults.priority);
+        let queue = spec.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+        validate_queue_name(&queue)?;
+        let defaults = self.defaults_for(&queue);
+        let priority = spec.priority.unwrap_or(defaults.priority);
         if priority > PRIORITY_LOW {
             return Err(Invalid::new(
                 "priority",
                 format!("{priority} is out of range: use 0 (critical) to {PRIORITY_LOW} (low)"),
             ));
         }
-        let max_attempts = spec.max_attempts.unwrap_or(self.defaults.max_attempts);
-        let retry = spec.retry.over(self.defaults.retry);
-        let limits = spec.limits.over(self.defaults.limits);
+        let max_attempts = spec.max_attempts.unwrap_or(defaults.max_attempts);
+        let retry = spec.retry.over(defaults.retry);
+        let limits = spec.limits.over(defaults.limits);
         let delay_ms = spec.delay_ms.unwrap_or(0);
         let values = Values {
             limits: &limits,
@@ -155,6 +165,7 @@ impl Policy {
             bound.check(values.get(bound.field))?;
         }
         Ok(NewJob {
+            queue,
             module,
             input: spec.input,
             priority,

@@ -110,6 +110,7 @@ mod tests {
     fn job(attempt: u32, max_attempts: u32, retry: RetryPolicy) -> Job {
         Job {
             id: 7,
+            queue: "default".to_owned(),
             module: ModuleRef {
                 hash: "h".to_owned(),
                 name: None,

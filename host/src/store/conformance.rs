@@ -14,6 +14,7 @@
 pub(crate) mod aging;
 pub(crate) mod claiming;
 pub(crate) mod modules;
+pub(crate) mod queues;
 pub(crate) mod recovery;
 pub(crate) mod results;
 
@@ -102,7 +103,13 @@ impl Fixture {
     /// A job of the fixture's module: priority `priority`, three attempts,
     /// a fixed one-second backoff without jitter, due at `run_at`.
     pub(crate) fn job(&self, priority: u8, run_at: Millis) -> NewJob {
+        self.job_in("default", priority, run_at)
+    }
+
+    /// [`job`](Self::job) in queue `queue`.
+    pub(crate) fn job_in(&self, queue: &str, priority: u8, run_at: Millis) -> NewJob {
         NewJob {
+            queue: queue.to_owned(),
             module: ModuleRef {
                 hash: self.module.clone(),
                 name: Some("test".to_owned()),
@@ -135,10 +142,21 @@ impl Fixture {
 
     /// Claims up to `limit` jobs at `now` as `worker-1`.
     pub(crate) async fn claim(&self, limit: usize, now: Millis) -> Vec<Claimed> {
+        self.claim_capped(limit, now, &[]).await
+    }
+
+    /// Claims up to `limit` jobs at `now`, with these queues capped.
+    pub(crate) async fn claim_capped(
+        &self,
+        limit: usize,
+        now: Millis,
+        caps: &[(&str, usize)],
+    ) -> Vec<Claimed> {
         let request = ClaimRequest {
             owner: "worker-1".to_owned(),
             limit,
             lease_ms: LEASE_MS,
+            caps: caps.iter().map(|(q, n)| (q.to_string(), *n)).collect(),
         };
         self.store.claim_due(request, now).await.unwrap()
     }
@@ -253,6 +271,11 @@ macro_rules! conformance_tests {
             modules::bytes_that_do_not_hash_to_their_name_are_refused,
             modules::delete_is_refused_while_a_waiting_job_needs_the_module,
             modules::unknown_modules_are_not_found_with_one_clear_message,
+            queues::a_job_keeps_its_queue_and_listings_filter_by_it,
+            queues::a_paused_queue_accepts_jobs_and_starts_none,
+            queues::a_queue_at_its_cap_never_blocks_the_others,
+            queues::priority_order_and_aging_hold_across_queues,
+            queues::queue_stats_count_what_waits_and_runs_and_the_oldest_wait,
             recovery::cancel_stops_waiting_and_running_jobs_only,
             recovery::leased_jobs_lists_running_jobs_or_those_whose_lease_expired,
             recovery::rescue_applies_only_while_the_lease_is_still_expired,

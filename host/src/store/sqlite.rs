@@ -28,7 +28,7 @@ mod tests;
 
 use super::{
     ClaimRequest, Claimed, Error, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob, ModuleRecord,
-    Outcome, Recorded, Result, StateCounts,
+    Outcome, QueueStats, Recorded, Result, StateCounts,
 };
 use crate::clock::Millis;
 use crate::job::{Job, JobDetail, JobId, NewJob};
@@ -351,6 +351,17 @@ impl JobStore for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<Millis>> {
         self.readers.read(read::next_due).await
+    }
+
+    async fn queues(&self, now: Millis) -> Result<Vec<QueueStats>> {
+        self.readers.read(move |conn| read::queues(conn, now)).await
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Millis) -> Result<()> {
+        let queue = queue.to_owned();
+        self.writer
+            .call(move |conn| jobs::set_paused(conn, &queue, paused, now))
+            .await
     }
 
     async fn ping(&self) -> Result<()> {

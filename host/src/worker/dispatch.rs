@@ -89,6 +89,7 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 owner: queue.config().owner.clone(),
                 limit,
                 lease_ms: queue.config().lease_ms,
+                caps: queue.config().caps.clone(),
             };
             pace.claimed(Instant::now());
             let in_flight = queue.registry().claiming();

@@ -322,6 +322,7 @@ mod tests {
         Claimed {
             job: Job {
                 id,
+                queue: "default".to_owned(),
                 module: ModuleRef {
                     hash: "h".to_owned(),
                     name: None,

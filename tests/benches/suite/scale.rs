@@ -154,6 +154,7 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
                 .await
                 .expect("module");
             let job = NewJob {
+                queue: "default".to_owned(),
                 module: ModuleRef {
                     hash,
                     name: Some("noop".to_owned()),
@@ -182,6 +183,7 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
                         owner: "bench".to_owned(),
                         limit,
                         lease_ms: 60_000,
+                        ..ClaimRequest::default()
                     };
                     let t0 = Instant::now();
                     let claimed = store.claim_due(request, later).await.expect("claim");

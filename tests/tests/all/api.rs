@@ -722,6 +722,7 @@ async fn listings_refuse_what_the_document_does_not_allow() {
         ("limit=0", "limit: 0 is out of range, use 1 to 1000"),
         ("limit=1001", "limit: 1001 is out of range, use 1 to 1000"),
         ("priority=11", "priority: 11 is out of range"),
+        ("queue=no%20spaces", "queue: invalid queue name `no spaces`"),
     ] {
         let (status, body) = api.get(&format!("/v1/jobs?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
@@ -754,4 +755,52 @@ async fn a_deleted_modules_jobs_are_listed_by_its_hash() {
     let (status, page) = api.get(&format!("/v1/jobs?module={hash}")).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["jobs"][0]["id"], job["id"]);
+}
+
+#[tokio::test]
+async fn queues_are_listed_paused_and_resumed() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let (status, job) = api
+        .post_json("/v1/jobs", json!({"module": "hello", "queue": "emails"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["queue"], "emails");
+    api.post_json("/v1/jobs", json!({"module": "hello"})).await;
+    let (status, list) = api.get("/v1/queues").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let names: Vec<_> = list["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("default"), json!("emails")]);
+    assert_eq!(list["queues"][1]["pending"], 1);
+    assert!(list["queues"][1]["oldest_wait_ms"].is_i64(), "{list}");
+    let (status, paused) = api.post_raw("/v1/queues/emails/pause", "").await;
+    assert_eq!((status, &paused["paused"]), (StatusCode::OK, &json!(true)));
+    let (_, shown) = api.get("/v1/queues/emails").await;
+    assert_eq!(shown["paused"], true);
+    let (status, resumed) = api.post_raw("/v1/queues/emails/resume", "").await;
+    assert_eq!(
+        (status, &resumed["paused"]),
+        (StatusCode::OK, &json!(false))
+    );
+    let (status, body) = api.get("/v1/queues/nowhere").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api.post_raw("/v1/queues/nowhere/pause", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api.get("/v1/queues/no%20spaces").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api
+        .post_json("/v1/jobs", json!({"module": "hello", "queue": "no spaces"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(&body).starts_with("queue: invalid queue name"),
+        "{body}"
+    );
+    let (_, page) = api.get("/v1/jobs?queue=emails").await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
 }

@@ -99,6 +99,7 @@ async fn the_scheduler_rescues_the_job_of_a_host_that_died() {
         owner: "ghost".to_owned(),
         limit: 1,
         lease_ms: 600,
+        ..ClaimRequest::default()
     };
     let claimed = host
         .store

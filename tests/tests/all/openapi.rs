@@ -371,6 +371,7 @@ async fn answers_match_their_schemas() {
         owner: "ghost".to_owned(),
         limit: 1,
         lease_ms: 1_000,
+        ..ClaimRequest::default()
     };
     assert_eq!(
         store

@@ -347,3 +347,56 @@ async fn an_output_too_large_to_store_fails_its_job_and_spares_the_others() {
     }
     host.stop_workers().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_queue_runs_its_cap_and_a_paused_one_nothing_while_others_run() {
+    let mut host = Host::new(QueueConfig {
+        concurrency: 4,
+        caps: [("slow".to_owned(), 1)].into_iter().collect(),
+        ..QueueConfig::default()
+    });
+    let looping = host.upload(guests::INFINITE_LOOP).await;
+    let hello = host.upload(guests::HELLO).await;
+    let endless = || {
+        let mut job = host.job(&looping, json!(null));
+        job.queue = Some("slow".to_owned());
+        job.limits = small_fuel(1_000_000_000_000);
+        job.limits.timeout_ms = Some(3_600_000);
+        job
+    };
+    let slow = [
+        host.submit(endless()).await.id,
+        host.submit(endless()).await.id,
+    ];
+    host.queue.set_paused("held", true).await.unwrap_err(); // neither used nor declared
+    let mut held = host.job(&hello, json!({"name": "later"}));
+    held.queue = Some("held".to_owned());
+    let held = host.submit(held).await.id;
+    host.queue.set_paused("held", true).await.unwrap();
+    host.start_workers();
+    let quick = host
+        .submit(host.job(&hello, json!({"name": "Ada"})))
+        .await
+        .id;
+    host.wait_for(quick, JobState::Completed).await;
+    host.wait_for(slow[0], JobState::Running).await;
+    // The cap holds the second slow job back, not the other queues.
+    assert_eq!(host.detail(slow[1]).await.job.state, JobState::Pending);
+    assert_eq!(
+        host.detail(held).await.job.state,
+        JobState::Pending,
+        "paused"
+    );
+    let queues = host.queue.queues().await.unwrap();
+    let slow_queue = queues.iter().find(|q| q.name == "slow").unwrap();
+    assert_eq!((slow_queue.running, slow_queue.pending), (1, 1));
+    assert!(queues.iter().find(|q| q.name == "held").unwrap().paused);
+    // Resumed, the paused queue's job runs at once.
+    host.queue.set_paused("held", false).await.unwrap();
+    host.wait_for(held, JobState::Completed).await;
+    // The running slow job ends: the next one starts.
+    host.queue.cancel(slow[0]).await.unwrap();
+    host.wait_for(slow[1], JobState::Running).await;
+    host.queue.cancel(slow[1]).await.unwrap();
+    host.stop_workers().await;
+}

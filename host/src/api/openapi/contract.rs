@@ -7,7 +7,7 @@
 
 use super::super::jobs::{MAX_PAGE, MAX_WAIT_MS};
 use crate::job::PRIORITY_LOW;
-use crate::policy::Policy;
+use crate::policy::{Policy, QUEUE_NAME_MAX, queue_name_pattern};
 use crate::queue::{MODULE_NAME_MAX, module_name_pattern, module_reference_pattern};
 use serde_json::{Value, json};
 
@@ -36,6 +36,10 @@ fn body(document: &mut Value, policy: &Policy) {
     priority["minimum"] = json!(0);
     priority["maximum"] = json!(PRIORITY_LOW);
     *property(document, "SubmitJob", "module") = reference_schema("Module hash or name.");
+    let queue = property(document, "SubmitJob", "queue");
+    for (key, value) in queue_schema().as_object().expect("an object") {
+        queue[key] = value.clone();
+    }
 }
 
 /// Query and path parameters.
@@ -53,6 +57,10 @@ fn parameters(document: &mut Value) {
         ("list_jobs", "module", reference.clone()),
         ("get_module", "module", reference.clone()),
         ("delete_module", "module", reference),
+        ("list_jobs", "queue", queue_schema()),
+        ("get_queue", "queue", queue_schema()),
+        ("pause_queue", "queue", queue_schema()),
+        ("resume_queue", "queue", queue_schema()),
         (
             "get_job",
             "wait_ms",
@@ -81,6 +89,11 @@ fn parameters(document: &mut Value) {
         "{described} A wait near the maximum outlasts many clients' default timeouts (often \
          30 s): set the client's timeout above `wait_ms`."
     ));
+}
+
+/// A queue name, as the server accepts it.
+fn queue_schema() -> Value {
+    json!({"pattern": queue_name_pattern(), "minLength": 1, "maxLength": QUEUE_NAME_MAX})
 }
 
 /// A module hash or name, as the server accepts it.

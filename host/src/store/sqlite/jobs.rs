@@ -16,33 +16,43 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub(super) const CLEAR_LEASE: &str =
     "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL";
 
-/// The jobs a claim takes, most urgent first. `INDEXED BY`: without
-/// statistics SQLite prefers `jobs_by_state` and sorts every waiting job;
-/// `jobs_claim` yields them in order and stops after `LIMIT` due ones.
-/// Listing every priority turns the walk into one range per priority that
-/// ends at `run_at <= now`: delayed jobs are never visited, however many
-/// there are (a plain scan would step over every delayed job of a priority
-/// before reaching the next one).
-pub(super) const CLAIM_CANDIDATES: &str = "SELECT id FROM jobs INDEXED BY jobs_claim
-     WHERE state IN ('pending', 'retrying')
-       AND effective_priority IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10) AND run_at <= ?3
+/// A queue's due jobs, most urgent first: the claim's candidates from one
+/// queue. `INDEXED BY`: without statistics SQLite prefers `jobs_by_state`
+/// and sorts every waiting job; `jobs_claim` yields them in order and stops
+/// after `LIMIT` due ones. Listing every priority turns the walk into one
+/// range per priority that ends at `run_at <= now`: delayed jobs are never
+/// visited, however many there are (a plain scan would step over every
+/// delayed job of a priority before reaching the next one).
+pub(super) const CLAIM_CANDIDATES: &str = "SELECT id, effective_priority, run_at
+     FROM jobs INDEXED BY jobs_claim
+     WHERE queue = ?1 AND state IN ('pending', 'retrying')
+       AND effective_priority IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10) AND run_at <= ?2
      ORDER BY effective_priority, run_at, id
-     LIMIT ?4";
+     LIMIT ?3";
 
 /// Stores new jobs, `pending`; each module must be recorded.
 pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<Vec<Job>> {
     let sql = format!(
         "INSERT INTO jobs (module, module_name, input, priority, effective_priority, state,
-                           max_attempts, run_at, created_at, {POLICY_COLUMNS})
+                           max_attempts, run_at, created_at, {POLICY_COLUMNS}, queue)
          VALUES (?1, ?2, ?3, ?4, ?4, 'pending', ?5, ?6, ?7,
-                 ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                 ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
          RETURNING {JOB_COLUMNS}"
     );
     let mut insert = conn.prepare_cached(&sql)?;
+    let mut queue = conn.prepare_cached(
+        "INSERT INTO queues (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+    )?;
     let mut stored = Vec::with_capacity(jobs.len());
+    let mut last_queue: Option<&str> = None;
     for new in jobs {
         if !modules::exists(conn, &new.module.hash)? {
             return Err(Error::module_not_found(&new.module.hash));
+        }
+        // A queue is created on first use.
+        if last_queue != Some(new.queue.as_str()) {
+            queue.execute(params![new.queue, now])?;
+            last_queue = Some(&new.queue);
         }
         let [fuel, memory, timeout, output, records, log_bytes, tail] =
             rows::limit_columns(&new.limits)?;
@@ -66,44 +76,84 @@ pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<
             base,
             max,
             jitter,
+            new.queue,
         ];
         stored.push(insert.query_row(values, rows::job)?);
     }
     Ok(stored)
 }
 
-/// Claims up to `request.limit` due jobs in one statement. Each gets a
-/// fresh 128-bit token from SQLite's CSPRNG (`randomblob`), as 32 hex
-/// digits.
+/// Claims up to `request.limit` due jobs, most urgent first across every
+/// queue that is not paused and below its cap. Each queue's candidates
+/// come from its own index range (at most what the queue may still take),
+/// so a paused or full queue's backlog is never walked; the candidates are
+/// merged in claim order. Each claimed job gets a fresh 128-bit token from
+/// SQLite's CSPRNG (`randomblob`), as 32 hex digits.
 pub(super) fn claim(
     conn: &Connection,
     request: &ClaimRequest,
     now: Millis,
 ) -> Result<Vec<Claimed>> {
+    let limit = request.limit;
+    let mut candidates: Vec<(i64, Millis, JobId)> = Vec::new();
+    let queues: Vec<String> = conn
+        .prepare_cached("SELECT name FROM queues WHERE NOT paused ORDER BY name")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut seek = conn.prepare_cached(CLAIM_CANDIDATES)?;
+    for queue in &queues {
+        let room = match request.caps.get(queue) {
+            Some(&cap) => cap.saturating_sub(running_in(conn, queue)?),
+            None => limit,
+        };
+        let take = i64::try_from(room.min(limit)).unwrap_or(i64::MAX);
+        if take == 0 {
+            continue;
+        }
+        let rows = seek.query_map(params![queue, now, take], |row| {
+            Ok((row.get(1)?, row.get(2)?, row.get(0)?))
+        })?;
+        for row in rows {
+            candidates.push(row?);
+        }
+    }
+    candidates.sort_unstable();
+    candidates.truncate(limit);
     let sql = format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1,
-                attempts_total = attempts_total + 1, lease_owner = ?1,
-                lease_token = lower(hex(randomblob(16))), lease_expires_at = ?2,
-                claimed_at = ?3
-         WHERE id IN ({CLAIM_CANDIDATES})
-         RETURNING {JOB_COLUMNS}, input, lease_token, effective_priority"
+                attempts_total = attempts_total + 1, lease_owner = ?2,
+                lease_token = lower(hex(randomblob(16))), lease_expires_at = ?3,
+                claimed_at = ?4
+         WHERE id = ?1
+         RETURNING {JOB_COLUMNS}, input, lease_token"
     );
-    let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+    let mut update = conn.prepare_cached(&sql)?;
     let expires = now.saturating_add(request.lease_ms);
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut claimed = statement
-        .query_map(params![request.owner, expires, now, limit], |row| {
-            let claimed = Claimed {
-                job: rows::job(row)?,
-                input: rows::json(row, JOB_COLUMN_COUNT)?,
-                token: row.get(JOB_COLUMN_COUNT + 1)?,
-            };
-            Ok((row.get::<_, i64>(JOB_COLUMN_COUNT + 2)?, claimed))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    // RETURNING has no order: restore the claim's.
-    claimed.sort_by_key(|(effective, c)| (*effective, c.job.run_at, c.job.id));
-    Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    let mut claimed = Vec::with_capacity(candidates.len());
+    for (_, _, id) in candidates {
+        claimed.push(
+            update.query_row(params![id, request.owner, expires, now], |row| {
+                Ok(Claimed {
+                    job: rows::job(row)?,
+                    input: rows::json(row, JOB_COLUMN_COUNT)?,
+                    token: row.get(JOB_COLUMN_COUNT + 1)?,
+                })
+            })?,
+        );
+    }
+    Ok(claimed)
+}
+
+/// How many jobs of `queue` are running (claimed, on any host).
+fn running_in(conn: &Connection, queue: &str) -> Result<usize> {
+    // INDEXED BY: the running jobs only (see `outcomes::leased`).
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM jobs INDEXED BY jobs_leases
+             WHERE state = 'running' AND queue = ?1",
+        )?
+        .query_row([queue], |row| row.get(0))?;
+    Ok(usize::try_from(count).unwrap_or(0))
 }
 
 /// Extends the leases still held; returns their ids.
@@ -169,6 +219,16 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Millis) -> Result<Job> 
         .query_row(params![id, now], rows::job)?)
 }
 
+/// Pauses or resumes a queue, creating it if it was never used.
+pub(super) fn set_paused(conn: &Connection, queue: &str, paused: bool, now: Millis) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO queues (name, paused, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+    )?
+    .execute(params![queue, paused, now])?;
+    Ok(())
+}
+
 /// Deletes `failed` jobs (these, or all when `ids` is empty) and, by
 /// cascade, their attempts. Other ids are skipped.
 pub(super) fn purge(conn: &Connection, ids: &[JobId]) -> Result<u64> {
@@ -195,7 +255,7 @@ pub(super) fn age(conn: &Connection, after_ms: i64, now: Millis) -> Result<u64> 
     if after_ms <= 0 {
         return Ok(0);
     }
-    // INDEXED BY: only due waiting jobs are candidates (see CLAIM_CANDIDATES).
+    // INDEXED BY: only due waiting jobs are candidates.
     let aged = conn
         .prepare_cached(
             "UPDATE jobs INDEXED BY jobs_waiting

@@ -4,9 +4,9 @@
 use super::rows::{self, ATTEMPT_COLUMNS, JOB_COLUMN_COUNT, JOB_COLUMNS};
 use crate::clock::Millis;
 use crate::job::{Job, JobDetail, JobId, JobState};
-use crate::store::{JobFilter, Result, StateCounts};
+use crate::store::{JobFilter, QueueStats, Result, StateCounts};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 /// Jobs listed when a filter says `limit: 0`.
 pub(super) const DEFAULT_LIST_LIMIT: usize = 100;
@@ -52,6 +52,10 @@ pub(super) fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>> {
     if let Some(state) = filter.state {
         conditions.push("state = ?");
         values.push(Value::Text(state.as_str().to_owned()));
+    }
+    if let Some(queue) = &filter.queue {
+        conditions.push("queue = ?");
+        values.push(Value::Text(queue.clone()));
     }
     if let Some(module) = &filter.module {
         conditions.push("module = ?");
@@ -111,6 +115,67 @@ pub(super) fn next_due(conn: &Connection) -> Result<Option<Millis>> {
              WHERE state IN ('pending', 'retrying')",
         )?
         .query_row([], |row| row.get(0))?)
+}
+
+/// Every queue with its waiting and running jobs and the `run_at` of its
+/// oldest due waiting job.
+pub(super) fn queues(conn: &Connection, now: Millis) -> Result<Vec<QueueStats>> {
+    let mut queues: Vec<QueueStats> = conn
+        .prepare_cached("SELECT name, paused, created_at FROM queues ORDER BY name")?
+        .query_map([], |row| {
+            Ok(QueueStats {
+                name: row.get(0)?,
+                paused: row.get(1)?,
+                created_at: row.get(2)?,
+                pending: 0,
+                retrying: 0,
+                running: 0,
+                oldest_due: None,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut counts = conn.prepare_cached(
+        "SELECT queue, state, count(*) FROM jobs
+         WHERE state IN ('pending', 'retrying', 'running') GROUP BY queue, state",
+    )?;
+    let counts = counts
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                rows::state(row, 1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // INDEXED BY: the head of each priority's range of due jobs.
+    let mut oldest = conn.prepare_cached(
+        "SELECT min(run_at) FROM jobs INDEXED BY jobs_claim
+         WHERE queue = ?1 AND state IN ('pending', 'retrying')
+           AND effective_priority = ?2 AND run_at <= ?3",
+    )?;
+    for queue in &mut queues {
+        for (name, state, n) in &counts {
+            if *name != queue.name {
+                continue;
+            }
+            let n = u64::try_from(*n).unwrap_or(0);
+            match state {
+                JobState::Pending => queue.pending = n,
+                JobState::Retrying => queue.retrying = n,
+                JobState::Running => queue.running = n,
+                _ => {}
+            }
+        }
+        for priority in 0..=crate::job::PRIORITY_LOW {
+            let head: Option<Millis> =
+                oldest.query_row(params![queue.name, priority, now], |row| row.get(0))?;
+            queue.oldest_due = match (queue.oldest_due, head) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    Ok(queues)
 }
 
 /// Succeeds when the database answers a query.

@@ -17,10 +17,10 @@ use rusqlite::types::Type;
 pub(super) const JOB_COLUMNS: &str = "id, module, module_name, state, priority, attempt, \
      max_attempts, fuel, memory_bytes, timeout_ms, output_bytes, log_records, log_bytes, \
      stdio_tail_bytes, backoff, retry_base_ms, retry_max_delay_ms, retry_jitter, run_at, \
-     created_at, started_at, finished_at, last_error";
+     created_at, started_at, finished_at, last_error, queue";
 
 /// How many columns [`JOB_COLUMNS`] has: further columns start here.
-pub(super) const JOB_COLUMN_COUNT: usize = 23;
+pub(super) const JOB_COLUMN_COUNT: usize = 24;
 
 /// The limit and retry columns, in the order [`limit_columns`] and
 /// [`retry_columns`] give their values.
@@ -32,6 +32,7 @@ pub(super) const POLICY_COLUMNS: &str = "fuel, memory_bytes, timeout_ms, output_
 pub(super) fn job(row: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: row.get(0)?,
+        queue: row.get(23)?,
         module: ModuleRef {
             hash: row.get(1)?,
             name: row.get(2)?,

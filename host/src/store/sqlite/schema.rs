@@ -29,6 +29,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/v2.sql"),
         rebuilds: true,
     },
+    Migration {
+        sql: include_str!("schema/v3.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this code reads and writes.
@@ -258,6 +262,7 @@ mod tests {
 
     fn to_new(job: crate::job::Job, input: crate::json::Json) -> crate::job::NewJob {
         crate::job::NewJob {
+            queue: job.queue,
             module: job.module,
             input,
             priority: job.priority,

@@ -69,13 +69,13 @@ async fn the_claim_walks_its_index_in_order_without_sorting() {
     let conn = s.connect();
     let mut plan = conn.prepare(&sql).unwrap();
     let steps: Vec<String> = plan
-        .query_map([0, 0, 1, 5], |row| row.get(3))
+        .query_map(rusqlite::params!["default", 1, 5], |row| row.get(3))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     assert_eq!(
         steps,
-        ["SEARCH jobs USING INDEX jobs_claim (effective_priority=? AND run_at<?)"]
+        ["SEARCH jobs USING INDEX jobs_claim (queue=? AND effective_priority=? AND run_at<?)"]
     );
 }
 
@@ -92,7 +92,7 @@ async fn the_claim_never_walks_over_delayed_jobs() {
         .prepare(crate::store::sqlite::jobs::CLAIM_CANDIDATES)
         .unwrap();
     let ids: Vec<i64> = candidates
-        .query_map([0, 0, T0, 10], |row| row.get(0))
+        .query_map(rusqlite::params!["default", T0, 10], |row| row.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
