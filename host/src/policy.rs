@@ -647,6 +647,29 @@ mod tests {
     }
 
     #[test]
+    fn an_absolute_run_at_is_kept_and_one_in_the_past_is_now() {
+        let mut later = spec();
+        later.run_at = Some(NOW + 90_000);
+        assert_eq!(
+            admit(&Policy::default(), later).unwrap().run_at,
+            NOW + 90_000
+        );
+        let mut past = spec();
+        past.run_at = Some(NOW - 86_400_000);
+        assert_eq!(admit(&Policy::default(), past).unwrap().run_at, NOW);
+        // Both are "not before": the later holds.
+        let mut both = spec();
+        both.run_at = Some(NOW + 10);
+        both.delay_ms = Some(1_000);
+        assert_eq!(
+            admit(&Policy::default(), both.clone()).unwrap().run_at,
+            NOW + 1_000
+        );
+        both.run_at = Some(NOW + 5_000);
+        assert_eq!(admit(&Policy::default(), both).unwrap().run_at, NOW + 5_000);
+    }
+
+    #[test]
     fn a_batch_item_is_named_by_its_index() {
         let invalid = Invalid::new("priority", "bad").within("jobs", 3);
         assert_eq!(invalid.to_string(), "jobs[3].priority: bad");

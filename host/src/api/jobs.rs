@@ -7,7 +7,7 @@ use super::openapi::Unauthorized;
 use super::views::{self, BackoffView, JobSummary, JobView};
 use super::{ApiError, AppState};
 use crate::job::{JobId, JobState};
-use crate::policy::{JobSpec, LimitsSpec, RetrySpec};
+use crate::policy::{Invalid, JobSpec, LimitsSpec, RetrySpec};
 use crate::queue;
 use crate::store::JobFilter;
 use axum::Json;
@@ -54,15 +54,21 @@ pub struct SubmitJob {
     /// Run no earlier than this many milliseconds from now.
     #[schema(value_type = Option<u64>)]
     delay_ms: Whole<u64>,
+    /// Run no earlier than this time, an RFC 3339 date-time with an offset
+    /// (`2026-12-01T08:00:00Z`). A time in the past means now; with
+    /// `delay_ms` too, the later of the two holds.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    run_at: Option<String>,
 }
 
 object!(SubmitJob {
-    queue, module, input, priority, max_attempts, retry, limits, delay_ms
+    queue, module, input, priority, max_attempts, retry, limits, delay_ms, run_at
 } required { module });
 
 impl SubmitJob {
-    fn into_spec(self) -> JobSpec {
-        JobSpec {
+    fn into_spec(self) -> Result<JobSpec, Invalid> {
+        let run_at = self.run_at.as_deref().map(parse_time).transpose()?;
+        Ok(JobSpec {
             queue: self.queue,
             module: self.module,
             input: views::input(self.input),
@@ -71,8 +77,20 @@ impl SubmitJob {
             retry: self.retry.map(RetryPatch::into_spec).unwrap_or_default(),
             limits: self.limits.map(LimitsPatch::into_spec).unwrap_or_default(),
             delay_ms: self.delay_ms.0,
-        }
+            run_at,
+        })
     }
+}
+
+/// An RFC 3339 date-time with an offset, as milliseconds since the epoch.
+fn parse_time(text: &str) -> Result<crate::clock::Millis, Invalid> {
+    let at: jiff::Timestamp = text.parse().map_err(|e| {
+        Invalid::new(
+            "run_at",
+            format!("`{text}` is not an RFC 3339 date-time with an offset: {e}"),
+        )
+    })?;
+    Ok(at.as_millisecond())
 }
 
 /// Per-job overrides of the server's default retry policy.
@@ -216,9 +234,12 @@ pub async fn submit(
     body: Result<Json<SubmitJob>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
     let Json(request) = body?;
+    let spec = request
+        .into_spec()
+        .map_err(|invalid| ApiError::invalid(invalid.to_string()))?;
     let mut jobs = state
         .queue
-        .submit(vec![request.into_spec()])
+        .submit(vec![spec])
         .await
         .map_err(|e| refused(e, false))?;
     Ok((StatusCode::CREATED, Json(jobs.remove(0).into())))
@@ -262,7 +283,15 @@ pub async fn submit_batch(
             batch.jobs.len()
         )));
     }
-    let specs = batch.jobs.into_iter().map(SubmitJob::into_spec).collect();
+    let specs = batch
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(index, job)| {
+            job.into_spec()
+                .map_err(|invalid| ApiError::invalid(invalid.within("jobs", index).to_string()))
+        })
+        .collect::<Result<_, _>>()?;
     let jobs = state
         .queue
         .submit(specs)

@@ -46,8 +46,11 @@ pub struct SubmitArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
     /// Run no earlier than this from now (e.g. 10m).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", conflicts_with = "at")]
     pub delay: Option<Duration>,
+    /// Run no earlier than this time, RFC 3339 (e.g. 2026-12-01T08:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// Follow the job until it ends, then print its output or failure;
     /// exit 0 only if it completed.
     #[arg(long)]
@@ -142,6 +145,9 @@ fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
     }
     if let Some(delay) = args.delay {
         body["delay_ms"] = json!(delay.as_millis() as u64);
+    }
+    if let Some(at) = &args.at {
+        body["run_at"] = json!(at);
     }
     let job = client.post_json("/v1/jobs", &body).or_exit()?;
     if !args.wait {

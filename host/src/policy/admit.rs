@@ -30,6 +30,10 @@ pub struct JobSpec {
     pub limits: LimitsSpec,
     /// Run no earlier than this many milliseconds after admission.
     pub delay_ms: Option<u64>,
+    /// Run no earlier than this time. A time in the past means now: a job
+    /// cannot have waited before it existed (aging counts from it). With
+    /// `delay_ms` too, the later of the two holds.
+    pub run_at: Option<Millis>,
 }
 
 impl JobSpec {
@@ -44,6 +48,7 @@ impl JobSpec {
             retry: RetrySpec::default(),
             limits: LimitsSpec::default(),
             delay_ms: None,
+            run_at: None,
         }
     }
 }
@@ -172,7 +177,10 @@ impl Policy {
             max_attempts,
             retry,
             limits,
-            run_at: now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+            // Both are "not before": the later one holds.
+            run_at: now
+                .saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX))
+                .max(spec.run_at.unwrap_or(now)),
         })
     }
 }

@@ -804,3 +804,52 @@ async fn queues_are_listed_paused_and_resumed() {
     let (_, page) = api.get("/v1/jobs?queue=emails").await;
     assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_job_may_run_at_an_absolute_time() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let (status, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "run_at": "2030-01-02T03:04:05.678+01:00"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["run_at"], 1_893_549_845_678i64);
+    // Lower case and a leap second, as RFC 3339 allows.
+    let (status, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "run_at": "2030-12-31t23:59:60z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let (status, body) = api
+        .post_json("/v1/jobs", json!({"module": "hello", "run_at": "tomorrow"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(&body).starts_with("run_at: `tomorrow` is not an RFC 3339"),
+        "{body}"
+    );
+    let (status, body) = api
+        .post_json(
+            "/v1/jobs/batch",
+            json!({"jobs": [{"module": "hello"}, {"module": "hello", "run_at": "2030-01-01"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(&body).starts_with("jobs[1].run_at:"),
+        "{body}"
+    );
+    let (status, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "run_at": "2030-01-01T00:00:00Z", "delay_ms": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["run_at"], 1_893_456_000_000i64, "the later of the two");
+}
