@@ -43,6 +43,9 @@ pub struct ApiConfig {
     pub max_module_bytes: usize,
     /// Bearer token required on `/v1` when set.
     pub token: Option<String>,
+    /// Longest a `GET /v1/jobs/{id}?wait_ms=` may wait, in ms: keep it
+    /// under the idle timeout of any proxy in front of the host.
+    pub max_wait_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +54,7 @@ impl Default for ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_module_bytes: 64 * 1024 * 1024,
             token: None,
+            max_wait_ms: jobs::MAX_WAIT_MS,
         }
     }
 }
@@ -170,7 +174,7 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 /// are bounded by `max_module_bytes`, every other body by `max_body_bytes`.
 /// Unknown paths are a JSON 404.
 pub fn router(queue: Queue, config: ApiConfig) -> Router {
-    let openapi = openapi::json_for(queue.policy()).into();
+    let openapi = openapi::json_for(queue.policy(), &config).into();
     let state = AppState {
         queue,
         config: Arc::new(config),

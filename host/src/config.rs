@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_DATA_DIR: &str = "./wasmjob-data";
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// The longest `server.max_wait_ms` an operator may set: an hour.
+pub const MAX_WAIT_CEILING_MS: u64 = 3_600_000;
 
 /// Everything `wasmjob serve` needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -59,6 +61,9 @@ pub struct ServerSection {
     pub allow_unauthenticated: bool,
     /// Largest JSON body, in bytes.
     pub max_body_bytes: usize,
+    /// Longest a client's long poll (`wait_ms`) may wait, in ms: keep it
+    /// under the idle timeout of any proxy in front of the host.
+    pub max_wait_ms: u64,
 }
 
 /// `[queue]`.
@@ -129,6 +134,7 @@ impl Default for ServerSection {
             token: None,
             allow_unauthenticated: false,
             max_body_bytes: ApiConfig::default().max_body_bytes,
+            max_wait_ms: ApiConfig::default().max_wait_ms,
         }
     }
 }
@@ -219,6 +225,11 @@ impl Config {
         if self.queue.lease_ms < 100 {
             problems.push("queue.lease_ms must be at least 100".to_owned());
         }
+        if self.server.max_wait_ms > MAX_WAIT_CEILING_MS {
+            problems.push(format!(
+                "server.max_wait_ms must be at most {MAX_WAIT_CEILING_MS} (an hour)"
+            ));
+        }
         if self.queue.aging_ms < 1 {
             problems.push("queue.aging_ms must be at least 1".to_owned());
         }
@@ -267,6 +278,7 @@ impl Config {
     pub fn api_config(&self) -> ApiConfig {
         ApiConfig {
             max_body_bytes: self.server.max_body_bytes,
+            max_wait_ms: self.server.max_wait_ms,
             max_module_bytes: self.engine.max_module_bytes as usize,
             token: self.server.token.clone(),
         }
@@ -352,11 +364,17 @@ mod tests {
         let mut config = Config::default();
         config.server.listen = "0.0.0.0:7878".to_owned();
         config.queue.concurrency = 0;
+        config.server.max_wait_ms = MAX_WAIT_CEILING_MS + 1;
         let problems = config.validate().unwrap_err();
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("not a loopback address"));
+        assert!(
+            problems[2].starts_with("server.max_wait_ms"),
+            "{problems:?}"
+        );
         config.server.token = Some("secret".to_owned());
         config.queue.concurrency = 1;
+        config.server.max_wait_ms = MAX_WAIT_CEILING_MS;
         assert!(config.validate().is_ok());
     }
 }

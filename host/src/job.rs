@@ -133,6 +133,19 @@ pub struct NewJob {
     pub limits: Limits,
     /// Not before this time.
     pub run_at: Millis,
+    /// At most one job with this key in the queue at a time.
+    pub unique: Option<Unique>,
+}
+
+/// A unique job's key: while a job with the same key in the same queue is
+/// not final, or finished less than `window_ms` ago, submitting another
+/// returns that job instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unique {
+    /// The key.
+    pub key: String,
+    /// How long after the job with the key finished it still counts.
+    pub window_ms: u64,
 }
 
 /// A stored job.
@@ -167,6 +180,19 @@ pub struct Job {
     pub finished_at: Option<Millis>,
     /// The last failure message.
     pub last_error: Option<String>,
+    /// Its unique key, if it has one.
+    pub unique_key: Option<String>,
+}
+
+/// A submitted job: stored now, or an existing job with the same unique
+/// key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submitted {
+    /// The job.
+    pub job: Job,
+    /// Whether this submission stored it (`false`: an existing job with
+    /// the same unique key).
+    pub created: bool,
 }
 
 /// One finished attempt of a job.

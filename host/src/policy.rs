@@ -22,7 +22,7 @@ mod decide;
 mod escalation;
 mod retry;
 
-pub use admit::{Invalid, JobSpec, LimitsSpec, RetrySpec};
+pub use admit::{Invalid, JobSpec, LimitsSpec, RetrySpec, UniqueSpec};
 pub use decide::{Decision, Ending, decide};
 pub use escalation::Escalation;
 pub use retry::{Backoff, DEFAULT_RETRY_BASE_MS, DEFAULT_RETRY_MAX_DELAY_MS, RetryPolicy};
@@ -138,6 +138,11 @@ pub const CEILING_RETRY_BASE_MS: u64 = 86_400_000;
 pub const CEILING_RETRY_MAX_DELAY_MS: u64 = 7 * 86_400_000;
 /// Default ceiling on a submission's delay: 366 days.
 pub const CEILING_DELAY_MS: u64 = 366 * 86_400_000;
+/// Default ceiling on a unique key's window after its job finished: 30
+/// days.
+pub const CEILING_UNIQUE_WINDOW_MS: u64 = 30 * 86_400_000;
+/// The longest unique key.
+pub const UNIQUE_KEY_MAX: usize = 256;
 
 /// The operator's ceilings on what a job may ask for: the `[ceilings]`
 /// section of the config. A request above one is refused (HTTP 400 naming
@@ -168,6 +173,8 @@ pub struct Ceilings {
     pub retry_max_delay_ms: u64,
     /// Largest delay of a submission, ms.
     pub delay_ms: u64,
+    /// Longest a unique job's key counts after it finished, ms.
+    pub unique_window_ms: u64,
 }
 
 impl Default for Ceilings {
@@ -184,6 +191,7 @@ impl Default for Ceilings {
             retry_base_ms: CEILING_RETRY_BASE_MS,
             retry_max_delay_ms: CEILING_RETRY_MAX_DELAY_MS,
             delay_ms: CEILING_DELAY_MS,
+            unique_window_ms: CEILING_UNIQUE_WINDOW_MS,
         }
     }
 }
@@ -258,6 +266,7 @@ impl Policy {
             max_attempts: defaults.max_attempts,
             retry: &defaults.retry,
             delay_ms: 0,
+            unique_window_ms: 0,
         };
         for bound in policy.bounds() {
             if let Err(invalid) = bound.check(values.get(bound.field)) {
@@ -332,6 +341,7 @@ impl Policy {
             max_attempts: defaults.max_attempts,
             retry: &defaults.retry,
             delay_ms: 0,
+            unique_window_ms: 0,
         };
         let mut problems: Vec<String> = self
             .bounds()
@@ -373,7 +383,7 @@ impl Policy {
 
     /// The allowed range of every bounded field a job can set. The API
     /// document states the same ranges.
-    pub fn bounds(&self) -> [Bound; 11] {
+    pub fn bounds(&self) -> [Bound; 12] {
         let c = &self.ceilings;
         let bound = |field, min, why_min, max| Bound {
             field,
@@ -414,6 +424,7 @@ impl Policy {
             ),
             bound("retry.max_delay_ms", 0, any, c.retry_max_delay_ms),
             bound("delay_ms", 0, any, c.delay_ms),
+            bound("unique.window_ms", 0, any, c.unique_window_ms),
         ]
     }
 
@@ -496,6 +507,7 @@ mod tests {
             retry_base_ms: 10_000,
             retry_max_delay_ms: 3_600_000,
             delay_ms: 86_400_000,
+            unique_window_ms: 60_000,
         };
         let escalation = Escalation {
             max_fuel: 10_000_000_000,
@@ -505,7 +517,7 @@ mod tests {
         };
         let policy = Policy::new(Defaults::default(), ceilings, escalation).unwrap();
         type Set = fn(&mut JobSpec, u64);
-        let cases: [(&str, u64, Set); 11] = [
+        let cases: [(&str, u64, Set); 12] = [
             ("limits.fuel", ceilings.fuel, |s, v| s.limits.fuel = Some(v)),
             ("limits.memory_bytes", ceilings.memory_bytes, |s, v| {
                 s.limits.memory_bytes = Some(v)
@@ -538,6 +550,12 @@ mod tests {
                 s.retry.max_delay_ms = Some(v)
             }),
             ("delay_ms", ceilings.delay_ms, |s, v| s.delay_ms = Some(v)),
+            ("unique.window_ms", ceilings.unique_window_ms, |s, v| {
+                s.unique = Some(UniqueSpec {
+                    key: "k".to_owned(),
+                    window_ms: Some(v),
+                })
+            }),
         ];
         for (field, ceiling, set) in cases {
             let mut at = spec();

@@ -15,7 +15,7 @@
 
 use crate::clock::{Clock, Millis};
 use crate::engine::{Engine, LoadError, Module};
-use crate::job::{Job, JobDetail, JobId, ModuleRef};
+use crate::job::{Job, JobDetail, JobId, ModuleRef, Submitted};
 use crate::policy::{Invalid, JobSpec, Policy};
 use crate::report::Progress;
 use crate::store::{self, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts};
@@ -320,9 +320,9 @@ impl Queue {
 
     /// Submits jobs: resolves each one's module, applies the policy (the
     /// operator's defaults, every bound), and stores them all in one
-    /// durable commit, or none. Every way of creating jobs goes through
-    /// here.
-    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Job>, Error> {
+    /// durable commit, or none (a unique job whose key is held returns
+    /// the holder instead). Every way of creating jobs goes through here.
+    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Submitted>, Error> {
         let now = self.now();
         let mut jobs = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
@@ -350,7 +350,7 @@ impl Queue {
         }
         let jobs = self.inner.store.insert_jobs(jobs, now).await?;
         self.wake();
-        self.changed(jobs.iter().map(|job| job.id));
+        self.changed(jobs.iter().map(|submitted| submitted.job.id));
         Ok(jobs)
     }
 

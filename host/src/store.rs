@@ -39,7 +39,7 @@ pub(crate) mod conformance;
 pub use sqlite::{SqliteStore, StoreConfig};
 
 use crate::clock::Millis;
-use crate::job::{Job, JobDetail, JobId, JobState, NewJob};
+use crate::job::{Job, JobDetail, JobId, JobState, NewJob, Submitted};
 use crate::json::Json;
 use crate::policy::Decision;
 use crate::report::{AttemptReport, ModuleKind};
@@ -279,8 +279,12 @@ pub trait JobStore: Send + Sync + 'static {
     async fn delete_module_unless_needed(&self, hash: &str) -> Result<()>;
 
     /// Stores new jobs, all or none, `pending` (due at their `run_at`).
-    /// Every module must be stored ([`Error::NotFound`] otherwise).
-    async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Job>>;
+    /// Every module must be stored ([`Error::NotFound`] otherwise). A
+    /// unique job whose key is held (a job of its queue with that key is
+    /// not final, or finished within the new job's window) is not stored:
+    /// the holder is returned, `created: false`. Concurrent submissions of
+    /// one key store one job.
+    async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>>;
 
     /// Claims up to `limit` due (`run_at <= now`) `pending` or `retrying`
     /// jobs in claim order, across every queue that is not paused and, if

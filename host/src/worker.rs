@@ -264,7 +264,7 @@ mod tests {
             .await
             .unwrap()
             .iter()
-            .map(|j| j.id)
+            .map(|s| s.job.id)
             .collect();
 
         let (stop, stopped) = watch::channel(false);

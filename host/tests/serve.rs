@@ -302,6 +302,15 @@ fn the_client_commands_drive_a_host() {
     );
     assert_eq!(out.status.code(), Some(0));
     let id = stdout(&out).trim().to_owned();
+    // A unique key: the second submission prints the first job's id.
+    let keyed = ["submit", "hello", "--delay", "1h", "--unique", "greet:bo"];
+    let first = cli(&server, &keyed);
+    let second = cli(&server, &keyed);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(stdout(&first), stdout(&second));
+    assert_ne!(stdout(&first).trim(), id);
+    let out = cli(&server, &["submit", "hello", "--unique-window", "1h"]);
+    assert_eq!(out.status.code(), Some(2), "a window needs a key");
     let out = cli(&server, &["status", &id, "--json"]);
     let job: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(job["state"], "pending");

@@ -169,6 +169,7 @@ pub mod host {
                 .await
                 .expect("submit")
                 .remove(0)
+                .job
         }
 
         /// A job of `module` with JSON `input` and [`test_limits`].

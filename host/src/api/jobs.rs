@@ -7,7 +7,7 @@ use super::openapi::Unauthorized;
 use super::views::{self, BackoffView, JobSummary, JobView};
 use super::{ApiError, AppState};
 use crate::job::{JobId, JobState};
-use crate::policy::{Invalid, JobSpec, LimitsSpec, RetrySpec};
+use crate::policy::{Invalid, JobSpec, LimitsSpec, RetrySpec, UniqueSpec};
 use crate::queue;
 use crate::store::JobFilter;
 use axum::Json;
@@ -54,6 +54,10 @@ pub struct SubmitJob {
     /// Run no earlier than this many milliseconds from now.
     #[schema(value_type = Option<u64>)]
     delay_ms: Whole<u64>,
+    /// At most one job with this key in the queue at a time: while one is
+    /// not final (or finished less than `window_ms` ago), submitting
+    /// another answers that job with a 200 instead of storing a new one.
+    unique: Option<UniquePatch>,
     /// Run no earlier than this time, an RFC 3339 date-time with an offset
     /// (`2026-12-01T08:00:00Z`). A time in the past means now; with
     /// `delay_ms` too, the later of the two holds.
@@ -62,8 +66,22 @@ pub struct SubmitJob {
 }
 
 object!(SubmitJob {
-    queue, module, input, priority, max_attempts, retry, limits, delay_ms, run_at
+    queue, module, input, priority, max_attempts, retry, limits, delay_ms, unique, run_at
 } required { module });
+
+/// A unique job's key.
+#[derive(Debug, Default, ToSchema)]
+pub struct UniquePatch {
+    /// The key, 1 to 256 bytes.
+    #[schema(min_length = 1, max_length = 256)]
+    key: String,
+    /// How long after the job with the key finished it still counts, in
+    /// milliseconds; 0 when absent (only while it is not final).
+    #[schema(value_type = Option<u64>)]
+    window_ms: Whole<u64>,
+}
+
+object!(UniquePatch { key, window_ms } required { key });
 
 impl SubmitJob {
     fn into_spec(self) -> Result<JobSpec, Invalid> {
@@ -77,6 +95,10 @@ impl SubmitJob {
             retry: self.retry.map(RetryPatch::into_spec).unwrap_or_default(),
             limits: self.limits.map(LimitsPatch::into_spec).unwrap_or_default(),
             delay_ms: self.delay_ms.0,
+            unique: self.unique.map(|unique| UniqueSpec {
+                key: unique.key,
+                window_ms: unique.window_ms.0,
+            }),
             run_at,
         })
     }
@@ -180,8 +202,12 @@ object!(SubmitBatch { jobs } required { jobs });
 /// Jobs created by a batch, in the order submitted.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobBatch {
-    /// The jobs.
+    /// The jobs: each stored, or for a unique job whose key was held, the
+    /// job holding it.
     jobs: Vec<JobSummary>,
+    /// For each job, whether this batch stored it (`false`: an existing
+    /// job with the same unique key).
+    created: Vec<bool>,
 }
 
 /// A refused job of a submission, named as the request names it: the field
@@ -216,6 +242,9 @@ fn refused(error: queue::Error, batch: bool) -> ApiError {
     request_body = SubmitJob,
     responses(
         (status = 201, description = "Stored, durably.", body = JobSummary),
+        (status = 200, description = "Not stored: a job with the same unique key in the \
+            queue is not final (or finished within the key's window); this is that job.",
+            body = JobSummary),
         (status = 400, description = "`invalid_json`: malformed, an unknown field or a wrong \
             type; `invalid_request`: a field outside its bounds (the message names the field \
             and the bound).", body = ErrorBody),
@@ -242,7 +271,13 @@ pub async fn submit(
         .submit(vec![spec])
         .await
         .map_err(|e| refused(e, false))?;
-    Ok((StatusCode::CREATED, Json(jobs.remove(0).into())))
+    let submitted = jobs.remove(0);
+    let status = if submitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(submitted.job.into())))
 }
 
 /// Submit a batch of jobs.
@@ -300,7 +335,8 @@ pub async fn submit_batch(
     Ok((
         StatusCode::CREATED,
         Json(JobBatch {
-            jobs: jobs.into_iter().map(JobSummary::from).collect(),
+            created: jobs.iter().map(|s| s.created).collect(),
+            jobs: jobs.into_iter().map(|s| s.job.into()).collect(),
         }),
     ))
 }
@@ -334,9 +370,10 @@ pub async fn get(
     let Query(query) = query?;
     let (detail, live) = match query.wait_ms {
         None | Some(0) => state.queue.job(id).await?,
-        Some(ms) if ms > MAX_WAIT_MS => {
+        Some(ms) if ms > state.config.max_wait_ms => {
             return Err(ApiError::invalid(format!(
-                "wait_ms: {ms} is over the maximum of {MAX_WAIT_MS}"
+                "wait_ms: {ms} is over the maximum of {}",
+                state.config.max_wait_ms
             )));
         }
         Some(ms) => {
@@ -347,7 +384,8 @@ pub async fn get(
     Ok(Json(JobView::new(detail, live)))
 }
 
-/// Longest a `GET /v1/jobs/{id}` may wait for the job to finish.
+/// Longest a `GET /v1/jobs/{id}` may wait for the job to finish, unless
+/// the operator sets `server.max_wait_ms`.
 pub const MAX_WAIT_MS: u64 = 60_000;
 
 /// Options of getting one job.
@@ -355,9 +393,8 @@ pub const MAX_WAIT_MS: u64 = 60_000;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GetQuery {
-    /// Wait up to this many ms (at most 60,000) for the job to be final
-    /// before answering: a long poll instead of polling.
-    #[param(maximum = 60_000)]
+    /// Wait up to this many ms for the job to be final before answering:
+    /// a long poll instead of polling.
     wait_ms: Option<u64>,
 }
 

@@ -10,7 +10,7 @@
 mod contract;
 
 use super::error::ErrorBody;
-use super::{AppState, host_info, jobs, modules, queues};
+use super::{ApiConfig, AppState, host_info, jobs, modules, queues};
 use crate::policy::Policy;
 use axum::extract::State;
 use axum::http::header;
@@ -144,22 +144,23 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The whole OpenAPI document of a host whose job policy is `policy`:
-/// [`document`] with every rule the server checks stated where it applies
-/// ([`contract::state`]), as pretty-printed JSON with a final newline.
-/// `docs/openapi.json` is this for the built-in policy ([`json`]).
-pub fn json_for(policy: &Policy) -> String {
+/// The whole OpenAPI document of a host whose job policy is `policy` and
+/// HTTP settings `api`: [`document`] with every rule the server checks
+/// stated where it applies ([`contract::state`]), as pretty-printed JSON
+/// with a final newline. `docs/openapi.json` is this for the built-in
+/// settings ([`json`]).
+pub fn json_for(policy: &Policy, api: &ApiConfig) -> String {
     let mut document = serde_json::to_value(document()).expect("the OpenAPI document serializes");
-    contract::state(&mut document, policy);
+    contract::state(&mut document, policy, api);
     let mut text = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
     text.push('\n');
     text
 }
 
-/// [`json_for`] the built-in policy: the exact contents of
+/// [`json_for`] the built-in settings: the exact contents of
 /// `docs/openapi.json`.
 pub fn json() -> String {
-    json_for(&Policy::default())
+    json_for(&Policy::default(), &ApiConfig::default())
 }
 
 /// This host's OpenAPI document, with its own ceilings.

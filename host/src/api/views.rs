@@ -224,6 +224,9 @@ pub struct JobSummary {
     /// The last failure message.
     #[schema(required = true)]
     last_error: Option<String>,
+    /// Its unique key, if it has one.
+    #[schema(required = true)]
+    unique_key: Option<String>,
 }
 
 impl JobSummary {
@@ -246,6 +249,7 @@ impl JobSummary {
             started_at: running_since.or(job.started_at),
             finished_at: job.finished_at,
             last_error: job.last_error,
+            unique_key: job.unique_key,
         }
     }
 }

@@ -51,6 +51,15 @@ pub struct SubmitArgs {
     /// Run no earlier than this time, RFC 3339 (e.g. 2026-12-01T08:00:00Z).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// At most one job with this key in the queue at a time: while one is
+    /// not final, submitting prints that job's id instead of storing
+    /// another.
+    #[arg(long, value_name = "KEY")]
+    pub unique: Option<String>,
+    /// With --unique: the key stays held this long after its job ends
+    /// (e.g. 1h) [default: 0].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "unique")]
+    pub unique_window: Option<Duration>,
     /// Follow the job until it ends, then print its output or failure;
     /// exit 0 only if it completed.
     #[arg(long)]
@@ -148,6 +157,12 @@ fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
     }
     if let Some(at) = &args.at {
         body["run_at"] = json!(at);
+    }
+    if let Some(key) = &args.unique {
+        body["unique"] = json!({ "key": key });
+        if let Some(window) = args.unique_window {
+            body["unique"]["window_ms"] = json!(window.as_millis() as u64);
+        }
     }
     let job = client.post_json("/v1/jobs", &body).or_exit()?;
     if !args.wait {

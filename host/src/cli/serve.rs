@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Largest module upload (e.g. 64MiB).
     #[arg(long, env = "WASMJOB_MAX_MODULE", value_parser = parse_bytes, value_name = "SIZE")]
     pub max_module: Option<u64>,
+    /// Longest long poll a client may ask for (`wait_ms`), e.g. 25s: keep
+    /// it under the idle timeout of any proxy in front of the host.
+    #[arg(long, env = "WASMJOB_MAX_WAIT", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_wait: Option<Duration>,
 }
 
 /// Parses `exponential:1s`, `linear:500ms`, `fixed:5s` or `none`.
@@ -141,6 +145,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.max_module {
             config.engine.max_module_bytes = v;
+        }
+        if let Some(v) = self.max_wait {
+            config.server.max_wait_ms = v.as_millis() as u64;
         }
         Ok(config)
     }

@@ -2,9 +2,9 @@
 //! asks for, every field optional) becomes a [`NewJob`] (what the store
 //! keeps, every field decided), or an [`Invalid`] naming the field.
 
-use super::{Backoff, Bound, Policy, RetryPolicy, validate_queue_name};
+use super::{Backoff, Bound, Policy, RetryPolicy, UNIQUE_KEY_MAX, validate_queue_name};
 use crate::clock::Millis;
-use crate::job::{DEFAULT_QUEUE, ModuleRef, NewJob, PRIORITY_LOW};
+use crate::job::{DEFAULT_QUEUE, ModuleRef, NewJob, PRIORITY_LOW, Unique};
 use crate::json::Json;
 use crate::limits::Limits;
 use serde::Deserialize;
@@ -30,6 +30,8 @@ pub struct JobSpec {
     pub limits: LimitsSpec,
     /// Run no earlier than this many milliseconds after admission.
     pub delay_ms: Option<u64>,
+    /// At most one job with this key in the queue at a time.
+    pub unique: Option<UniqueSpec>,
     /// Run no earlier than this time. A time in the past means now: a job
     /// cannot have waited before it existed (aging counts from it). With
     /// `delay_ms` too, the later of the two holds.
@@ -48,9 +50,20 @@ impl JobSpec {
             retry: RetrySpec::default(),
             limits: LimitsSpec::default(),
             delay_ms: None,
+            unique: None,
             run_at: None,
         }
     }
+}
+
+/// A requested unique key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UniqueSpec {
+    /// The key: 1 to 256 bytes.
+    pub key: String,
+    /// How long after the job with the key finished it still counts; 0
+    /// when absent (only while it is not final).
+    pub window_ms: Option<u64>,
 }
 
 /// Requested retry policy fields (in the config file, a queue's `retry`).
@@ -160,11 +173,27 @@ impl Policy {
         let retry = spec.retry.over(defaults.retry);
         let limits = spec.limits.over(defaults.limits);
         let delay_ms = spec.delay_ms.unwrap_or(0);
+        let unique = spec
+            .unique
+            .map(|unique| {
+                if unique.key.is_empty() || unique.key.len() > UNIQUE_KEY_MAX {
+                    return Err(Invalid::new(
+                        "unique.key",
+                        format!("must be 1 to {UNIQUE_KEY_MAX} bytes long"),
+                    ));
+                }
+                Ok(Unique {
+                    key: unique.key,
+                    window_ms: unique.window_ms.unwrap_or(0),
+                })
+            })
+            .transpose()?;
         let values = Values {
             limits: &limits,
             max_attempts,
             retry: &retry,
             delay_ms,
+            unique_window_ms: unique.as_ref().map_or(0, |u| u.window_ms),
         };
         for bound in self.bounds() {
             bound.check(values.get(bound.field))?;
@@ -177,6 +206,7 @@ impl Policy {
             max_attempts,
             retry,
             limits,
+            unique,
             // Both are "not before": the later one holds.
             run_at: now
                 .saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX))
@@ -191,6 +221,7 @@ pub(super) struct Values<'a> {
     pub max_attempts: u32,
     pub retry: &'a RetryPolicy,
     pub delay_ms: u64,
+    pub unique_window_ms: u64,
 }
 
 impl Values<'_> {
@@ -207,6 +238,7 @@ impl Values<'_> {
             "retry.base_ms" => self.retry.base_ms,
             "retry.max_delay_ms" => self.retry.max_delay_ms,
             "delay_ms" => self.delay_ms,
+            "unique.window_ms" => self.unique_window_ms,
             other => unreachable!("no bounded field {other}"),
         }
     }

@@ -126,6 +126,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             last_error: None,
+            unique_key: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod recovery;
 pub(crate) mod results;
+pub(crate) mod unique;
 
 use crate::clock::Millis;
 use crate::job::{Job, JobDetail, JobId, ModuleRef, NewJob};
@@ -128,6 +129,7 @@ impl Fixture {
             },
             limits: Limits::default(),
             run_at,
+            unique: None,
         }
     }
 
@@ -138,6 +140,7 @@ impl Fixture {
             .await
             .unwrap()
             .remove(0)
+            .job
     }
 
     /// Claims up to `limit` jobs at `now` as `worker-1`.
@@ -295,6 +298,12 @@ macro_rules! conformance_tests {
             results::an_outcome_after_rescue_is_stale_even_once_reclaimed,
             results::one_call_applies_each_outcome_on_its_own,
             results::an_outcome_too_large_to_store_is_refused_alone,
+            unique::a_held_key_answers_the_holder_until_it_is_final,
+            unique::a_window_holds_the_key_after_the_job_ends,
+            unique::a_cancelled_or_dead_job_holds_its_key_for_its_window_only,
+            unique::keys_are_per_queue,
+            unique::one_batch_stores_a_key_once_and_answers_the_rest,
+            unique::racing_submissions_of_one_key_store_one_job,
         );
     };
     (@each $open:path; $($module:ident :: $name:ident),* $(,)?) => {

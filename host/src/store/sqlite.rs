@@ -31,7 +31,7 @@ use super::{
     Outcome, QueueStats, Recorded, Result, StateCounts,
 };
 use crate::clock::Millis;
-use crate::job::{Job, JobDetail, JobId, NewJob};
+use crate::job::{Job, JobDetail, JobId, NewJob, Submitted};
 use crate::report::ModuleKind;
 use blobs::Blobs;
 use connection::{Role, Settings};
@@ -262,7 +262,7 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Job>> {
+    async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }

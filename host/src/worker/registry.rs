@@ -338,6 +338,7 @@ mod tests {
                 started_at: None,
                 finished_at: None,
                 last_error: None,
+                unique_key: None,
             },
             input: Json::null(),
             token: token.to_owned(),

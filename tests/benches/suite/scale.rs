@@ -165,6 +165,7 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
                 retry: RetryPolicy::default(),
                 limits: Limits::default(),
                 run_at: now,
+                unique: None,
             };
             for _ in 0..n.div_ceil(BATCH) {
                 store

@@ -853,3 +853,106 @@ async fn a_job_may_run_at_an_absolute_time() {
     assert_eq!(status, StatusCode::CREATED, "{job}");
     assert_eq!(job["run_at"], 1_893_456_000_000i64, "the later of the two");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_key_is_stored_once_however_many_submissions_race() {
+    let api = std::sync::Arc::new(Api::new());
+    api.upload(guests::HELLO, Some("hello")).await;
+    let submit = json!({"module": "hello", "queue": "reports",
+                        "unique": {"key": "invoice:42", "window_ms": 60000}});
+    let calls = (0..50).map(|_| {
+        let api = api.clone();
+        let submit = submit.clone();
+        tokio::spawn(async move { api.post_json("/v1/jobs", submit).await })
+    });
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "exactly one submission stores the job");
+    let id = &answers[0].1["id"];
+    for (status, job) in &answers {
+        assert!(
+            *status == StatusCode::CREATED || *status == StatusCode::OK,
+            "{status} {job}"
+        );
+        assert_eq!(&job["id"], id, "every answer names the one job");
+        assert_eq!(job["unique_key"], "invoice:42");
+    }
+    let (_, page) = api.get("/v1/jobs?queue=reports").await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
+    // The same key in another queue is another job; a batch says which
+    // of its jobs it stored.
+    let (status, batch) = api
+        .post_json(
+            "/v1/jobs/batch",
+            json!({"jobs": [
+                {"module": "hello", "queue": "reports", "unique": {"key": "invoice:42"}},
+                {"module": "hello", "unique": {"key": "invoice:42"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    assert_eq!(batch["created"], json!([false, true]));
+    assert_eq!(&batch["jobs"][0]["id"], id);
+    // A key must be 1 to 256 bytes, the window within the host's bound.
+    for (unique, field) in [
+        (json!({"key": ""}), "unique.key"),
+        (json!({"key": "k".repeat(257)}), "unique.key"),
+        (
+            json!({"key": "k", "window_ms": 1u64 << 50}),
+            "unique.window_ms",
+        ),
+    ] {
+        let (status, body) = api
+            .post_json("/v1/jobs", json!({"module": "hello", "unique": unique}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(error_message(&body).starts_with(field), "{body}");
+    }
+    let (status, body) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "unique": {"window_ms": 5}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_json");
+}
+
+#[tokio::test]
+async fn the_operator_bounds_long_polls_and_the_document_says_so() {
+    let api = Api::with(ApiConfig {
+        max_wait_ms: 50,
+        ..ApiConfig::default()
+    });
+    api.upload(guests::HELLO, Some("hello")).await;
+    let (_, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "delay_ms": 3_600_000}),
+        )
+        .await;
+    let id = &job["id"];
+    let (status, job) = api.get(&format!("/v1/jobs/{id}?wait_ms=50")).await;
+    assert_eq!((status, &job["state"]), (StatusCode::OK, &json!("pending")));
+    let (status, body) = api.get(&format!("/v1/jobs/{id}?wait_ms=51")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        error_message(&body),
+        "wait_ms: 51 is over the maximum of 50"
+    );
+    let (_, document) = api.get("/v1/openapi.json").await;
+    let wait = document["paths"]["/v1/jobs/{id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "wait_ms")
+        .unwrap()
+        .clone();
+    assert_eq!(wait["schema"]["maximum"], 50);
+}

@@ -5,16 +5,18 @@
 //! client (or a stateful fuzzer) can follow from the operation that creates
 //! a job or a module to those that act on it.
 
-use super::super::jobs::{MAX_PAGE, MAX_WAIT_MS};
+use super::super::ApiConfig;
+use super::super::jobs::MAX_PAGE;
 use crate::job::PRIORITY_LOW;
 use crate::policy::{Policy, QUEUE_NAME_MAX, queue_name_pattern};
 use crate::queue::{MODULE_NAME_MAX, module_name_pattern, module_reference_pattern};
 use serde_json::{Value, json};
 
-/// Writes every rule into `document` (the JSON of the utoipa document).
-pub(super) fn state(document: &mut Value, policy: &Policy) {
+/// Writes every rule into `document` (the JSON of the utoipa document):
+/// those of the job policy `policy` and of the HTTP settings `api`.
+pub(super) fn state(document: &mut Value, policy: &Policy, api: &ApiConfig) {
     body(document, policy);
-    parameters(document);
+    parameters(document, api);
     links(document);
 }
 
@@ -22,7 +24,13 @@ pub(super) fn state(document: &mut Value, policy: &Policy) {
 /// and the module reference's form; and the request objects refuse fields
 /// they do not list (`api::body::object!`).
 fn body(document: &mut Value, policy: &Policy) {
-    for schema in ["SubmitJob", "SubmitBatch", "RetryPatch", "LimitsPatch"] {
+    for schema in [
+        "SubmitJob",
+        "SubmitBatch",
+        "RetryPatch",
+        "LimitsPatch",
+        "UniquePatch",
+    ] {
         let path = format!("/components/schemas/{schema}");
         let schema = document.pointer_mut(&path).expect("a request schema");
         schema["additionalProperties"] = json!(false);
@@ -43,7 +51,7 @@ fn body(document: &mut Value, policy: &Policy) {
 }
 
 /// Query and path parameters.
-fn parameters(document: &mut Value) {
+fn parameters(document: &mut Value, api: &ApiConfig) {
     let page = json!({"minimum": 1, "maximum": MAX_PAGE});
     let reference = reference_schema("");
     for (operation, name, schema) in [
@@ -64,7 +72,7 @@ fn parameters(document: &mut Value) {
         (
             "get_job",
             "wait_ms",
-            json!({"minimum": 0, "maximum": MAX_WAIT_MS}),
+            json!({"minimum": 0, "maximum": api.max_wait_ms}),
         ),
         (
             "upload_module",
@@ -86,8 +94,10 @@ fn parameters(document: &mut Value) {
     let wait = parameter(document, "get_job", "wait_ms");
     let described = wait["description"].as_str().unwrap_or_default().to_owned();
     wait["description"] = json!(format!(
-        "{described} A wait near the maximum outlasts many clients' default timeouts (often \
-         30 s): set the client's timeout above `wait_ms`."
+        "{described} At most {} on this host (`server.max_wait_ms`). A long wait outlasts \
+         many clients' default timeouts (often 30 s): set the client's timeout above \
+         `wait_ms`.",
+        api.max_wait_ms
     ));
 }
 

@@ -8,7 +8,7 @@
 use super::modules;
 use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS, POLICY_COLUMNS};
 use crate::clock::Millis;
-use crate::job::{Job, JobId, JobState, NewJob};
+use crate::job::{Job, JobId, JobState, NewJob, Submitted, Unique};
 use crate::store::{ClaimRequest, Claimed, Error, Lease, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -30,13 +30,17 @@ pub(super) const CLAIM_CANDIDATES: &str = "SELECT id, effective_priority, run_at
      ORDER BY effective_priority, run_at, id
      LIMIT ?3";
 
-/// Stores new jobs, `pending`; each module must be recorded.
-pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<Vec<Job>> {
+/// Stores new jobs, `pending`; each module must be recorded. A unique job
+/// whose key matches a job of its queue that is not final, or finished
+/// within its window, is not stored: that job is returned instead. Runs in
+/// one writer command, so concurrent submissions of one key store one job.
+pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<Vec<Submitted>> {
     let sql = format!(
         "INSERT INTO jobs (module, module_name, input, priority, effective_priority, state,
-                           max_attempts, run_at, created_at, {POLICY_COLUMNS}, queue)
+                           max_attempts, run_at, created_at, {POLICY_COLUMNS}, queue,
+                           unique_key)
          VALUES (?1, ?2, ?3, ?4, ?4, 'pending', ?5, ?6, ?7,
-                 ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                 ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          RETURNING {JOB_COLUMNS}"
     );
     let mut insert = conn.prepare_cached(&sql)?;
@@ -48,6 +52,15 @@ pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<
     for new in jobs {
         if !modules::exists(conn, &new.module.hash)? {
             return Err(Error::module_not_found(&new.module.hash));
+        }
+        if let Some(unique) = &new.unique
+            && let Some(job) = holding(conn, &new.queue, unique, now)?
+        {
+            stored.push(Submitted {
+                job,
+                created: false,
+            });
+            continue;
         }
         // A queue is created on first use.
         if last_queue != Some(new.queue.as_str()) {
@@ -77,10 +90,30 @@ pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<
             max,
             jitter,
             new.queue,
+            new.unique.as_ref().map(|u| u.key.as_str()),
         ];
-        stored.push(insert.query_row(values, rows::job)?);
+        stored.push(Submitted {
+            job: insert.query_row(values, rows::job)?,
+            created: true,
+        });
     }
     Ok(stored)
+}
+
+/// The job of `queue` that holds `unique`'s key now: not final, or
+/// finished less than the window ago.
+fn holding(conn: &Connection, queue: &str, unique: &Unique, now: Millis) -> Result<Option<Job>> {
+    let since = now.saturating_sub(i64::try_from(unique.window_ms).unwrap_or(i64::MAX));
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_unique
+         WHERE queue = ?1 AND unique_key = ?2
+           AND (state IN ('pending', 'running', 'retrying') OR finished_at > ?3)
+         ORDER BY id DESC LIMIT 1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![queue, unique.key, since], rows::job)
+        .optional()?)
 }
 
 /// Claims up to `request.limit` due jobs, most urgent first across every

@@ -256,7 +256,7 @@ mod tests {
                 .unwrap()
         };
         let inserted = store.insert_jobs(vec![new], 2_000).await.unwrap();
-        assert_eq!(inserted[0].id, 11, "upgrade from {from}");
+        assert_eq!(inserted[0].job.id, 11, "upgrade from {from}");
         store.close().await;
     }
 
@@ -270,6 +270,7 @@ mod tests {
             retry: job.retry,
             limits: job.limits,
             run_at: job.run_at,
+            unique: None,
         }
     }
 

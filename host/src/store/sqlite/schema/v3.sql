@@ -1,4 +1,4 @@
--- Schema version 3: named queues.
+-- Schema version 3: named queues and unique jobs.
 --
 -- Every job belongs to a queue (`default` unless named). `queues` lists
 -- the queues in use, with whether each is paused (a paused queue accepts
@@ -21,3 +21,7 @@ DROP INDEX jobs_claim;
 CREATE INDEX jobs_claim ON jobs (queue, effective_priority, run_at, id)
     WHERE state IN ('pending', 'retrying');
 CREATE INDEX jobs_by_queue ON jobs (queue, id);
+
+-- A unique job's key: at most one job with it in the queue at a time.
+ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+CREATE INDEX jobs_unique ON jobs (queue, unique_key) WHERE unique_key IS NOT NULL;

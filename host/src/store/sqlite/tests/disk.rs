@@ -191,7 +191,7 @@ async fn concurrent_inserts_all_land_and_each_caller_gets_its_own_ids() {
             assert!(matches!(result, Err(Error::NotFound(_))));
             continue;
         }
-        let mine: Vec<_> = result.unwrap().iter().map(|j| j.id).collect();
+        let mine: Vec<_> = result.unwrap().iter().map(|s| s.job.id).collect();
         assert_eq!(mine.len(), 4);
         assert!(
             mine.windows(2).all(|w| w[1] == w[0] + 1),
