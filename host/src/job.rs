@@ -23,9 +23,15 @@ pub const DEFAULT_QUEUE: &str = "default";
 /// A job's identifier: assigned by the store, increasing with submission.
 pub type JobId = i64;
 
+/// A workflow's identifier: assigned by the store.
+pub type WorkflowId = i64;
+
 /// Where a job is in its life. See `docs/state_machine.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JobState {
+    /// Waiting for its prerequisites (moved out when the last of them is
+    /// resolved: to `pending`, or `cancelled` when one it needs failed).
+    Blocked,
     /// Waiting to be claimed (moved out by a worker's claim, or cancel).
     Pending,
     /// Claimed by a worker under a lease (moved out by the worker's result,
@@ -45,7 +51,8 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in lifecycle order.
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
+        JobState::Blocked,
         JobState::Pending,
         JobState::Running,
         JobState::Retrying,
@@ -57,6 +64,7 @@ impl JobState {
     /// The snake_case name used in the API, the CLI and the database.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Blocked => "blocked",
             JobState::Pending => "pending",
             JobState::Running => "running",
             JobState::Retrying => "retrying",
@@ -135,6 +143,85 @@ pub struct NewJob {
     pub run_at: Millis,
     /// At most one job with this key in the queue at a time.
     pub unique: Option<Unique>,
+    /// Its prerequisites: it is `blocked` until each is resolved.
+    pub depends_on: Vec<Dependency>,
+    /// Its name in its workflow, when it is a workflow's node.
+    pub node: Option<String>,
+}
+
+/// What a dependent does when a prerequisite ends without completing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OnFailure {
+    /// It is cancelled, and its own dependents after it (the default).
+    #[default]
+    Cancel,
+    /// It runs anyway once its other prerequisites are resolved (a
+    /// clean-up or alert step); it sees how the prerequisite ended.
+    Continue,
+}
+
+impl OnFailure {
+    /// The snake_case name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Cancel => "cancel",
+            OnFailure::Continue => "continue",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s names.
+    pub fn parse(text: &str) -> Option<OnFailure> {
+        [OnFailure::Cancel, OnFailure::Continue]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+    }
+}
+
+/// The job a new job depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Prereq {
+    /// A stored job.
+    Job(JobId),
+    /// A job stored earlier in the same insert, by its position there.
+    Earlier(usize),
+}
+
+/// One prerequisite of a new job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dependency {
+    /// The job it waits for.
+    pub on: Prereq,
+    /// The name the dependent knows its output by.
+    pub name: String,
+    /// What happens when that job fails or is cancelled.
+    pub on_failure: OnFailure,
+}
+
+/// A stored edge: job `job` waits for `prereq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edge {
+    /// The dependent.
+    pub job: JobId,
+    /// The prerequisite.
+    pub prereq: JobId,
+    /// The name the dependent knows the prerequisite's output by.
+    pub name: String,
+    /// What happens when the prerequisite fails or is cancelled.
+    pub on_failure: OnFailure,
+}
+
+/// A resolved prerequisite, as the dependent's attempt sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    /// The edge's name.
+    pub name: String,
+    /// The prerequisite.
+    pub job: JobId,
+    /// How it ended: completed, or (through an `on_failure: continue`
+    /// edge) failed or cancelled.
+    pub state: JobState,
+    /// Its output, when it completed.
+    pub output: Option<Json>,
 }
 
 /// A unique job's key: while a job with the same key in the same queue is
@@ -182,6 +269,12 @@ pub struct Job {
     pub last_error: Option<String>,
     /// Its unique key, if it has one.
     pub unique_key: Option<String>,
+    /// The workflow it belongs to, if any.
+    pub workflow: Option<WorkflowId>,
+    /// Its name in that workflow.
+    pub node: Option<String>,
+    /// The job whose attempt submitted it, if one did.
+    pub parent: Option<JobId>,
 }
 
 /// A submitted job: stored now, or an existing job with the same unique
@@ -220,6 +313,95 @@ pub struct JobDetail {
     pub output: Option<Json>,
     /// Every finished attempt, oldest first.
     pub attempts: Vec<Attempt>,
+    /// Its prerequisites.
+    pub depends_on: Vec<Edge>,
+}
+
+/// A workflow to store: jobs in an order where each job's prerequisites
+/// come before it ([`Prereq::Earlier`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewWorkflow {
+    /// A name to show for it.
+    pub name: Option<String>,
+    /// Its jobs, each a node with a name.
+    pub jobs: Vec<NewJob>,
+}
+
+/// A stored workflow, without its jobs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workflow {
+    /// Its id.
+    pub id: WorkflowId,
+    /// Its name, if it was given one.
+    pub name: Option<String>,
+    /// When it was submitted.
+    pub created_at: Millis,
+    /// How many of its jobs are in each state, every state present.
+    pub counts: Vec<(JobState, u64)>,
+}
+
+impl Workflow {
+    /// Its state: `completed` once every job completed, `failed` once
+    /// every job is final and one failed, `cancelled` once every job is
+    /// final and one was cancelled (none failed), `running` otherwise.
+    pub fn state(&self) -> WorkflowState {
+        let count = |state: JobState| {
+            self.counts
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        let unfinished: u64 = JobState::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .map(count)
+            .sum();
+        if unfinished > 0 {
+            WorkflowState::Running
+        } else if count(JobState::Failed) > 0 {
+            WorkflowState::Failed
+        } else if count(JobState::Cancelled) > 0 {
+            WorkflowState::Cancelled
+        } else {
+            WorkflowState::Completed
+        }
+    }
+}
+
+/// Where a workflow is, from its jobs' states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkflowState {
+    /// A job is not final yet.
+    Running,
+    /// Every job completed.
+    Completed,
+    /// Every job is final and one failed.
+    Failed,
+    /// Every job is final, one was cancelled and none failed.
+    Cancelled,
+}
+
+impl WorkflowState {
+    /// The snake_case name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Running => "running",
+            WorkflowState::Completed => "completed",
+            WorkflowState::Failed => "failed",
+            WorkflowState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A workflow with every job and edge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkflowDetail {
+    /// The workflow.
+    pub workflow: Workflow,
+    /// Its jobs, by id.
+    pub jobs: Vec<Job>,
+    /// Every edge into one of its jobs.
+    pub edges: Vec<Edge>,
 }
 
 #[cfg(test)]

@@ -450,6 +450,7 @@ impl Queue {
                     name,
                     paused: false,
                     created_at: now,
+                    blocked: 0,
                     pending: 0,
                     retrying: 0,
                     running: 0,

@@ -39,7 +39,10 @@ pub(crate) mod conformance;
 pub use sqlite::{SqliteStore, StoreConfig};
 
 use crate::clock::Millis;
-use crate::job::{Job, JobDetail, JobId, JobState, NewJob, Submitted};
+use crate::job::{
+    Job, JobDetail, JobId, JobState, NewJob, NewWorkflow, Resolved, Submitted, Workflow,
+    WorkflowDetail, WorkflowId,
+};
 use crate::json::Json;
 use crate::policy::Decision;
 use crate::report::{AttemptReport, ModuleKind};
@@ -56,6 +59,10 @@ pub enum Error {
     /// why.
     #[error("{0}")]
     Conflict(String),
+    /// The request refers to a job that does not exist (a prerequisite);
+    /// the message names the reference.
+    #[error("{0}")]
+    BadReference(String),
     /// A value is larger than the store accepts.
     #[error("{0}")]
     TooLarge(String),
@@ -117,6 +124,9 @@ pub struct Claimed {
     pub input: Json,
     /// The lease token; outcomes carrying another token are stale.
     pub token: String,
+    /// Its prerequisites, each resolved (with the output of those that
+    /// completed); empty for a job without any.
+    pub dependencies: Vec<Resolved>,
 }
 
 /// What to claim.
@@ -142,6 +152,8 @@ pub struct QueueStats {
     pub paused: bool,
     /// When it was first used (or paused before any job).
     pub created_at: Millis,
+    /// Jobs waiting for their prerequisites.
+    pub blocked: u64,
     /// Jobs waiting to run for the first time.
     pub pending: u64,
     /// Jobs waiting for a retry's backoff.
@@ -244,6 +256,15 @@ pub struct JobFilter {
     pub limit: usize,
 }
 
+/// Which workflows to list: newest first, `before` is the cursor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkflowFilter {
+    /// Only workflows with an id below this.
+    pub before: Option<WorkflowId>,
+    /// At most this many (a backend may cap it; 0 means its default).
+    pub limit: usize,
+}
+
 /// Counts of jobs by state, every state present, in lifecycle order.
 pub type StateCounts = Vec<(JobState, u64)>;
 
@@ -278,13 +299,50 @@ pub trait JobStore: Send + Sync + 'static {
     /// ([`Error::Conflict`] naming the job).
     async fn delete_module_unless_needed(&self, hash: &str) -> Result<()>;
 
-    /// Stores new jobs, all or none, `pending` (due at their `run_at`).
-    /// Every module must be stored ([`Error::NotFound`] otherwise). A
+    /// Stores new jobs, all or none, `pending` (due at their `run_at`), or
+    /// `blocked` while a prerequisite is not resolved. Every module must be
+    /// stored and every prerequisite exist ([`Error::NotFound`]
+    /// otherwise); a prerequisite that already failed or was cancelled,
+    /// behind an `on_failure: cancel` edge, is an [`Error::Conflict`]. A
     /// unique job whose key is held (a job of its queue with that key is
     /// not final, or finished within the new job's window) is not stored:
     /// the holder is returned, `created: false`. Concurrent submissions of
     /// one key store one job.
+    ///
+    /// When a prerequisite ends, in the same transaction: a completed one
+    /// (or one that failed behind an `on_failure: continue` edge) is
+    /// resolved, and the dependent is `pending` once all are (due at its
+    /// `run_at` or then, whichever is later); one that failed or was
+    /// cancelled behind a `cancel` edge cancels the dependent, its
+    /// `last_error` naming the prerequisite and the root cause, and so on
+    /// transitively.
     async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>>;
+
+    /// Stores a workflow and its jobs, all or none, as
+    /// [`insert_jobs`](Self::insert_jobs) would (each job's
+    /// [`Prereq::Earlier`](crate::job::Prereq) naming one before it).
+    async fn insert_workflow(
+        &self,
+        workflow: NewWorkflow,
+        now: Millis,
+    ) -> Result<(WorkflowId, Vec<Job>)>;
+
+    /// One workflow with its jobs and edges, from one snapshot.
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowDetail>>;
+
+    /// Workflows matching `filter`, newest first, with their jobs counted.
+    async fn workflows(&self, filter: WorkflowFilter) -> Result<Vec<Workflow>>;
+
+    /// Cancels every job of the workflow that is not final, as
+    /// [`cancel_unless_final`](Self::cancel_unless_final) would, with
+    /// `reason` as each one's `last_error`; returns their ids (none when
+    /// all were final). An unknown workflow is [`Error::NotFound`].
+    async fn cancel_workflow(
+        &self,
+        id: WorkflowId,
+        reason: String,
+        now: Millis,
+    ) -> Result<Vec<JobId>>;
 
     /// Claims up to `limit` due (`run_at <= now`) `pending` or `retrying`
     /// jobs in claim order, across every queue that is not paused and, if
@@ -322,10 +380,11 @@ pub trait JobStore: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Vec<Result<Recorded>>>;
 
-    /// Cancels a job that is `pending`, `retrying` or `running`. A running
-    /// job keeps its token (so its worker's record of the interrupted
-    /// attempt is filed) but its lease no longer counts. A final job is an
-    /// [`Error::Conflict`].
+    /// Cancels a job that is `blocked`, `pending`, `retrying` or
+    /// `running`. A running job keeps its token (so its worker's record of
+    /// the interrupted attempt is filed) but its lease no longer counts. A
+    /// final job is an [`Error::Conflict`]. The jobs waiting for it follow
+    /// (see [`insert_jobs`](Self::insert_jobs)).
     async fn cancel_unless_final(&self, id: JobId, now: Millis) -> Result<Job>;
 
     /// Moves a `failed` job back to `pending` with a fresh attempt budget,

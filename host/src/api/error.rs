@@ -95,6 +95,7 @@ impl From<store::Error> for ApiError {
             store::Error::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }
+            store::Error::BadReference(_) => ApiError::invalid(error.to_string()),
             store::Error::TooLarge(_) => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

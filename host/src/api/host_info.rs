@@ -24,6 +24,8 @@ pub struct Stats {
 /// Number of jobs in each state (every state is present).
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct JobCounts {
+    /// Waiting for prerequisites.
+    blocked: u64,
     /// Waiting to be claimed.
     pending: u64,
     /// Claimed by a worker under a lease.
@@ -43,6 +45,7 @@ impl JobCounts {
         let mut jobs = JobCounts::default();
         for &(state, n) in counts {
             let slot = match state {
+                JobState::Blocked => &mut jobs.blocked,
                 JobState::Pending => &mut jobs.pending,
                 JobState::Running => &mut jobs.running,
                 JobState::Retrying => &mut jobs.retrying,

@@ -99,6 +99,8 @@ impl SubmitJob {
                 key: unique.key,
                 window_ms: unique.window_ms.0,
             }),
+            depends_on: Vec::new(),
+            node: None,
             run_at,
         })
     }

@@ -58,6 +58,8 @@ impl ToSchema for RawJson {
 #[serde(rename_all = "snake_case")]
 #[schema(as = JobState)]
 pub enum StateView {
+    /// Waiting for its prerequisites.
+    Blocked,
     /// Waiting to be claimed.
     Pending,
     /// Claimed by a worker under a lease.
@@ -68,13 +70,14 @@ pub enum StateView {
     Completed,
     /// The dead letter: out of attempts or failed fatally.
     Failed,
-    /// Cancelled by a client. Final.
+    /// Cancelled by a client, or because a prerequisite failed. Final.
     Cancelled,
 }
 
 impl From<JobState> for StateView {
     fn from(state: JobState) -> Self {
         match state {
+            JobState::Blocked => StateView::Blocked,
             JobState::Pending => StateView::Pending,
             JobState::Running => StateView::Running,
             JobState::Retrying => StateView::Retrying,

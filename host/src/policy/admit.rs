@@ -4,10 +4,11 @@
 
 use super::{Backoff, Bound, Policy, RetryPolicy, UNIQUE_KEY_MAX, validate_queue_name};
 use crate::clock::Millis;
-use crate::job::{DEFAULT_QUEUE, ModuleRef, NewJob, PRIORITY_LOW, Unique};
+use crate::job::{DEFAULT_QUEUE, Dependency, ModuleRef, NewJob, PRIORITY_LOW, Unique};
 use crate::json::Json;
 use crate::limits::Limits;
 use serde::Deserialize;
+use std::collections::HashSet;
 
 /// A job as requested: the module (hash or name), the input, and whatever
 /// the requester wants to set; unset fields take the defaults of the job's
@@ -32,6 +33,10 @@ pub struct JobSpec {
     pub delay_ms: Option<u64>,
     /// At most one job with this key in the queue at a time.
     pub unique: Option<UniqueSpec>,
+    /// Its prerequisites: it waits, `blocked`, until each is resolved.
+    pub depends_on: Vec<Dependency>,
+    /// Its name in its workflow, when it is a workflow's node.
+    pub node: Option<String>,
     /// Run no earlier than this time. A time in the past means now: a job
     /// cannot have waited before it existed (aging counts from it). With
     /// `delay_ms` too, the later of the two holds.
@@ -51,6 +56,8 @@ impl JobSpec {
             limits: LimitsSpec::default(),
             delay_ms: None,
             unique: None,
+            depends_on: Vec::new(),
+            node: None,
             run_at: None,
         }
     }
@@ -188,6 +195,13 @@ impl Policy {
                 })
             })
             .transpose()?;
+        if unique.is_some() && spec.node.is_some() {
+            return Err(Invalid::new(
+                "unique",
+                "a workflow's job cannot have a unique key",
+            ));
+        }
+        check_dependencies(&spec.depends_on)?;
         let values = Values {
             limits: &limits,
             max_attempts,
@@ -207,12 +221,62 @@ impl Policy {
             retry,
             limits,
             unique,
+            depends_on: spec.depends_on,
+            node: spec.node,
             // Both are "not before": the later one holds.
             run_at: now
                 .saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX))
                 .max(spec.run_at.unwrap_or(now)),
         })
     }
+}
+
+/// Most prerequisites one job may have (a fan-in of this many).
+pub const DEPENDENCIES_MAX: usize = 100_000;
+/// The longest name of a dependency.
+pub const DEPENDENCY_NAME_MAX: usize = 128;
+
+/// A job's prerequisites: at most [`DEPENDENCIES_MAX`], each named (1 to
+/// [`DEPENDENCY_NAME_MAX`] bytes) and each name and job once.
+fn check_dependencies(depends_on: &[Dependency]) -> Result<(), Invalid> {
+    if depends_on.len() > DEPENDENCIES_MAX {
+        return Err(Invalid::new(
+            "depends_on",
+            format!(
+                "{} prerequisites is more than the {DEPENDENCIES_MAX} a job may have",
+                depends_on.len()
+            ),
+        ));
+    }
+    let mut names = HashSet::with_capacity(depends_on.len());
+    let mut jobs = HashSet::with_capacity(depends_on.len());
+    for dependency in depends_on {
+        if dependency.name.is_empty() || dependency.name.len() > DEPENDENCY_NAME_MAX {
+            return Err(Invalid::new(
+                "depends_on",
+                format!(
+                    "a dependency's name must be 1 to {DEPENDENCY_NAME_MAX} bytes long, not `{}`",
+                    dependency.name
+                ),
+            ));
+        }
+        if !names.insert(dependency.name.as_str()) {
+            return Err(Invalid::new(
+                "depends_on",
+                format!("two dependencies are named `{}`", dependency.name),
+            ));
+        }
+        if !jobs.insert(dependency.on) {
+            return Err(Invalid::new(
+                "depends_on",
+                format!(
+                    "`{}` names a job that another dependency names too",
+                    dependency.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The values of a job that have bounds, by the bounds' field names.

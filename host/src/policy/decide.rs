@@ -127,6 +127,9 @@ mod tests {
             finished_at: None,
             last_error: None,
             unique_key: None,
+            workflow: None,
+            node: None,
+            parent: None,
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub(crate) mod aging;
 pub(crate) mod claiming;
+pub(crate) mod graph;
 pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod recovery;
@@ -20,7 +21,7 @@ pub(crate) mod results;
 pub(crate) mod unique;
 
 use crate::clock::Millis;
-use crate::job::{Job, JobDetail, JobId, ModuleRef, NewJob};
+use crate::job::{Dependency, Job, JobDetail, JobId, ModuleRef, NewJob, OnFailure, Prereq};
 use crate::json::Json;
 use crate::limits::Limits;
 use crate::policy::{Backoff, Decision, RetryPolicy};
@@ -130,6 +131,25 @@ impl Fixture {
             limits: Limits::default(),
             run_at,
             unique: None,
+            depends_on: Vec::new(),
+            node: None,
+        }
+    }
+
+    /// [`job`](Self::job), waiting for `prereqs` (each named by its id,
+    /// cancelled if it fails).
+    pub(crate) fn after(&self, prereqs: &[JobId], priority: u8, run_at: Millis) -> NewJob {
+        let depends_on = prereqs
+            .iter()
+            .map(|&id| Dependency {
+                on: Prereq::Job(id),
+                name: id.to_string(),
+                on_failure: OnFailure::Cancel,
+            })
+            .collect();
+        NewJob {
+            depends_on,
+            ..self.job(priority, run_at)
         }
     }
 
@@ -269,6 +289,16 @@ macro_rules! conformance_tests {
             claiming::insert_keeps_every_field_as_given,
             claiming::list_filters_and_pages_newest_first,
             claiming::counts_cover_every_state,
+            graph::a_job_waits_blocked_until_every_prerequisite_completes,
+            graph::an_unblocked_job_is_due_no_earlier_than_when_it_was_unblocked,
+            graph::a_prerequisite_that_completed_already_is_resolved_at_once,
+            graph::a_failure_cancels_the_dependents_transitively_naming_it,
+            graph::a_continue_edge_runs_the_dependent_after_a_failure,
+            graph::cancelling_a_job_cascades_like_a_failure,
+            graph::a_prerequisite_must_exist_and_not_have_failed_already,
+            graph::a_fan_in_resolves_once_its_last_prerequisite_ends,
+            graph::a_workflow_is_stored_and_read_as_one,
+            graph::cancelling_a_workflow_cancels_every_unfinished_job,
             modules::uploading_the_same_bytes_twice_is_idempotent,
             modules::a_name_resolves_to_the_module_that_was_given_it_last,
             modules::bytes_that_do_not_hash_to_their_name_are_refused,

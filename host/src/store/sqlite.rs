@@ -14,6 +14,7 @@
 
 mod blobs;
 mod connection;
+mod graph;
 mod jobs;
 mod modules;
 mod outcomes;
@@ -28,10 +29,12 @@ mod tests;
 
 use super::{
     ClaimRequest, Claimed, Error, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob, ModuleRecord,
-    Outcome, QueueStats, Recorded, Result, StateCounts,
+    Outcome, QueueStats, Recorded, Result, StateCounts, WorkflowFilter,
 };
 use crate::clock::Millis;
-use crate::job::{Job, JobDetail, JobId, NewJob, Submitted};
+use crate::job::{
+    Job, JobDetail, JobId, NewJob, NewWorkflow, Submitted, Workflow, WorkflowDetail, WorkflowId,
+};
 use crate::report::ModuleKind;
 use blobs::Blobs;
 use connection::{Role, Settings};
@@ -267,7 +270,62 @@ impl JobStore for SqliteStore {
             return Ok(Vec::new());
         }
         self.writer
-            .call(move |conn| jobs::insert(conn, &jobs, now))
+            .call(move |conn| jobs::insert(conn, &jobs, now, jobs::Origin::default()))
+            .await
+    }
+
+    async fn insert_workflow(
+        &self,
+        workflow: NewWorkflow,
+        now: Millis,
+    ) -> Result<(WorkflowId, Vec<Job>)> {
+        self.writer
+            .call(move |conn| {
+                let id = graph::insert_workflow(conn, workflow.name.as_deref(), now)?;
+                let origin = jobs::Origin {
+                    workflow: Some(id),
+                    parent: None,
+                };
+                let stored = jobs::insert(conn, &workflow.jobs, now, origin)?;
+                Ok((id, stored.into_iter().map(|s| s.job).collect()))
+            })
+            .await
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowDetail>> {
+        self.readers
+            .read(move |conn| graph::workflow(conn, id))
+            .await
+    }
+
+    async fn workflows(&self, filter: WorkflowFilter) -> Result<Vec<Workflow>> {
+        self.readers
+            .read(move |conn| graph::workflows(conn, &filter))
+            .await
+    }
+
+    async fn cancel_workflow(
+        &self,
+        id: WorkflowId,
+        reason: String,
+        now: Millis,
+    ) -> Result<Vec<JobId>> {
+        self.writer
+            .call(move |conn| {
+                let mut cancelled = Vec::new();
+                // Newest first: dependents come after their prerequisites,
+                // so each job is cancelled for the workflow's reason, not
+                // by the cascade of a prerequisite's cancel.
+                for job in graph::unfinished(conn, id)?.into_iter().rev() {
+                    // A job outside the workflow may have cascaded to it.
+                    match jobs::cancel(conn, job, Some(&reason), now) {
+                        Ok(_) => cancelled.push(job),
+                        Err(Error::Conflict(_)) => {}
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok(cancelled)
+            })
             .await
     }
 
@@ -315,7 +373,7 @@ impl JobStore for SqliteStore {
 
     async fn cancel_unless_final(&self, id: JobId, now: Millis) -> Result<Job> {
         self.writer
-            .call(move |conn| jobs::cancel(conn, id, now))
+            .call(move |conn| jobs::cancel(conn, id, None, now))
             .await
     }
 

@@ -339,9 +339,13 @@ mod tests {
                 finished_at: None,
                 last_error: None,
                 unique_key: None,
+                workflow: None,
+                node: None,
+                parent: None,
             },
             input: Json::null(),
             token: token.to_owned(),
+            dependencies: Vec::new(),
         }
     }
 

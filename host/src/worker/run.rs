@@ -19,7 +19,12 @@ pub(super) async fn run(
     cancel: CancelToken,
     progress: ProgressCell,
 ) -> Finished {
-    let Claimed { job, input, token } = claimed;
+    let Claimed {
+        job,
+        input,
+        token,
+        dependencies: _,
+    } = claimed;
     let lease = Lease { id: job.id, token };
     let started_at = queue.now();
     let ended = attempt(queue, &job, input, cancel, progress).await;

@@ -166,6 +166,8 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
                 limits: Limits::default(),
                 run_at: now,
                 unique: None,
+                depends_on: Vec::new(),
+                node: None,
             };
             for _ in 0..n.div_ceil(BATCH) {
                 store

@@ -185,10 +185,12 @@ pub(crate) async fn counts_cover_every_state(open: OpenFn) {
         .cancel_unless_final(claimed[0].job.id + 1, T0)
         .await
         .unwrap();
+    f.submit(f.after(&[claimed[0].job.id], 5, T0)).await;
     let counts = f.store.counts().await.unwrap();
     assert_eq!(
         counts,
         [
+            (JobState::Blocked, 1),
             (JobState::Pending, 1),
             (JobState::Running, 1),
             (JobState::Retrying, 0),

@@ -5,10 +5,10 @@
 //! Every function runs inside one writer batch, on the writer's connection,
 //! and changes only rows whose current state allows the verb.
 
-use super::modules;
 use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS, POLICY_COLUMNS};
+use super::{graph, modules};
 use crate::clock::Millis;
-use crate::job::{Job, JobId, JobState, NewJob, Submitted, Unique};
+use crate::job::{Job, JobId, JobState, NewJob, Submitted, Unique, WorkflowId};
 use crate::store::{ClaimRequest, Claimed, Error, Lease, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -30,17 +30,33 @@ pub(super) const CLAIM_CANDIDATES: &str = "SELECT id, effective_priority, run_at
      ORDER BY effective_priority, run_at, id
      LIMIT ?3";
 
-/// Stores new jobs, `pending`; each module must be recorded. A unique job
+/// Where new jobs come from: a workflow, the attempt of another job.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Origin {
+    /// The workflow they join.
+    pub workflow: Option<WorkflowId>,
+    /// The job whose attempt submitted them.
+    pub parent: Option<JobId>,
+}
+
+/// Stores new jobs: `pending`, or `blocked` while a prerequisite is not
+/// resolved (see `graph`); each module must be recorded. A unique job
 /// whose key matches a job of its queue that is not final, or finished
 /// within its window, is not stored: that job is returned instead. Runs in
 /// one writer command, so concurrent submissions of one key store one job.
-pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<Vec<Submitted>> {
+pub(super) fn insert(
+    conn: &Connection,
+    jobs: &[NewJob],
+    now: Millis,
+    origin: Origin,
+) -> Result<Vec<Submitted>> {
     let sql = format!(
         "INSERT INTO jobs (module, module_name, input, priority, effective_priority, state,
                            max_attempts, run_at, created_at, {POLICY_COLUMNS}, queue,
-                           unique_key)
-         VALUES (?1, ?2, ?3, ?4, ?4, 'pending', ?5, ?6, ?7,
-                 ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+                           unique_key, prereqs, waiting_on, workflow_id, node, parent_id)
+         VALUES (?1, ?2, ?3, ?4, ?4, CASE WHEN ?22 > 0 THEN 'blocked' ELSE 'pending' END,
+                 ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                 ?21, ?22, ?23, ?24, ?25)
          RETURNING {JOB_COLUMNS}"
     );
     let mut insert = conn.prepare_cached(&sql)?;
@@ -62,6 +78,7 @@ pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<
             });
             continue;
         }
+        let prereqs = graph::prereqs(conn, &new.depends_on, &stored)?;
         // A queue is created on first use.
         if last_queue != Some(new.queue.as_str()) {
             queue.execute(params![new.queue, now])?;
@@ -91,11 +108,15 @@ pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: Millis) -> Result<
             jitter,
             new.queue,
             new.unique.as_ref().map(|u| u.key.as_str()),
+            prereqs.edges.len() as i64,
+            prereqs.waiting,
+            origin.workflow,
+            new.node,
+            origin.parent,
         ];
-        stored.push(Submitted {
-            job: insert.query_row(values, rows::job)?,
-            created: true,
-        });
+        let job = insert.query_row(values, rows::job)?;
+        graph::insert_edges(conn, job.id, &prereqs)?;
+        stored.push(Submitted { job, created: true });
     }
     Ok(stored)
 }
@@ -107,7 +128,7 @@ fn holding(conn: &Connection, queue: &str, unique: &Unique, now: Millis) -> Resu
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_unique
          WHERE queue = ?1 AND unique_key = ?2
-           AND (state IN ('pending', 'running', 'retrying') OR finished_at > ?3)
+           AND (state NOT IN ('completed', 'failed', 'cancelled') OR finished_at > ?3)
          ORDER BY id DESC LIMIT 1"
     );
     Ok(conn
@@ -158,21 +179,28 @@ pub(super) fn claim(
                 lease_token = lower(hex(randomblob(16))), lease_expires_at = ?3,
                 claimed_at = ?4
          WHERE id = ?1
-         RETURNING {JOB_COLUMNS}, input, lease_token"
+         RETURNING {JOB_COLUMNS}, input, lease_token, prereqs"
     );
     let mut update = conn.prepare_cached(&sql)?;
     let expires = now.saturating_add(request.lease_ms);
     let mut claimed = Vec::with_capacity(candidates.len());
     for (_, _, id) in candidates {
-        claimed.push(
+        let (mut job, prereqs): (Claimed, i64) =
             update.query_row(params![id, request.owner, expires, now], |row| {
-                Ok(Claimed {
-                    job: rows::job(row)?,
-                    input: rows::json(row, JOB_COLUMN_COUNT)?,
-                    token: row.get(JOB_COLUMN_COUNT + 1)?,
-                })
-            })?,
-        );
+                Ok((
+                    Claimed {
+                        job: rows::job(row)?,
+                        input: rows::json(row, JOB_COLUMN_COUNT)?,
+                        token: row.get(JOB_COLUMN_COUNT + 1)?,
+                        dependencies: Vec::new(),
+                    },
+                    row.get(JOB_COLUMN_COUNT + 2)?,
+                ))
+            })?;
+        if prereqs > 0 {
+            job.dependencies = graph::resolved(conn, id)?;
+        }
+        claimed.push(job);
     }
     Ok(claimed)
 }
@@ -207,7 +235,15 @@ pub(super) fn renew(conn: &Connection, leases: &[Lease], until: Millis) -> Resul
 /// Cancels a job that is not final. A running job's lease stops counting
 /// (no renewal, no rescue) but its token is kept, so the worker's report of
 /// the interrupted attempt is still filed; the job stays cancelled.
-pub(super) fn cancel(conn: &Connection, id: JobId, now: Millis) -> Result<Job> {
+///
+/// `reason`, when given, is kept as the job's `last_error`. The jobs
+/// waiting for it follow (see `graph`).
+pub(super) fn cancel(
+    conn: &Connection,
+    id: JobId,
+    reason: Option<&str>,
+    now: Millis,
+) -> Result<Job> {
     let state = state_of(conn, id)?;
     if state.is_final() {
         return Err(Error::Conflict(format!(
@@ -216,12 +252,14 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Millis) -> Result<Job> {
     }
     let sql = format!(
         "UPDATE jobs SET state = 'cancelled', finished_at = ?2, lease_owner = NULL,
-                lease_expires_at = NULL
+                lease_expires_at = NULL, last_error = coalesce(?3, last_error)
          WHERE id = ?1 RETURNING {JOB_COLUMNS}"
     );
-    Ok(conn
+    let job = conn
         .prepare_cached(&sql)?
-        .query_row(params![id, now], rows::job)?)
+        .query_row(params![id, now, reason], rows::job)?;
+    graph::ended(conn, id, JobState::Cancelled, now)?;
+    Ok(job)
 }
 
 /// Moves a `failed` job back to `pending` with a fresh attempt budget, due

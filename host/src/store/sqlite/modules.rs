@@ -72,7 +72,7 @@ pub(super) fn delete(conn: &Connection, hash: &str) -> Result<()> {
     let user: Option<(i64, String)> = conn
         .prepare_cached(
             "SELECT id, state FROM jobs
-             WHERE module = ?1 AND state IN ('pending', 'running', 'retrying')
+             WHERE module = ?1 AND state NOT IN ('completed', 'failed', 'cancelled')
              ORDER BY id LIMIT 1",
         )?
         .query_row([hash], |row| Ok((row.get(0)?, row.get(1)?)))

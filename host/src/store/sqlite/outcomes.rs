@@ -11,10 +11,11 @@
 //! Attempts are numbered by the job's `attempts_total`, which counts every
 //! claim of the job and, unlike `attempt`, is not reset by a requeue.
 
+use super::graph;
 use super::jobs::CLEAR_LEASE;
 use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS};
 use crate::clock::Millis;
-use crate::job::JobId;
+use crate::job::{JobId, JobState};
 use crate::policy::Decision;
 use crate::store::{
     AttemptRecord, Lease, LeaseFilter, LeasedJob, Outcome, Recorded, Result, encoding,
@@ -120,6 +121,7 @@ fn apply(conn: &Connection, outcome: &Outcome, require: Require) -> Result<Recor
             );
             conn.prepare_cached(&sql)?
                 .execute(params![id, output, outcome.at])?;
+            graph::ended(conn, id, JobState::Completed, outcome.at)?;
         }
         Decision::Retry { run_at, limits } => {
             let [fuel, memory, timeout, output, records, log_bytes, tail] =
@@ -136,8 +138,8 @@ fn apply(conn: &Connection, outcome: &Outcome, require: Require) -> Result<Recor
                 id, run_at, fuel, memory, timeout, output, records, log_bytes, tail
             ])?;
         }
-        Decision::DeadLetter => finish(conn, id, "failed", outcome.at)?,
-        Decision::Cancelled => finish(conn, id, "cancelled", outcome.at)?,
+        Decision::DeadLetter => finish(conn, id, JobState::Failed, outcome.at)?,
+        Decision::Cancelled => finish(conn, id, JobState::Cancelled, outcome.at)?,
         Decision::Release => unreachable!("handled above"),
     }
     Ok(Recorded::Applied)
@@ -167,14 +169,15 @@ fn held(conn: &Connection, lease: &Lease, require: Require) -> Result<Option<Hel
         .optional()?)
 }
 
-/// Ends the job in a final `state`.
-fn finish(conn: &Connection, id: JobId, state: &str, now: Millis) -> Result<()> {
+/// Ends the job in a final `state`; the jobs waiting for it follow.
+fn finish(conn: &Connection, id: JobId, state: JobState, now: Millis) -> Result<()> {
     let sql = format!(
         "UPDATE jobs SET state = ?2, finished_at = ?3, {CLEAR_LEASE}
          WHERE id = ?1"
     );
     conn.prepare_cached(&sql)?
-        .execute(params![id, state, now])?;
+        .execute(params![id, state.as_str(), now])?;
+    graph::ended(conn, id, state, now)?;
     Ok(())
 }
 

@@ -37,11 +37,13 @@ pub(super) fn job(conn: &Connection, id: JobId) -> Result<Option<JobDetail>> {
         .prepare_cached(&sql)?
         .query_map([id], rows::attempt)?
         .collect::<rusqlite::Result<_>>()?;
+    let depends_on = super::graph::edges_into(&snapshot, id)?;
     Ok(Some(JobDetail {
         job,
         input,
         output,
         attempts,
+        depends_on,
     }))
 }
 
@@ -127,6 +129,7 @@ pub(super) fn queues(conn: &Connection, now: Millis) -> Result<Vec<QueueStats>> 
                 name: row.get(0)?,
                 paused: row.get(1)?,
                 created_at: row.get(2)?,
+                blocked: 0,
                 pending: 0,
                 retrying: 0,
                 running: 0,
@@ -136,7 +139,8 @@ pub(super) fn queues(conn: &Connection, now: Millis) -> Result<Vec<QueueStats>> 
         .collect::<rusqlite::Result<_>>()?;
     let mut counts = conn.prepare_cached(
         "SELECT queue, state, count(*) FROM jobs
-         WHERE state IN ('pending', 'retrying', 'running') GROUP BY queue, state",
+         WHERE state IN ('blocked', 'pending', 'retrying', 'running')
+         GROUP BY queue, state",
     )?;
     let counts = counts
         .query_map([], |row| {
@@ -160,6 +164,7 @@ pub(super) fn queues(conn: &Connection, now: Millis) -> Result<Vec<QueueStats>> 
             }
             let n = u64::try_from(*n).unwrap_or(0);
             match state {
+                JobState::Blocked => queue.blocked = n,
                 JobState::Pending => queue.pending = n,
                 JobState::Retrying => queue.retrying = n,
                 JobState::Running => queue.running = n,

@@ -33,6 +33,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/v3.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("schema/v4.sql"),
+        rebuilds: true,
+    },
 ];
 
 /// The schema version this code reads and writes.
@@ -170,6 +174,21 @@ mod tests {
                          11, 13, 17, 19, 1, 250, 9000, 1, 1000, 1000);
              UPDATE sqlite_sequence SET seq = 10 WHERE name = 'jobs';"#,
         ),
+        (
+            3,
+            r#"INSERT INTO modules (hash, kind, size, created_at)
+                 VALUES ('aa', 'command', 3, 1000);
+             INSERT INTO module_names (name, hash, created_at) VALUES ('seed', 'aa', 1000);
+             INSERT INTO queues (name, paused, created_at) VALUES ('emails', 1, 1000);
+             INSERT INTO jobs (id, module, module_name, input, priority, effective_priority,
+                               state, max_attempts, fuel, memory_bytes, timeout_ms,
+                               output_bytes, log_records, log_bytes, stdio_tail_bytes, backoff,
+                               retry_base_ms, retry_max_delay_ms, retry_jitter, run_at,
+                               created_at, queue, unique_key)
+                 VALUES (1, 'aa', 'seed', '{"n":1}', 5, 4, 'pending', 3, 123, 1048576, 7,
+                         11, 13, 17, 19, 1, 250, 9000, 1, 1000, 1000, 'emails', 'k');
+             UPDATE sqlite_sequence SET seq = 10 WHERE name = 'jobs';"#,
+        ),
     ];
 
     fn connect(path: &Path) -> Connection {
@@ -242,6 +261,12 @@ mod tests {
         if from == 1 {
             check_v1_history(&store).await;
         }
+        if from >= 3 {
+            assert_eq!(pending.job.queue, "emails");
+            assert_eq!(pending.job.unique_key.as_deref(), Some("k"));
+            let queues = store.queues(2_000).await.unwrap();
+            assert!(queues[0].paused, "{queues:?}");
+        }
         // Ids keep increasing past every id ever used.
         let new = crate::job::NewJob {
             module: crate::job::ModuleRef {
@@ -271,6 +296,8 @@ mod tests {
             limits: job.limits,
             run_at: job.run_at,
             unique: None,
+            depends_on: Vec::new(),
+            node: None,
         }
     }
 
