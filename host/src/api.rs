@@ -16,6 +16,7 @@ mod modules;
 pub mod openapi;
 mod queues;
 pub mod views;
+mod workflows;
 
 pub use error::ApiError;
 
@@ -149,6 +150,15 @@ fn table() -> Vec<RouteEntry> {
             Method::POST,
             "/v1/queues/{queue}/resume",
             queues::resume,
+        ),
+        entry(Jobs, Method::POST, "/v1/workflows", workflows::submit),
+        entry(Jobs, Method::GET, "/v1/workflows", workflows::list),
+        entry(Jobs, Method::GET, "/v1/workflows/{id}", workflows::get),
+        entry(
+            Jobs,
+            Method::POST,
+            "/v1/workflows/{id}/cancel",
+            workflows::cancel,
         ),
         entry(Jobs, Method::GET, "/v1/stats", host_info::stats),
         entry(Jobs, Method::GET, "/v1/workers", host_info::workers),

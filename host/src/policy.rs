@@ -21,11 +21,15 @@ mod admit;
 mod decide;
 mod escalation;
 mod retry;
+mod workflow;
 
 pub use admit::{Invalid, JobSpec, LimitsSpec, RetrySpec, UniqueSpec};
 pub use decide::{Decision, Ending, decide};
 pub use escalation::Escalation;
 pub use retry::{Backoff, DEFAULT_RETRY_BASE_MS, DEFAULT_RETRY_MAX_DELAY_MS, RetryPolicy};
+pub use workflow::{
+    NodeEdge, NodeSpec, Plan, WORKFLOW_JOBS_MAX, WORKFLOW_NAME_MAX, WorkflowSpec, plan,
+};
 
 use crate::clock::Millis;
 use crate::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Job};

@@ -15,10 +15,15 @@
 
 use crate::clock::{Clock, Millis};
 use crate::engine::{Engine, LoadError, Module};
-use crate::job::{Job, JobDetail, JobId, ModuleRef, Submitted};
-use crate::policy::{Invalid, JobSpec, Policy};
+use crate::job::{
+    Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, Submitted, Workflow,
+    WorkflowDetail, WorkflowId,
+};
+use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::Progress;
-use crate::store::{self, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts};
+use crate::store::{
+    self, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts, WorkflowFilter,
+};
 use crate::worker::Registry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -129,6 +134,10 @@ struct Inner {
     /// Callers of [`Queue::wait`], by job: told when the job may have
     /// changed state.
     waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<()>>>>,
+    /// Callers of [`Queue::wait`] on a `blocked` job: it changes when
+    /// another job ends (which this host may not know leads to it), so
+    /// they are told of every change.
+    blocked_waiters: Mutex<Vec<oneshot::Sender<()>>>,
     /// Counts the changes this host made, for [`Queue::changes`].
     changes: watch::Sender<u64>,
     /// Module references (hash or name) already resolved. Per host: only
@@ -155,6 +164,7 @@ impl Queue {
                 registry: Arc::new(Registry::new()),
                 wake: Notify::new(),
                 waiters: Mutex::new(HashMap::new()),
+                blocked_waiters: Mutex::new(Vec::new()),
                 changes: watch::Sender::new(0),
                 resolved: Mutex::new(Resolved::default()),
             }),
@@ -326,32 +336,93 @@ impl Queue {
         let now = self.now();
         let mut jobs = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
-            let refused = |invalid| Error::InvalidJob { index, invalid };
-            let record = match self.resolve(&spec.module).await {
-                Ok(record) => record,
-                Err(Error::Store(store::Error::NotFound(_))) => {
-                    return Err(Error::UnknownModule {
-                        index,
-                        reference: spec.module,
-                    });
-                }
-                Err(other) => return Err(other),
-            };
-            let name = if spec.module == record.hash {
-                record.name.clone()
-            } else {
-                Some(spec.module.clone())
-            };
-            let module = ModuleRef {
-                hash: record.hash,
-                name,
-            };
-            jobs.push(self.policy().admit(spec, module, now).map_err(refused)?);
+            jobs.push(self.admit(spec, index, now).await?);
         }
         let jobs = self.inner.store.insert_jobs(jobs, now).await?;
         self.wake();
         self.changed(jobs.iter().map(|submitted| submitted.job.id));
         Ok(jobs)
+    }
+
+    /// Submits a workflow: checks its graph (names, edges, no cycle),
+    /// then each job as [`submit`](Self::submit) does, and stores the
+    /// workflow and all its jobs in one durable commit, or nothing. Errors
+    /// name a job by its index in the request.
+    pub async fn submit_workflow(
+        &self,
+        spec: WorkflowSpec,
+    ) -> Result<(WorkflowId, Vec<Job>), Error> {
+        let plan = crate::policy::plan(spec)?;
+        let now = self.now();
+        let mut jobs = Vec::with_capacity(plan.jobs.len());
+        for (spec, &index) in plan.jobs.into_iter().zip(&plan.request_index) {
+            jobs.push(self.admit(spec, index, now).await?);
+        }
+        let workflow = NewWorkflow {
+            name: plan.name,
+            jobs,
+        };
+        let (id, jobs) = self.inner.store.insert_workflow(workflow, now).await?;
+        self.wake();
+        self.changed(jobs.iter().map(|job| job.id));
+        Ok((id, jobs))
+    }
+
+    /// Job `index` of a submission: its module resolved and the policy
+    /// applied.
+    async fn admit(&self, spec: JobSpec, index: usize, now: Millis) -> Result<NewJob, Error> {
+        let record = match self.resolve(&spec.module).await {
+            Ok(record) => record,
+            Err(Error::Store(store::Error::NotFound(_))) => {
+                return Err(Error::UnknownModule {
+                    index,
+                    reference: spec.module,
+                });
+            }
+            Err(other) => return Err(other),
+        };
+        let name = if spec.module == record.hash {
+            record.name.clone()
+        } else {
+            Some(spec.module.clone())
+        };
+        let module = ModuleRef {
+            hash: record.hash,
+            name,
+        };
+        self.policy()
+            .admit(spec, module, now)
+            .map_err(|invalid| Error::InvalidJob { index, invalid })
+    }
+
+    /// One workflow with its jobs and edges.
+    pub async fn workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
+        self.inner
+            .store
+            .workflow(id)
+            .await?
+            .ok_or_else(|| store::Error::NotFound(format!("workflow {id} not found")).into())
+    }
+
+    /// Workflows, newest first.
+    pub async fn workflows(&self, filter: WorkflowFilter) -> Result<Vec<Workflow>, Error> {
+        Ok(self.inner.store.workflows(filter).await?)
+    }
+
+    /// Cancels every job of a workflow that is not final (those this host
+    /// runs are stopped at once); returns the workflow after.
+    pub async fn cancel_workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
+        let reason = format!("workflow {id} was cancelled");
+        let cancelled = self
+            .inner
+            .store
+            .cancel_workflow(id, reason, self.now())
+            .await?;
+        for &job in &cancelled {
+            self.inner.registry.cancel(job);
+        }
+        self.changed(cancelled);
+        self.workflow(id).await
     }
 
     /// Cancels a job; one this host runs is stopped at once.
@@ -396,14 +467,26 @@ impl Queue {
     /// wait is wall-clock time: it bounds an HTTP request, not a job.
     pub async fn wait(&self, id: JobId, wait: Duration) -> Result<(JobDetail, Live), Error> {
         let deadline = tokio::time::Instant::now() + wait;
+        // Whether the last read found the job blocked.
+        let mut blocked = false;
         loop {
             // Register before reading, so a change between the read and
             // the wait is not missed.
             let (told, changed) = oneshot::channel();
-            self.waiters().entry(id).or_default().push(told);
+            if blocked {
+                self.blocked_waiters().push(told);
+            } else {
+                self.waiters().entry(id).or_default().push(told);
+            }
             let found = self.job(id).await;
             let waited = match &found {
+                Ok((detail, _)) if detail.job.state == JobState::Blocked && !blocked => {
+                    // Listen to every change instead, and read again.
+                    blocked = true;
+                    continue;
+                }
                 Ok((detail, _)) if !detail.job.state.is_final() => {
+                    blocked = detail.job.state == JobState::Blocked;
                     tokio::time::timeout_at(deadline, changed).await.is_ok()
                 }
                 _ => {
@@ -531,6 +614,9 @@ impl Queue {
                 }
             }
         }
+        for told in std::mem::take(&mut *self.blocked_waiters()) {
+            let _ = told.send(());
+        }
         if !self.inner.changes.is_closed() {
             self.inner.changes.send_modify(|n| *n += 1);
         }
@@ -554,8 +640,13 @@ impl Queue {
         self.inner.waiters.lock().expect("waiters map")
     }
 
+    fn blocked_waiters(&self) -> std::sync::MutexGuard<'_, Vec<oneshot::Sender<()>>> {
+        self.inner.blocked_waiters.lock().expect("blocked waiters")
+    }
+
     /// Drops the registrations of callers that stopped waiting.
     fn forget_waiters(&self, id: JobId) {
+        self.blocked_waiters().retain(|told| !told.is_closed());
         let mut waiters = self.waiters();
         if let Some(list) = waiters.get_mut(&id) {
             list.retain(|told| !told.is_closed());

@@ -41,7 +41,7 @@ pub struct JobCounts {
 }
 
 impl JobCounts {
-    fn from_counts(counts: &StateCounts) -> JobCounts {
+    pub(super) fn from_counts(counts: &StateCounts) -> JobCounts {
         let mut jobs = JobCounts::default();
         for &(state, n) in counts {
             let slot = match state {

@@ -5,6 +5,7 @@ use super::body::{Whole, object};
 use super::error::ErrorBody;
 use super::openapi::Unauthorized;
 use super::views::{self, BackoffView, JobSummary, JobView};
+use super::workflows::JobDependency;
 use super::{ApiError, AppState};
 use crate::job::{JobId, JobState};
 use crate::policy::{Invalid, JobSpec, LimitsSpec, RetrySpec, UniqueSpec};
@@ -32,41 +33,46 @@ pub(super) const MAX_PAGE: usize = 1_000;
 #[schema(example = json!({"module": "hello", "input": {"name": "Ada"}, "priority": 2}))]
 pub struct SubmitJob {
     /// The queue to wait in; `default` when absent.
-    queue: Option<String>,
+    pub(super) queue: Option<String>,
     /// Module hash or name.
-    module: String,
+    pub(super) module: String,
     /// Any JSON; `null` when absent.
     #[schema(value_type = views::RawJson, required = false)]
-    input: Option<Box<RawValue>>,
+    pub(super) input: Option<Box<RawValue>>,
     /// 0 (critical) to 10 (low); 5 when absent.
     #[schema(value_type = Option<u8>)]
-    priority: Whole<u8>,
+    pub(super) priority: Whole<u8>,
     /// Attempts allowed in all, at least 1; the server's default when
     /// absent.
     #[schema(value_type = Option<u32>)]
-    max_attempts: Whole<u32>,
+    pub(super) max_attempts: Whole<u32>,
     /// How to retry; each field left out takes the server's default
     /// policy's.
-    retry: Option<RetryPatch>,
+    pub(super) retry: Option<RetryPatch>,
     /// Limits of the first attempt; each one left out takes the server's
     /// default.
-    limits: Option<LimitsPatch>,
+    pub(super) limits: Option<LimitsPatch>,
     /// Run no earlier than this many milliseconds from now.
     #[schema(value_type = Option<u64>)]
-    delay_ms: Whole<u64>,
+    pub(super) delay_ms: Whole<u64>,
     /// At most one job with this key in the queue at a time: while one is
     /// not final (or finished less than `window_ms` ago), submitting
     /// another answers that job with a 200 instead of storing a new one.
-    unique: Option<UniquePatch>,
+    pub(super) unique: Option<UniquePatch>,
+    /// Jobs it waits for, `blocked`, until each completes (by default it
+    /// is cancelled if one fails or is cancelled).
+    #[schema(max_items = 100000)]
+    pub(super) depends_on: Vec<JobDependency>,
     /// Run no earlier than this time, an RFC 3339 date-time with an offset
     /// (`2026-12-01T08:00:00Z`). A time in the past means now; with
     /// `delay_ms` too, the later of the two holds.
     #[schema(value_type = Option<String>, format = DateTime)]
-    run_at: Option<String>,
+    pub(super) run_at: Option<String>,
 }
 
 object!(SubmitJob {
-    queue, module, input, priority, max_attempts, retry, limits, delay_ms, unique, run_at
+    queue, module, input, priority, max_attempts, retry, limits, delay_ms, unique, depends_on,
+    run_at
 } required { module });
 
 /// A unique job's key.
@@ -84,8 +90,13 @@ pub struct UniquePatch {
 object!(UniquePatch { key, window_ms } required { key });
 
 impl SubmitJob {
-    fn into_spec(self) -> Result<JobSpec, Invalid> {
+    pub(super) fn into_spec(self) -> Result<JobSpec, Invalid> {
         let run_at = self.run_at.as_deref().map(parse_time).transpose()?;
+        let depends_on = self
+            .depends_on
+            .into_iter()
+            .map(JobDependency::into_dependency)
+            .collect::<Result<_, _>>()?;
         Ok(JobSpec {
             queue: self.queue,
             module: self.module,
@@ -99,7 +110,7 @@ impl SubmitJob {
                 key: unique.key,
                 window_ms: unique.window_ms.0,
             }),
-            depends_on: Vec::new(),
+            depends_on,
             node: None,
             run_at,
         })
@@ -214,7 +225,7 @@ pub struct JobBatch {
 
 /// A refused job of a submission, named as the request names it: the field
 /// alone for one job, `jobs[3].field` in a batch.
-fn refused(error: queue::Error, batch: bool) -> ApiError {
+pub(super) fn refused(error: queue::Error, batch: bool) -> ApiError {
     match error {
         queue::Error::InvalidJob { index, invalid } if batch => {
             ApiError::invalid(invalid.within("jobs", index).to_string())
@@ -479,7 +490,7 @@ pub async fn list(
         None => None,
         Some(text) => Some(JobState::parse(text).ok_or_else(|| {
             ApiError::invalid(format!(
-                "state: unknown state `{text}`, use one of pending, running, retrying, completed, failed, cancelled"
+                "state: unknown state `{text}`, use one of blocked, pending, running, retrying, completed, failed, cancelled"
             ))
         })?),
     };
@@ -527,7 +538,7 @@ pub async fn list(
 
 /// A listing's page size: [`DEFAULT_PAGE`] when absent, refused outside
 /// 1 to [`MAX_PAGE`].
-fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+pub(super) fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(limit @ 1..=MAX_PAGE) => Ok(limit),

@@ -10,7 +10,7 @@
 mod contract;
 
 use super::error::ErrorBody;
-use super::{ApiConfig, AppState, host_info, jobs, modules, queues};
+use super::{ApiConfig, AppState, host_info, jobs, modules, queues, workflows};
 use crate::policy::Policy;
 use axum::extract::State;
 use axum::http::header;
@@ -64,6 +64,10 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         queues::get,
         queues::pause,
         queues::resume,
+        workflows::submit,
+        workflows::list,
+        workflows::get,
+        workflows::cancel,
         host_info::stats,
         host_info::workers,
         serve,
@@ -77,6 +81,8 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         (name = "jobs", description = "Submit (one or a batch), get, list and cancel jobs."),
         (name = "dead-letter", description = "Failed jobs: list, re-queue, purge."),
         (name = "queues", description = "Named queues: depth, oldest wait, pause and resume."),
+        (name = "workflows", description = "Graphs of jobs submitted together: submit, get, \
+            list, cancel."),
         (name = "host", description = "What this host is doing."),
         (name = "health", description = "Probes, outside `/v1`, always public."),
         (name = "docs", description = "This document."),

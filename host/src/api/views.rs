@@ -8,7 +8,10 @@
 //! show a report the same way.
 
 use crate::clock::Millis;
-use crate::job::{Attempt, Job, JobDetail, JobId, JobState};
+use crate::job::{
+    Attempt, Edge, Job, JobDetail, JobId, JobState, OnFailure, Workflow, WorkflowDetail,
+    WorkflowId, WorkflowState,
+};
 use crate::json::Json;
 use crate::limits::Limits;
 use crate::policy::{Backoff, RetryPolicy};
@@ -230,6 +233,15 @@ pub struct JobSummary {
     /// Its unique key, if it has one.
     #[schema(required = true)]
     unique_key: Option<String>,
+    /// The workflow it belongs to, if any.
+    #[schema(value_type = Option<i64>, required = true)]
+    workflow: Option<WorkflowId>,
+    /// Its name in that workflow.
+    #[schema(required = true)]
+    node: Option<String>,
+    /// The job whose attempt submitted it, if one did.
+    #[schema(value_type = Option<i64>, required = true)]
+    parent: Option<JobId>,
 }
 
 impl JobSummary {
@@ -253,6 +265,9 @@ impl JobSummary {
             finished_at: job.finished_at,
             last_error: job.last_error,
             unique_key: job.unique_key,
+            workflow: job.workflow,
+            node: job.node,
+            parent: job.parent,
         }
     }
 }
@@ -280,6 +295,8 @@ pub struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     progress: Option<ProgressView>,
+    /// Its prerequisites.
+    depends_on: Vec<DependencyView>,
     /// Every finished attempt's report, oldest first.
     attempts: Vec<AttemptView>,
 }
@@ -292,7 +309,159 @@ impl JobView {
             input: RawJson(detail.input),
             output: detail.output.map(RawJson),
             progress: live.progress.as_ref().map(ProgressView::from),
+            depends_on: detail.depends_on.iter().map(DependencyView::from).collect(),
             attempts: detail.attempts.into_iter().map(AttemptView::from).collect(),
+        }
+    }
+}
+
+/// What a dependent does when a prerequisite fails or is cancelled.
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = OnFailure)]
+pub enum OnFailureView {
+    /// It is cancelled, and the jobs waiting for it after it.
+    Cancel,
+    /// It runs anyway once its other prerequisites are resolved (and sees
+    /// how this one ended).
+    Continue,
+}
+
+impl From<OnFailure> for OnFailureView {
+    fn from(on_failure: OnFailure) -> Self {
+        match on_failure {
+            OnFailure::Cancel => OnFailureView::Cancel,
+            OnFailure::Continue => OnFailureView::Continue,
+        }
+    }
+}
+
+impl From<OnFailureView> for OnFailure {
+    fn from(on_failure: OnFailureView) -> Self {
+        match on_failure {
+            OnFailureView::Cancel => OnFailure::Cancel,
+            OnFailureView::Continue => OnFailure::Continue,
+        }
+    }
+}
+
+/// A prerequisite of a job.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Dependency)]
+pub struct DependencyView {
+    /// The job waited for.
+    #[schema(value_type = i64)]
+    job: JobId,
+    /// The name the dependent knows its output by.
+    name: String,
+    /// What happens if it fails or is cancelled.
+    on_failure: OnFailureView,
+}
+
+impl From<&Edge> for DependencyView {
+    fn from(edge: &Edge) -> Self {
+        DependencyView {
+            job: edge.prereq,
+            name: edge.name.clone(),
+            on_failure: edge.on_failure.into(),
+        }
+    }
+}
+
+/// Where a workflow is.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = WorkflowState)]
+pub enum WorkflowStateView {
+    /// A job is not final yet.
+    Running,
+    /// Every job completed.
+    Completed,
+    /// Every job is final and one failed.
+    Failed,
+    /// Every job is final, one was cancelled and none failed.
+    Cancelled,
+}
+
+impl From<WorkflowState> for WorkflowStateView {
+    fn from(state: WorkflowState) -> Self {
+        match state {
+            WorkflowState::Running => WorkflowStateView::Running,
+            WorkflowState::Completed => WorkflowStateView::Completed,
+            WorkflowState::Failed => WorkflowStateView::Failed,
+            WorkflowState::Cancelled => WorkflowStateView::Cancelled,
+        }
+    }
+}
+
+/// A workflow, as listings show it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Workflow)]
+pub struct WorkflowSummary {
+    /// Its id.
+    #[schema(value_type = i64)]
+    id: WorkflowId,
+    /// Its name, if it was given one.
+    #[schema(required = true)]
+    name: Option<String>,
+    /// Where it is, from its jobs' states.
+    state: WorkflowStateView,
+    /// When it was submitted.
+    #[schema(value_type = i64)]
+    created_at: Millis,
+    /// Its jobs in each state.
+    jobs: super::host_info::JobCounts,
+}
+
+impl From<Workflow> for WorkflowSummary {
+    fn from(workflow: Workflow) -> Self {
+        WorkflowSummary {
+            id: workflow.id,
+            state: workflow.state().into(),
+            jobs: super::host_info::JobCounts::from_counts(&workflow.counts),
+            name: workflow.name,
+            created_at: workflow.created_at,
+        }
+    }
+}
+
+/// A workflow with every job and edge.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowView {
+    #[serde(flatten)]
+    workflow: WorkflowSummary,
+    /// Its jobs, by id (prerequisites before the jobs that wait for them),
+    /// each with its prerequisites.
+    nodes: Vec<WorkflowNode>,
+}
+
+/// A job of a workflow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowNode {
+    #[serde(flatten)]
+    job: JobSummary,
+    /// Its prerequisites.
+    depends_on: Vec<DependencyView>,
+}
+
+impl From<WorkflowDetail> for WorkflowView {
+    fn from(detail: WorkflowDetail) -> Self {
+        let mut edges: std::collections::HashMap<JobId, Vec<DependencyView>> =
+            std::collections::HashMap::new();
+        for edge in &detail.edges {
+            edges.entry(edge.job).or_default().push(edge.into());
+        }
+        let nodes = detail
+            .jobs
+            .into_iter()
+            .map(|job| WorkflowNode {
+                depends_on: edges.remove(&job.id).unwrap_or_default(),
+                job: job.into(),
+            })
+            .collect();
+        WorkflowView {
+            workflow: detail.workflow.into(),
+            nodes,
         }
     }
 }

@@ -956,3 +956,203 @@ async fn the_operator_bounds_long_polls_and_the_document_says_so() {
         .clone();
     assert_eq!(wait["schema"]["maximum"], 50);
 }
+
+#[tokio::test]
+async fn a_workflow_is_checked_whole_and_stored_whole() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let order = json!({"name": "order-42", "jobs": [
+        {"name": "email", "module": "hello", "priority": 9, "depends_on": ["shipping"]},
+        {"name": "payment", "module": "hello", "priority": 1},
+        {"name": "inventory", "module": "hello", "priority": 1},
+        {"name": "shipping", "module": "hello",
+         "depends_on": ["payment", {"job": "inventory", "on_failure": "cancel"}]},
+        {"name": "cleanup", "module": "hello",
+         "depends_on": [{"job": "shipping", "on_failure": "continue"}]},
+    ]});
+    let (status, workflow) = api.post_json("/v1/workflows", order).await;
+    assert_eq!(status, StatusCode::CREATED, "{workflow}");
+    assert_eq!(workflow["name"], "order-42");
+    assert_eq!(workflow["state"], "running");
+    assert_eq!(workflow["jobs"]["pending"], 2);
+    assert_eq!(workflow["jobs"]["blocked"], 3);
+    let nodes = workflow["nodes"].as_array().unwrap();
+    let names: Vec<_> = nodes.iter().map(|n| n["node"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["payment", "inventory", "shipping", "email", "cleanup"]
+    );
+    let id_of = |name: &str| nodes.iter().find(|n| n["node"] == name).unwrap()["id"].clone();
+    assert_eq!(
+        nodes[2]["depends_on"],
+        json!([
+            {"job": id_of("payment"), "name": "payment", "on_failure": "cancel"},
+            {"job": id_of("inventory"), "name": "inventory", "on_failure": "cancel"},
+        ])
+    );
+    assert_eq!(nodes[4]["depends_on"][0]["on_failure"], "continue");
+    let id = workflow["id"].as_i64().unwrap();
+    let (status, again) = api.get(&format!("/v1/workflows/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["nodes"], workflow["nodes"]);
+    let (_, job) = api.get(&format!("/v1/jobs/{}", id_of("shipping"))).await;
+    assert_eq!(job["state"], "blocked");
+    assert_eq!(job["workflow"], id);
+    assert_eq!(job["depends_on"], nodes[2]["depends_on"]);
+    let (_, page) = api.get("/v1/workflows").await;
+    assert_eq!(page["workflows"][0]["id"], id);
+    // Cancel: every job that is not final, each with the reason.
+    let (status, cancelled) = api
+        .post_json(&format!("/v1/workflows/{id}/cancel"), json!(null))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    for node in cancelled["nodes"].as_array().unwrap() {
+        assert_eq!(node["state"], "cancelled", "{node}");
+        assert_eq!(node["last_error"], format!("workflow {id} was cancelled"));
+    }
+    let (status, body) = api.get("/v1/workflows/999").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+}
+
+#[tokio::test]
+async fn a_bad_graph_is_a_400_naming_the_problem_and_stores_nothing() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let job =
+        |name: &str, after: Value| json!({"name": name, "module": "hello", "depends_on": after});
+    for (jobs, message) in [
+        (
+            json!([job("a", json!([])), job("b", json!(["nope"]))]),
+            "jobs[1].depends_on: no job of the workflow is named `nope`",
+        ),
+        (
+            json!([job("a", json!(["a"]))]),
+            "jobs[0].depends_on: `a` cannot depend on itself",
+        ),
+        (
+            json!([
+                job("a", json!(["c"])),
+                job("b", json!(["a"])),
+                job("c", json!(["b"]))
+            ]),
+            "jobs: the dependencies form a cycle: a → b → c → a",
+        ),
+        (
+            json!([job("a", json!([])), job("a", json!([]))]),
+            "jobs[1].name: `a` is the name of jobs[0] too",
+        ),
+        (json!([]), "jobs: a workflow has 1 to 100000 jobs, not 0"),
+    ] {
+        let (status, body) = api.post_json("/v1/workflows", json!({"jobs": jobs})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error_message(&body), message);
+    }
+    // A job's own field is named by its index in the request.
+    let (status, body) = api
+        .post_json(
+            "/v1/workflows",
+            json!({"jobs": [job("a", json!([])), {"name": "b", "module": "hello", "priority": 11}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(&body).starts_with("jobs[1].priority"),
+        "{body}"
+    );
+    let (status, body) = api
+        .post_json(
+            "/v1/workflows",
+            json!({"jobs": [job("a", json!([])), {"name": "b", "module": "nope"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(error_message(&body).starts_with("jobs[1].module"), "{body}");
+    let (_, page) = api.get("/v1/workflows").await;
+    assert_eq!(page["workflows"], json!([]), "nothing stored");
+    let (_, page) = api.get("/v1/jobs").await;
+    assert_eq!(page["jobs"], json!([]), "nothing stored");
+}
+
+#[tokio::test]
+async fn a_job_may_depend_on_stored_jobs_by_id() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let (_, first) = api.post_json("/v1/jobs", json!({"module": "hello"})).await;
+    let first = first["id"].as_i64().unwrap();
+    let (status, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "depends_on": [first,
+                {"job": first, "name": "again"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{job}");
+    assert!(error_message(&job).starts_with("depends_on:"), "{job}");
+    let (status, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "depends_on": [{"job": first, "name": "greeting",
+                   "on_failure": "continue"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["state"], "blocked");
+    let (_, detail) = api.get(&format!("/v1/jobs/{}", job["id"])).await;
+    assert_eq!(
+        detail["depends_on"],
+        json!([{"job": first, "name": "greeting", "on_failure": "continue"}])
+    );
+    // Unknown ids are a 400 naming them, nothing stored; so is a wrong form.
+    let (status, body) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "depends_on": [first, 999]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        error_message(&body),
+        "depends_on: `999` names job 999, which does not exist"
+    );
+    for bad in [
+        json!(["x"]),
+        json!([0]),
+        json!([{"name": "n"}]),
+        json!([1.5]),
+    ] {
+        let (status, body) = api
+            .post_json("/v1/jobs", json!({"module": "hello", "depends_on": bad}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    // Cancelling the prerequisite cancels the default-edge dependent.
+    let (_, dependent) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "depends_on": [first]}),
+        )
+        .await;
+    api.post_json(&format!("/v1/jobs/{first}/cancel"), json!(null))
+        .await;
+    let (_, dependent) = api.get(&format!("/v1/jobs/{}", dependent["id"])).await;
+    assert_eq!(dependent["state"], "cancelled");
+    assert_eq!(
+        dependent["last_error"],
+        format!("prerequisite `{first}` (job {first}) was cancelled")
+    );
+    // A job that can never run is refused.
+    let (status, body) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "depends_on": [first]}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "conflict")
+    );
+}

@@ -30,23 +30,33 @@ fn body(document: &mut Value, policy: &Policy) {
         "RetryPatch",
         "LimitsPatch",
         "UniquePatch",
+        "JobEdge",
+        "SubmitWorkflow",
+        "WorkflowJob",
+        "WorkflowEdge",
     ] {
         let path = format!("/components/schemas/{schema}");
         let schema = document.pointer_mut(&path).expect("a request schema");
         schema["additionalProperties"] = json!(false);
     }
-    for bound in policy.bounds() {
-        let field = property(document, "SubmitJob", bound.field);
-        field["minimum"] = json!(bound.min);
-        field["maximum"] = json!(bound.max);
-    }
-    let priority = property(document, "SubmitJob", "priority");
-    priority["minimum"] = json!(0);
-    priority["maximum"] = json!(PRIORITY_LOW);
-    *property(document, "SubmitJob", "module") = reference_schema("Module hash or name.");
-    let queue = property(document, "SubmitJob", "queue");
-    for (key, value) in queue_schema().as_object().expect("an object") {
-        queue[key] = value.clone();
+    // A workflow's job takes the same fields, less `unique`.
+    for job in ["SubmitJob", "WorkflowJob"] {
+        for bound in policy.bounds() {
+            if job == "WorkflowJob" && bound.field.starts_with("unique.") {
+                continue;
+            }
+            let field = property(document, job, bound.field);
+            field["minimum"] = json!(bound.min);
+            field["maximum"] = json!(bound.max);
+        }
+        let priority = property(document, job, "priority");
+        priority["minimum"] = json!(0);
+        priority["maximum"] = json!(PRIORITY_LOW);
+        *property(document, job, "module") = reference_schema("Module hash or name.");
+        let queue = property(document, job, "queue");
+        for (key, value) in queue_schema().as_object().expect("an object") {
+            queue[key] = value.clone();
+        }
     }
 }
 
@@ -56,7 +66,8 @@ fn parameters(document: &mut Value, api: &ApiConfig) {
     let reference = reference_schema("");
     for (operation, name, schema) in [
         ("list_jobs", "limit", page.clone()),
-        ("list_dead_letter", "limit", page),
+        ("list_dead_letter", "limit", page.clone()),
+        ("list_workflows", "limit", page),
         (
             "list_jobs",
             "priority",
@@ -155,6 +166,23 @@ fn links(document: &mut Value) {
             json!({
                 "RequeueJob": job("requeue_job", first),
                 "PurgeDeadLetterJob": job("purge_dead_letter_job", first),
+            }),
+        ),
+        (
+            "submit_workflow",
+            "201",
+            json!({
+                "GetWorkflow": job("get_workflow", created),
+                "CancelWorkflow": job("cancel_workflow", created),
+                "GetJob": job("get_job", "$response.body#/nodes/0/id"),
+            }),
+        ),
+        (
+            "list_workflows",
+            "200",
+            json!({
+                "GetWorkflow": job("get_workflow", "$response.body#/workflows/0/id"),
+                "CancelWorkflow": job("cancel_workflow", "$response.body#/workflows/0/id"),
             }),
         ),
         (
