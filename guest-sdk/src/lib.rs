@@ -49,6 +49,11 @@
 //! - **Progress**: [`progress()`] reports a percentage and a note.
 //! - **Invocation**: [`info()`] returns the [`JobInfo`]: job id, attempt,
 //!   attempts allowed, priority.
+//! - **Prerequisites**: a job that waited for others (`depends_on`, or a
+//!   workflow's edges) reads their outputs by name with
+//!   [`dependency_output()`] (`let paid: Payment =
+//!   wasmjob_sdk::dependency_output("payment")?;`), or every one, with how
+//!   it ended, with [`dependencies()`].
 //!
 //! A panic, a trap or running out of fuel, memory or time ends the attempt;
 //! the host decides whether to retry it.
@@ -62,6 +67,7 @@
 
 #![deny(missing_docs)]
 
+mod dependencies;
 mod error;
 mod host;
 #[cfg(not(target_arch = "wasm32"))]
@@ -71,6 +77,7 @@ pub mod testing;
 #[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all)]
 pub mod __private;
 
+pub use dependencies::{Dependency, DependencyState, dependencies, dependency, dependency_output};
 pub use error::{JobError, ResultExt};
 pub use host::{JobInfo, Level, info, log, progress};
 

@@ -20,7 +20,7 @@
 //! );
 //! ```
 
-use crate::Level;
+use crate::{Dependency, Level};
 use std::cell::RefCell;
 
 /// A log record or a progress report, as the job made it.
@@ -44,6 +44,27 @@ pub enum Recorded {
 
 thread_local! {
     static RECORDED: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
+    static DEPENDENCIES: RefCell<Vec<Dependency>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets what [`dependencies()`](crate::dependencies()) returns on this
+/// thread, as the host would for a job with these prerequisites.
+///
+/// ```
+/// use wasmjob_sdk::Dependency;
+///
+/// wasmjob_sdk::testing::set_dependencies(vec![Dependency::completed("payment", 7, &42)]);
+/// let paid: u32 = wasmjob_sdk::dependency_output("payment").unwrap();
+/// assert_eq!(paid, 42);
+/// assert!(wasmjob_sdk::dependency_output::<u32>("stock").unwrap_err().is_fatal());
+/// ```
+pub fn set_dependencies(dependencies: Vec<Dependency>) {
+    DEPENDENCIES.with(|all| *all.borrow_mut() = dependencies);
+}
+
+/// What [`set_dependencies`] set on this thread.
+pub(crate) fn dependencies() -> Vec<Dependency> {
+    DEPENDENCIES.with(|all| all.borrow().clone())
 }
 
 /// Keeps what the job just logged or reported, on this thread.

@@ -72,6 +72,48 @@ pub struct Invocation {
     pub cancel: CancelToken,
     /// Receives progress reports while the job runs.
     pub progress: Option<ProgressSink>,
+    /// The job's prerequisites, resolved. A component reads them through
+    /// the `dependencies` host function; a command module gets them on
+    /// stdin, in the envelope `{"input": ..., "dependencies": {...}}` (see
+    /// [`Invocation::stdin`]).
+    pub dependencies: Vec<Dependency>,
+}
+
+/// A resolved prerequisite of the job (`dependency` in the WIT).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dependency {
+    /// The name the job knows it by.
+    pub name: String,
+    /// Its job id.
+    pub job: i64,
+    /// How it ended.
+    pub state: DependencyState,
+    /// Its output (JSON text), when it completed.
+    pub output: Option<Vec<u8>>,
+    /// Why it failed or was cancelled, when it did not complete.
+    pub error: Option<String>,
+}
+
+/// How a prerequisite ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DependencyState {
+    /// Completed, with an output.
+    Completed,
+    /// Failed (the dependent runs anyway).
+    Failed,
+    /// Cancelled (the dependent runs anyway).
+    Cancelled,
+}
+
+impl DependencyState {
+    /// Its name in the WIT and in the command envelope.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependencyState::Completed => "completed",
+            DependencyState::Failed => "failed",
+            DependencyState::Cancelled => "cancelled",
+        }
+    }
 }
 
 impl Invocation {
@@ -83,7 +125,60 @@ impl Invocation {
             limits: Limits::default(),
             cancel: CancelToken::new(),
             progress: None,
+            dependencies: Vec::new(),
         }
+    }
+
+    /// Replaces the prerequisites.
+    pub fn with_dependencies(mut self, dependencies: Vec<Dependency>) -> Self {
+        self.dependencies = dependencies;
+        self
+    }
+
+    /// What a command module reads on stdin: the input as it is for a job
+    /// without prerequisites; otherwise (the input being JSON) the
+    /// envelope `{"input": <input>, "dependencies": {"<name>": {"job":
+    /// <id>, "state": "completed", "output": <output or null>, "error":
+    /// <message or null>}, ...}}`.
+    pub fn stdin(&self) -> Vec<u8> {
+        if self.dependencies.is_empty() {
+            return self.input.clone();
+        }
+        let json = |bytes: &[u8]| {
+            if bytes.is_empty() {
+                b"null".to_vec()
+            } else {
+                bytes.to_vec()
+            }
+        };
+        let mut out = b"{\"input\":".to_vec();
+        out.extend(json(&self.input));
+        out.extend(b",\"dependencies\":{");
+        for (i, dependency) in self.dependencies.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let name = serde_json::to_string(&dependency.name).expect("a string serializes");
+            out.extend(name.as_bytes());
+            out.extend(
+                format!(
+                    ":{{\"job\":{},\"state\":\"{}\",\"output\":",
+                    dependency.job,
+                    dependency.state.as_str()
+                )
+                .as_bytes(),
+            );
+            match &dependency.output {
+                Some(output) => out.extend(json(output)),
+                None => out.extend(b"null"),
+            }
+            out.extend(b",\"error\":");
+            let error = serde_json::to_string(&dependency.error).expect("a string serializes");
+            out.extend(error.as_bytes());
+            out.push(b'}');
+        }
+        out.extend(b"}}");
+        out
     }
 
     /// Replaces the limits.

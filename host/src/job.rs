@@ -222,6 +222,9 @@ pub struct Resolved {
     pub state: JobState,
     /// Its output, when it completed.
     pub output: Option<Json>,
+    /// Why it failed or was cancelled, when it did not complete (its last
+    /// failure message).
+    pub error: Option<String>,
 }
 
 /// A unique job's key: while a job with the same key in the same queue is

@@ -1,5 +1,6 @@
 //! The job world's `host` interface: bounded logging and progress.
 
+use super::DependencyState;
 use super::bindings::{self, Level as WitLevel};
 use super::state::ComponentState;
 use crate::report::{Level, LogRecord, Progress};
@@ -80,6 +81,24 @@ impl bindings::JobHost for ComponentState {
             WitLevel::Error => Level::Error,
         };
         self.run.logs.push(level, message);
+    }
+
+    fn dependencies(&mut self) -> Vec<bindings::Dependency> {
+        self.run
+            .dependencies
+            .iter()
+            .map(|dependency| bindings::Dependency {
+                name: dependency.name.clone(),
+                job: u64::try_from(dependency.job).unwrap_or_default(),
+                state: match dependency.state {
+                    DependencyState::Completed => bindings::DependencyState::Completed,
+                    DependencyState::Failed => bindings::DependencyState::Failed,
+                    DependencyState::Cancelled => bindings::DependencyState::Cancelled,
+                },
+                output: dependency.output.clone(),
+                error: dependency.error.clone(),
+            })
+            .collect()
     }
 
     fn progress(&mut self, percent: u8, note: String) {

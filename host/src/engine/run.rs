@@ -48,6 +48,8 @@ pub(super) async fn execute(
     match &*module.prepared {
         Prepared::Component(pre) => {
             let wasi = WasiCtxBuilder::new().stdout(stdout).stderr(stderr).build();
+            let mut run = run;
+            run.dependencies = invocation.dependencies.clone();
             let state = ComponentState {
                 run,
                 wasi,
@@ -87,7 +89,7 @@ pub(super) async fn execute(
         }
         Prepared::Command(pre) => {
             let wasi = WasiCtxBuilder::new()
-                .stdin(MemoryInputPipe::new(invocation.input))
+                .stdin(MemoryInputPipe::new(invocation.stdin()))
                 .stdout(stdout.clone())
                 .stderr(stderr)
                 .arg(module.hash().to_hex().as_str())

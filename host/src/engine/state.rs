@@ -26,6 +26,7 @@ pub struct RunState {
     pub cancel: CancelToken,
     pub deadline: Instant,
     pub started: Instant,
+    pub dependencies: Vec<super::Dependency>,
 }
 
 impl RunState {
@@ -48,6 +49,7 @@ impl RunState {
             cancel,
             deadline: started + limits.timeout(),
             started,
+            dependencies: Vec::new(),
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use super::Finished;
 use super::registry::{ProgressCell, Stop};
-use crate::engine::{self, CancelToken, Invocation, JobInfo, ProgressSink};
-use crate::job::Job;
+use crate::engine::{self, CancelToken, DependencyState, Invocation, JobInfo, ProgressSink};
+use crate::job::{Job, JobState, Resolved};
 use crate::json::Json;
 use crate::policy::{Decision, Ending};
 use crate::queue::{self, Queue};
@@ -23,11 +23,11 @@ pub(super) async fn run(
         job,
         input,
         token,
-        dependencies: _,
+        dependencies,
     } = claimed;
     let lease = Lease { id: job.id, token };
     let started_at = queue.now();
-    let ended = attempt(queue, &job, input, cancel, progress).await;
+    let ended = attempt(queue, &job, input, dependencies, cancel, progress).await;
     let stop = queue.registry().finished(&lease);
     // One timestamp for the outcome: the backoff counts from when it ended.
     let now = queue.now();
@@ -72,6 +72,24 @@ pub(super) async fn run(
     Finished { job, outcome }
 }
 
+/// A resolved prerequisite as the engine hands it to the job. One that is
+/// not final any more (failed, then requeued) counts as failed: that is
+/// how it had ended when it released this job.
+fn dependency(resolved: Resolved) -> engine::Dependency {
+    let state = match resolved.state {
+        JobState::Completed => DependencyState::Completed,
+        JobState::Cancelled => DependencyState::Cancelled,
+        _ => DependencyState::Failed,
+    };
+    engine::Dependency {
+        name: resolved.name,
+        job: resolved.job,
+        state,
+        output: resolved.output.map(|output| output.as_bytes().to_vec()),
+        error: resolved.error,
+    }
+}
+
 /// Why the engine produced no report.
 enum Failed {
     /// Every sandbox slot is in use: not the job's doing.
@@ -85,6 +103,7 @@ async fn attempt(
     queue: &Queue,
     job: &Job,
     input: Json,
+    dependencies: Vec<Resolved>,
     cancel: CancelToken,
     progress: ProgressCell,
 ) -> Result<Report, Failed> {
@@ -116,6 +135,7 @@ async fn attempt(
         limits: job.limits,
         cancel,
         progress: Some(sink),
+        dependencies: dependencies.into_iter().map(dependency).collect(),
     };
     queue
         .engine()

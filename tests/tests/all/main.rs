@@ -9,3 +9,4 @@ mod openapi;
 mod queue;
 mod retries;
 mod wat;
+mod workflows;

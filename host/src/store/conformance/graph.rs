@@ -63,12 +63,14 @@ pub(crate) async fn a_job_waits_blocked_until_every_prerequisite_completes(open:
                 job: a,
                 state: JobState::Completed,
                 output: done.clone(),
+                error: None,
             },
             Resolved {
                 name: b.to_string(),
                 job: b,
                 state: JobState::Completed,
                 output: done,
+                error: None,
             },
         ]
     );
@@ -170,6 +172,7 @@ pub(crate) async fn a_continue_edge_runs_the_dependent_after_a_failure(open: Ope
             job: validate,
             state: JobState::Failed,
             output: None,
+            error: Some("bad row".to_owned()),
         }]
     );
 }

@@ -180,7 +180,7 @@ pub(super) fn ended(
 pub(super) fn resolved(conn: &Connection, id: JobId) -> Result<Vec<Resolved>> {
     let resolved = conn
         .prepare_cached(
-            "SELECT d.name, d.prereq_id, j.state, j.output
+            "SELECT d.name, d.prereq_id, j.state, j.output, j.last_error
              FROM job_deps d JOIN jobs j ON j.id = d.prereq_id
              WHERE d.job_id = ?1 ORDER BY d.name",
         )?
@@ -194,6 +194,9 @@ pub(super) fn resolved(conn: &Connection, id: JobId) -> Result<Vec<Resolved>> {
                 output: output
                     .filter(|_| state == JobState::Completed)
                     .map(crate::json::Json::from_stored),
+                error: row
+                    .get::<_, Option<String>>(4)?
+                    .filter(|_| state != JobState::Completed),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
