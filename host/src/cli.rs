@@ -9,6 +9,7 @@ mod queues;
 mod remote;
 mod scaffold;
 mod serve;
+mod workflows;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -118,6 +119,10 @@ pub enum Command {
     ///
     /// Example: wasmjob queue pause emails
     Queue(queues::QueueArgs),
+    /// Submit, list, show (as a tree) or cancel workflows.
+    ///
+    /// Example: wasmjob workflow show 3
+    Workflow(workflows::WorkflowArgs),
 }
 
 /// Runs the parsed command line.
@@ -138,6 +143,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Stats(args) => modules::stats(args),
         Command::Queues(args) => queues::list(args.remote),
         Command::Queue(args) => queues::queue(args),
+        Command::Workflow(args) => workflows::workflow(args),
         Command::New(args) => scaffold::new(args),
         Command::Build(args) => scaffold::build(args),
     };

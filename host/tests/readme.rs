@@ -11,8 +11,10 @@
 //!
 //! A scratch directory stands in for the root of a fresh clone. It holds
 //! only `target/guests`, a symlink to the example jobs this workspace built
-//! (the build script of `wasmjob-tests`), so that the README's relative
-//! paths such as `target/guests/wasm32-wasip2/release/hello.wasm` resolve;
+//! (the build script of `wasmjob-tests`), and `example-jobs`, a symlink to
+//! their sources (for the workflow files there), so that the README's
+//! relative paths such as `target/guests/wasm32-wasip2/release/hello.wasm`
+//! resolve;
 //! whatever else the README makes (`greeter/`) the commands create there.
 //! Running from the workspace root instead would let `wasmjob new greeter`
 //! write into the repository and leave state from one run to the next.
@@ -747,6 +749,12 @@ impl Harness {
         );
         std::fs::create_dir(root.path().join("target")).unwrap();
         std::os::unix::fs::symlink(&guests, root.path().join("target/guests")).unwrap();
+        // The example jobs' sources (the workflow files), as in a clone.
+        std::os::unix::fs::symlink(
+            workspace().join("example-jobs"),
+            root.path().join("example-jobs"),
+        )
+        .unwrap();
         Harness {
             root,
             private: tempfile::tempdir().expect("private dir"),

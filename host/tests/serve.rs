@@ -411,3 +411,79 @@ fn a_failing_host_exits_3_with_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("the disk is on fire"), "{err}");
 }
+
+#[test]
+fn workflows_and_dependencies_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--concurrency", "2"]);
+    let out = cli(&server, &["upload", guests::SUM, "--name", "sum"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let file = dir.path().join("fan.json");
+    std::fs::write(
+        &file,
+        json!({"name": "fan", "jobs": [
+            {"name": "a", "module": "sum", "input": {"add": 1}},
+            {"name": "b", "module": "sum", "input": {"add": 10}},
+            {"name": "d", "module": "sum", "input": {"add": 100}, "depends_on": ["a", "b"]},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = cli(&server, &["workflow", "submit", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let out = cli(&server, &["workflow", "show", &id, "--json"]);
+    let workflow: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let d = workflow["nodes"][2]["id"].as_i64().unwrap();
+    let done = server.wait_final(d);
+    assert_eq!(done["output"]["total"], 111, "{done}");
+    let out = cli(&server, &["workflow", "show", &id]);
+    let shown = stdout(&out);
+    assert!(
+        shown.starts_with(&format!("workflow {id} fan: completed (3 completed)")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("│  └─ d #{d}  completed")),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("└─ d #{d} (see above)")), "{shown}");
+    let out = cli(&server, &["workflow", "list"]);
+    assert!(stdout(&out).contains("fan"), "{}", stdout(&out));
+
+    // A job after another by id, with a name for its output.
+    let first = cli(&server, &["submit", "sum", "--input", r#"{"add": 5}"#]);
+    let first = stdout(&first).trim().to_owned();
+    let out = cli(
+        &server,
+        &[
+            "submit",
+            "sum",
+            "--input",
+            r#"{"add": 1}"#,
+            "--depends-on",
+            &format!("{first}=five"),
+            "--wait",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let output: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(output, json!({"total": 6, "inputs": {"five": 5}}));
+
+    // Mistakes are one line and exit 2.
+    for bad in [
+        vec!["submit", "sum", "--depends-on", "x"],
+        vec!["submit", "sum", "--depends-on", "999"],
+        vec!["workflow", "submit", "/nonexistent.json"],
+        vec!["workflow", "show", "999"],
+    ] {
+        let out = cli(&server, &bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        let first = stderr(&out).lines().next().unwrap_or_default().to_owned();
+        assert!(first.starts_with("error:"), "{bad:?}: {}", stderr(&out));
+    }
+    let blocked = cli(&server, &["submit", "sum", "--depends-on", &first]);
+    assert_eq!(blocked.status.code(), Some(0));
+    let waiting = cli(&server, &["workflow", "submit", "-"]);
+    assert_eq!(waiting.status.code(), Some(2), "empty stdin is not JSON");
+}

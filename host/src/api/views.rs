@@ -908,6 +908,8 @@ pub struct QueueView {
     /// At most this many of its jobs run at once; `null`: no cap of its own.
     #[schema(required = true)]
     concurrency: Option<usize>,
+    /// Jobs waiting for their prerequisites.
+    blocked: u64,
     /// Jobs waiting to run for the first time (due or not).
     pending: u64,
     /// Jobs waiting for a retry's backoff.
@@ -927,6 +929,7 @@ impl QueueView {
             name: stats.name,
             paused: stats.paused,
             concurrency,
+            blocked: stats.blocked,
             pending: stats.pending,
             retrying: stats.retrying,
             running: stats.running,

@@ -51,6 +51,16 @@ pub struct SubmitArgs {
     /// Run no earlier than this time, RFC 3339 (e.g. 2026-12-01T08:00:00Z).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// Wait for this job first (repeatable): ID, or ID=NAME to name its
+    /// output; the job is blocked until each completes, and cancelled if
+    /// one fails (unless --on-failure continue).
+    #[arg(long = "depends-on", value_name = "ID[=NAME]", value_parser = parse_dependency)]
+    pub depends_on: Vec<(i64, Option<String>)>,
+    /// What the job does when a job it waits for fails or is cancelled:
+    /// cancel (the default) or continue (run anyway).
+    #[arg(long, value_name = "cancel|continue", requires = "depends_on",
+          value_parser = ["cancel", "continue"])]
+    pub on_failure: Option<String>,
     /// At most one job with this key in the queue at a time: while one is
     /// not final, submitting prints that job's id instead of storing
     /// another.
@@ -80,8 +90,8 @@ pub struct JobArgs {
 /// Arguments of `wasmjob list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only jobs in this state (pending, running, retrying, completed,
-    /// failed, cancelled).
+    /// Only jobs in this state (blocked, pending, running, retrying,
+    /// completed, failed, cancelled).
     #[arg(long)]
     pub state: Option<String>,
     /// Only jobs of this queue.
@@ -158,6 +168,23 @@ fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
     if let Some(at) = &args.at {
         body["run_at"] = json!(at);
     }
+    if !args.depends_on.is_empty() {
+        let edges: Vec<Value> = args
+            .depends_on
+            .iter()
+            .map(|(id, name)| {
+                let mut edge = json!({ "job": id });
+                if let Some(name) = name {
+                    edge["name"] = json!(name);
+                }
+                if let Some(on_failure) = &args.on_failure {
+                    edge["on_failure"] = json!(on_failure);
+                }
+                edge
+            })
+            .collect();
+        body["depends_on"] = Value::Array(edges);
+    }
     if let Some(key) = &args.unique {
         body["unique"] = json!({ "key": key });
         if let Some(window) = args.unique_window {
@@ -178,6 +205,20 @@ fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
         job["id"].as_i64().unwrap_or_default(),
         args.remote.json,
     )
+}
+
+/// `12` or `12=payment`.
+fn parse_dependency(text: &str) -> Result<(i64, Option<String>), String> {
+    let (id, name) = match text.split_once('=') {
+        Some((id, name)) => (id, Some(name.to_owned())),
+        None => (text, None),
+    };
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id >= 1)
+        .ok_or_else(|| format!("`{id}` is not a job id (use ID or ID=NAME)"))?;
+    Ok((id, name))
 }
 
 fn read_input(input: Option<&str>) -> Result<Value, String> {

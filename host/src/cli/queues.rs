@@ -61,10 +61,11 @@ fn list_body(remote: Remote) -> Result<u8, u8> {
     Ok(EXIT_OK)
 }
 
-const HEADER: [&str; 7] = [
+const HEADER: [&str; 8] = [
     "queue",
     "state",
     "cap",
+    "blocked",
     "pending",
     "retrying",
     "running",
@@ -80,6 +81,7 @@ fn row(queue: &Value) -> Vec<String> {
             "active".to_owned()
         },
         cell(&queue["concurrency"]),
+        cell(&queue["blocked"]),
         cell(&queue["pending"]),
         cell(&queue["retrying"]),
         cell(&queue["running"]),
