@@ -278,6 +278,8 @@ pub struct Job {
     pub node: Option<String>,
     /// The job whose attempt submitted it, if one did.
     pub parent: Option<JobId>,
+    /// The schedule that created it, if one did.
+    pub schedule: Option<String>,
 }
 
 /// A submitted job: stored now, or an existing job with the same unique

@@ -38,6 +38,7 @@ pub mod limits;
 pub mod policy;
 pub mod queue;
 pub mod report;
+pub mod schedule;
 pub mod scheduler;
 pub mod store;
 pub mod units;

@@ -46,6 +46,7 @@ use crate::job::{
 use crate::json::Json;
 use crate::policy::Decision;
 use crate::report::{AttemptReport, ModuleKind};
+use crate::schedule::Schedule;
 use std::collections::BTreeMap;
 
 /// A store failure. What a client asked for that the store refuses has its
@@ -265,6 +266,38 @@ pub struct WorkflowFilter {
     pub limit: usize,
 }
 
+/// One fire time of a schedule, as the scheduler decided it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tick {
+    /// The schedule.
+    pub schedule: String,
+    /// The `next_at` the scheduler read: the tick applies only if the
+    /// schedule is still due at it (and not paused).
+    pub expected_next_at: Millis,
+    /// The schedule's next fire time after this one.
+    pub next_at: Millis,
+    /// The fire time, kept as the schedule's last when a job is created.
+    pub fired_at: Millis,
+    /// The job to create, if any (none for a missed tick skipped, or a
+    /// template the policy refused).
+    pub job: Option<NewJob>,
+    /// Why no job was created, kept on the schedule (`None` clears it).
+    pub error: Option<String>,
+}
+
+/// What firing a tick did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fired {
+    /// The schedule advanced and the job was stored (or, for a unique
+    /// template whose key is held, the holder returned).
+    Created(Box<Submitted>),
+    /// The schedule advanced; no job was to be created.
+    Advanced,
+    /// The schedule was no longer due at the `next_at` read (another
+    /// scheduler fired it, or it was paused or replaced): nothing changed.
+    Lost,
+}
+
 /// Counts of jobs by state, every state present, in lifecycle order.
 pub type StateCounts = Vec<(JobState, u64)>;
 
@@ -419,6 +452,45 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Pauses or resumes `queue` (creating it if it was never used).
     async fn set_queue_paused(&self, queue: &str, paused: bool, now: Millis) -> Result<()>;
+
+    /// Stores a schedule: a new one ([`Error::Conflict`] when its name is
+    /// taken) or, with `replace`, over the one of that name (keeping when
+    /// it was created and what it last fired).
+    async fn put_schedule(&self, schedule: Schedule, replace: bool) -> Result<Schedule>;
+
+    /// One schedule by name.
+    async fn schedule(&self, name: &str) -> Result<Option<Schedule>>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<Schedule>>;
+
+    /// Pauses a schedule, or resumes it with `next_at` as its next fire
+    /// time ([`Error::NotFound`] for an unknown name).
+    async fn set_schedule_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next_at: Millis,
+        now: Millis,
+    ) -> Result<Schedule>;
+
+    /// Deletes a schedule; the jobs it created stay.
+    async fn delete_schedule(&self, name: &str) -> Result<()>;
+
+    /// Schedules not paused that are due at `now`, most overdue first, at
+    /// most `limit`.
+    async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<Schedule>>;
+
+    /// The earliest next fire time of a schedule that is not paused.
+    async fn next_schedule_at(&self) -> Result<Option<Millis>>;
+
+    /// Fires a tick in one transaction: the schedule moves on to
+    /// `next_at` only if it is still not paused and due at
+    /// `expected_next_at` (otherwise [`Fired::Lost`], nothing changed),
+    /// and the job, if any, is inserted in the same transaction as
+    /// [`insert_jobs`](Self::insert_jobs) would, naming the schedule. So
+    /// each fire time creates one job, however many schedulers race.
+    async fn fire_schedule(&self, tick: Tick, now: Millis) -> Result<Fired>;
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;

@@ -130,6 +130,7 @@ mod tests {
             workflow: None,
             node: None,
             parent: None,
+            schedule: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod recovery;
 pub(crate) mod results;
+pub(crate) mod schedules;
 pub(crate) mod unique;
 
 use crate::clock::Millis;
@@ -328,6 +329,11 @@ macro_rules! conformance_tests {
             results::an_outcome_after_rescue_is_stale_even_once_reclaimed,
             results::one_call_applies_each_outcome_on_its_own,
             results::an_outcome_too_large_to_store_is_refused_alone,
+            schedules::a_schedule_keeps_its_template_and_is_replaced_only_when_asked,
+            schedules::a_fire_time_creates_one_job_and_moves_the_schedule_on,
+            schedules::a_tick_without_a_job_advances_and_keeps_why,
+            schedules::a_paused_schedule_fires_nothing_until_resumed,
+            schedules::racing_schedulers_create_one_job_per_fire_time,
             unique::a_held_key_answers_the_holder_until_it_is_final,
             unique::a_window_holds_the_key_after_the_job_ends,
             unique::a_cancelled_or_dead_job_holds_its_key_for_its_window_only,

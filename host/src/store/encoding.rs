@@ -359,3 +359,111 @@ mod tests {
         assert!(decode(text).is_err());
     }
 }
+
+/// Encodes a schedule's job template for storage: the fields it sets, as
+/// tagged JSON of the store's own (the template is admitted again by the
+/// policy each time it fires).
+pub(crate) fn encode_template(spec: &crate::policy::JobSpec) -> Result<String> {
+    let stored = StoredTemplate {
+        queue: spec.queue.clone(),
+        module: spec.module.clone(),
+        input: serde_json::value::RawValue::from_string(spec.input.as_str().to_owned())
+            .map_err(|e| Error::Database(format!("encoding a template's input: {e}")))?,
+        priority: spec.priority,
+        max_attempts: spec.max_attempts,
+        backoff: spec.retry.backoff.map(|b| b.as_str().to_owned()),
+        retry_base_ms: spec.retry.base_ms,
+        retry_max_delay_ms: spec.retry.max_delay_ms,
+        retry_jitter: spec.retry.jitter,
+        fuel: spec.limits.fuel,
+        memory_bytes: spec.limits.memory_bytes,
+        timeout_ms: spec.limits.timeout_ms,
+        output_bytes: spec.limits.output_bytes,
+        log_records: spec.limits.log_records,
+        log_bytes: spec.limits.log_bytes,
+        stdio_tail_bytes: spec.limits.stdio_tail_bytes,
+        unique_key: spec.unique.as_ref().map(|u| u.key.clone()),
+        unique_window_ms: spec.unique.as_ref().and_then(|u| u.window_ms),
+    };
+    serde_json::to_string(&stored).map_err(|e| Error::Database(format!("encoding a template: {e}")))
+}
+
+/// Decodes a stored job template.
+pub(crate) fn decode_template(text: &str) -> Result<crate::policy::JobSpec> {
+    use crate::policy::{Backoff, JobSpec, LimitsSpec, RetrySpec, UniqueSpec};
+    let stored: StoredTemplate = serde_json::from_str(text)
+        .map_err(|e| Error::Database(format!("decoding a stored template: {e}")))?;
+    let backoff = match stored.backoff.as_deref() {
+        None => None,
+        Some(name) => Some(
+            Backoff::parse(name)
+                .ok_or_else(|| Error::Database(format!("unknown stored backoff {name}")))?,
+        ),
+    };
+    Ok(JobSpec {
+        queue: stored.queue,
+        priority: stored.priority,
+        max_attempts: stored.max_attempts,
+        retry: RetrySpec {
+            backoff,
+            base_ms: stored.retry_base_ms,
+            max_delay_ms: stored.retry_max_delay_ms,
+            jitter: stored.retry_jitter,
+        },
+        limits: LimitsSpec {
+            fuel: stored.fuel,
+            memory_bytes: stored.memory_bytes,
+            timeout_ms: stored.timeout_ms,
+            output_bytes: stored.output_bytes,
+            log_records: stored.log_records,
+            log_bytes: stored.log_bytes,
+            stdio_tail_bytes: stored.stdio_tail_bytes,
+        },
+        unique: stored.unique_key.map(|key| UniqueSpec {
+            key,
+            window_ms: stored.unique_window_ms,
+        }),
+        ..JobSpec::new(
+            stored.module,
+            crate::json::Json::from_stored(stored.input.get().to_owned()),
+        )
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredTemplate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue: Option<String>,
+    module: String,
+    input: Box<serde_json::value::RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    priority: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backoff: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_base_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_max_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_jitter: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_records: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stdio_tail_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unique_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unique_window_ms: Option<u64>,
+}

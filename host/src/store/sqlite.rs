@@ -21,6 +21,7 @@ mod outcomes;
 mod read;
 mod readers;
 mod rows;
+mod schedules;
 mod schema;
 mod writer;
 
@@ -28,14 +29,15 @@ mod writer;
 mod tests;
 
 use super::{
-    ClaimRequest, Claimed, Error, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob, ModuleRecord,
-    Outcome, QueueStats, Recorded, Result, StateCounts, WorkflowFilter,
+    ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
+    ModuleRecord, Outcome, QueueStats, Recorded, Result, StateCounts, Tick, WorkflowFilter,
 };
 use crate::clock::Millis;
 use crate::job::{
     Job, JobDetail, JobId, NewJob, NewWorkflow, Submitted, Workflow, WorkflowDetail, WorkflowId,
 };
 use crate::report::ModuleKind;
+use crate::schedule::Schedule;
 use blobs::Blobs;
 use connection::{Role, Settings};
 use outcomes::Require;
@@ -284,7 +286,7 @@ impl JobStore for SqliteStore {
                 let id = graph::insert_workflow(conn, workflow.name.as_deref(), now)?;
                 let origin = jobs::Origin {
                     workflow: Some(id),
-                    parent: None,
+                    ..jobs::Origin::default()
                 };
                 let stored = jobs::insert(conn, &workflow.jobs, now, origin)?;
                 Ok((id, stored.into_iter().map(|s| s.job).collect()))
@@ -419,6 +421,59 @@ impl JobStore for SqliteStore {
         let queue = queue.to_owned();
         self.writer
             .call(move |conn| jobs::set_paused(conn, &queue, paused, now))
+            .await
+    }
+
+    async fn put_schedule(&self, schedule: Schedule, replace: bool) -> Result<Schedule> {
+        self.writer
+            .call(move |conn| schedules::put(conn, &schedule, replace))
+            .await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        let name = name.to_owned();
+        self.readers
+            .read(move |conn| schedules::get(conn, &name))
+            .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>> {
+        self.readers.read(schedules::all).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next_at: Millis,
+        now: Millis,
+    ) -> Result<Schedule> {
+        let name = name.to_owned();
+        self.writer
+            .call(move |conn| schedules::set_paused(conn, &name, paused, next_at, now))
+            .await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.writer
+            .call(move |conn| schedules::delete(conn, &name))
+            .await
+    }
+
+    async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<Schedule>> {
+        self.readers
+            .read(move |conn| schedules::due(conn, now, limit))
+            .await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<Millis>> {
+        self.readers.read(schedules::next_at).await
+    }
+
+    async fn fire_schedule(&self, tick: Tick, now: Millis) -> Result<Fired> {
+        self.writer
+            .call(move |conn| schedules::fire(conn, &tick, now))
             .await
     }
 

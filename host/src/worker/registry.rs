@@ -342,6 +342,7 @@ mod tests {
                 workflow: None,
                 node: None,
                 parent: None,
+                schedule: None,
             },
             input: Json::null(),
             token: token.to_owned(),

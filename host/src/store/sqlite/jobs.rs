@@ -32,11 +32,13 @@ pub(super) const CLAIM_CANDIDATES: &str = "SELECT id, effective_priority, run_at
 
 /// Where new jobs come from: a workflow, the attempt of another job.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Origin {
+pub(super) struct Origin<'a> {
     /// The workflow they join.
     pub workflow: Option<WorkflowId>,
     /// The job whose attempt submitted them.
     pub parent: Option<JobId>,
+    /// The schedule that created them.
+    pub schedule: Option<&'a str>,
 }
 
 /// Stores new jobs: `pending`, or `blocked` while a prerequisite is not
@@ -48,15 +50,16 @@ pub(super) fn insert(
     conn: &Connection,
     jobs: &[NewJob],
     now: Millis,
-    origin: Origin,
+    origin: Origin<'_>,
 ) -> Result<Vec<Submitted>> {
     let sql = format!(
         "INSERT INTO jobs (module, module_name, input, priority, effective_priority, state,
                            max_attempts, run_at, created_at, {POLICY_COLUMNS}, queue,
-                           unique_key, prereqs, waiting_on, workflow_id, node, parent_id)
+                           unique_key, prereqs, waiting_on, workflow_id, node, parent_id,
+                           schedule)
          VALUES (?1, ?2, ?3, ?4, ?4, CASE WHEN ?22 > 0 THEN 'blocked' ELSE 'pending' END,
                  ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25)
+                 ?21, ?22, ?23, ?24, ?25, ?26)
          RETURNING {JOB_COLUMNS}"
     );
     let mut insert = conn.prepare_cached(&sql)?;
@@ -113,6 +116,7 @@ pub(super) fn insert(
             origin.workflow,
             new.node,
             origin.parent,
+            origin.schedule,
         ];
         let job = insert.query_row(values, rows::job)?;
         graph::insert_edges(conn, job.id, &prereqs)?;

@@ -37,6 +37,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/v4.sql"),
         rebuilds: true,
     },
+    Migration {
+        sql: include_str!("schema/v5.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this code reads and writes.
