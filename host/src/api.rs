@@ -15,6 +15,7 @@ mod jobs;
 mod modules;
 pub mod openapi;
 mod queues;
+mod schedules;
 pub mod views;
 mod workflows;
 
@@ -159,6 +160,33 @@ fn table() -> Vec<RouteEntry> {
             Method::POST,
             "/v1/workflows/{id}/cancel",
             workflows::cancel,
+        ),
+        entry(Jobs, Method::POST, "/v1/schedules", schedules::create),
+        entry(Jobs, Method::GET, "/v1/schedules", schedules::list),
+        entry(Jobs, Method::GET, "/v1/schedules/{name}", schedules::get),
+        entry(
+            Jobs,
+            Method::PUT,
+            "/v1/schedules/{name}",
+            schedules::replace,
+        ),
+        entry(
+            Jobs,
+            Method::DELETE,
+            "/v1/schedules/{name}",
+            schedules::delete,
+        ),
+        entry(
+            Jobs,
+            Method::POST,
+            "/v1/schedules/{name}/pause",
+            schedules::pause,
+        ),
+        entry(
+            Jobs,
+            Method::POST,
+            "/v1/schedules/{name}/resume",
+            schedules::resume,
         ),
         entry(Jobs, Method::GET, "/v1/stats", host_info::stats),
         entry(Jobs, Method::GET, "/v1/workers", host_info::workers),

@@ -8,6 +8,7 @@ mod modules;
 mod queues;
 mod remote;
 mod scaffold;
+mod schedules;
 mod serve;
 mod workflows;
 
@@ -123,6 +124,14 @@ pub enum Command {
     ///
     /// Example: wasmjob workflow show 3
     Workflow(workflows::WorkflowArgs),
+    /// List the cron schedules with their next fire time.
+    ///
+    /// Example: wasmjob schedules
+    Schedules(modules::HostArgs),
+    /// Add, list, show, pause, resume or remove cron schedules.
+    ///
+    /// Example: wasmjob schedule add nightly hello --cron '30 2 * * *' --timezone Europe/Paris
+    Schedule(schedules::ScheduleArgs),
 }
 
 /// Runs the parsed command line.
@@ -144,6 +153,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Queues(args) => queues::list(args.remote),
         Command::Queue(args) => queues::queue(args),
         Command::Workflow(args) => workflows::workflow(args),
+        Command::Schedules(args) => schedules::list(args.remote),
+        Command::Schedule(args) => schedules::schedule(args),
         Command::New(args) => scaffold::new(args),
         Command::Build(args) => scaffold::build(args),
     };

@@ -75,6 +75,13 @@ impl Client {
         self.finish(&url, request.send_json(body))
     }
 
+    /// `PUT path` with a JSON body.
+    pub fn put_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let request = self.authorize(self.agent.put(&url));
+        self.finish(&url, request.send_json(body))
+    }
+
     /// `POST path` with raw bytes.
     pub fn post_bytes(&self, path: &str, body: &[u8]) -> Result<Value, ClientError> {
         let url = self.url(path);

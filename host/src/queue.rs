@@ -21,8 +21,9 @@ use crate::job::{
 };
 use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::Progress;
+use crate::schedule::{Cadence, Schedule, ScheduleSpec};
 use crate::store::{
-    self, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts, WorkflowFilter,
+    self, Fired, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts, Tick, WorkflowFilter,
 };
 use crate::worker::Registry;
 use std::collections::{BTreeMap, HashMap};
@@ -138,6 +139,8 @@ struct Inner {
     /// another job ends (which this host may not know leads to it), so
     /// they are told of every change.
     blocked_waiters: Mutex<Vec<oneshot::Sender<()>>>,
+    /// Told when a schedule changes (see [`Queue::schedules_changed`]).
+    schedules_changed: Notify,
     /// Counts the changes this host made, for [`Queue::changes`].
     changes: watch::Sender<u64>,
     /// Module references (hash or name) already resolved. Per host: only
@@ -165,6 +168,7 @@ impl Queue {
                 wake: Notify::new(),
                 waiters: Mutex::new(HashMap::new()),
                 blocked_waiters: Mutex::new(Vec::new()),
+                schedules_changed: Notify::new(),
                 changes: watch::Sender::new(0),
                 resolved: Mutex::new(Resolved::default()),
             }),
@@ -393,6 +397,193 @@ impl Queue {
         self.policy()
             .admit(spec, module, now)
             .map_err(|invalid| Error::InvalidJob { index, invalid })
+    }
+
+    // ---- schedules ----
+
+    /// Stores a schedule (a new one, or with `replace` over the one of
+    /// that name): its name, expression and time zone checked, its job
+    /// template admitted by the policy as a submission would be (so a
+    /// template that could never create a job is refused now), its next
+    /// fire time computed from now. The scheduler hears of it at once.
+    pub async fn put_schedule(&self, spec: ScheduleSpec, replace: bool) -> Result<Schedule, Error> {
+        crate::schedule::validate_name(&spec.name)?;
+        let timezone = spec
+            .timezone
+            .unwrap_or_else(|| crate::schedule::DEFAULT_TIMEZONE.to_owned());
+        let cadence = Cadence::parse(&spec.cron, &timezone)?;
+        if !spec.job.depends_on.is_empty() || spec.job.run_at.is_some() {
+            return Err(Invalid::new("job", "a schedule's job has no depends_on or run_at").into());
+        }
+        let now = self.now();
+        match self.admit(spec.job.clone(), 0, now).await {
+            Ok(_) => {}
+            Err(Error::InvalidJob { invalid, .. }) => return Err(invalid.under("job").into()),
+            Err(other) => return Err(other),
+        }
+        let next_at = cadence
+            .next_after(now)
+            .ok_or_else(|| Invalid::new("cron", format!("`{}` never fires again", spec.cron)))?;
+        let schedule = Schedule {
+            name: spec.name,
+            cron: spec.cron,
+            timezone,
+            job: spec.job,
+            missed: spec.missed,
+            paused: spec.paused,
+            next_at,
+            last_fired_at: None,
+            last_job: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let stored = self.inner.store.put_schedule(schedule, replace).await?;
+        self.inner.schedules_changed.notify_one();
+        Ok(stored)
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, name: &str) -> Result<Schedule, Error> {
+        self.inner
+            .store
+            .schedule(name)
+            .await?
+            .ok_or_else(|| store::Error::NotFound(format!("schedule `{name}` not found")).into())
+    }
+
+    /// Every schedule, by name.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, Error> {
+        Ok(self.inner.store.schedules().await?)
+    }
+
+    /// Pauses a schedule, or resumes it: its next fire time is then the
+    /// first after now (the fire times it was paused through are not made
+    /// up).
+    pub async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<Schedule, Error> {
+        let schedule = self.schedule(name).await?;
+        let now = self.now();
+        let cadence = Cadence::parse(&schedule.cron, &schedule.timezone)?;
+        let next_at = cadence.next_after(now).unwrap_or(schedule.next_at);
+        let stored = self
+            .inner
+            .store
+            .set_schedule_paused(name, paused, next_at, now)
+            .await?;
+        self.inner.schedules_changed.notify_one();
+        Ok(stored)
+    }
+
+    /// Deletes a schedule; the jobs it created stay.
+    pub async fn delete_schedule(&self, name: &str) -> Result<(), Error> {
+        self.inner.store.delete_schedule(name).await?;
+        self.inner.schedules_changed.notify_one();
+        Ok(())
+    }
+
+    /// Told whenever a schedule is stored, paused, resumed or deleted: the
+    /// scheduler's sleep until the next fire time ends early.
+    pub fn schedules_changed(&self) -> &Notify {
+        &self.inner.schedules_changed
+    }
+
+    /// One scheduler pass at the clock's now: every due schedule creates
+    /// at most one job (see [`crate::schedule::plan`]) and moves on to its
+    /// next fire time, each in one transaction that only applies if no
+    /// other scheduler fired it first. Returns the jobs created.
+    pub async fn fire_due_schedules(&self) -> Result<Vec<Job>, Error> {
+        const PAGE: usize = 100;
+        let now = self.now();
+        let mut created = Vec::new();
+        loop {
+            let due = self.inner.store.due_schedules(now, PAGE).await?;
+            let full = due.len() == PAGE;
+            let mut moved = false;
+            for schedule in due {
+                let tick = self.tick(&schedule, now).await;
+                let fired = match self.inner.store.fire_schedule(tick.clone(), now).await {
+                    Ok(fired) => fired,
+                    Err(error) if !error.is_transient() => {
+                        // The job could not be stored (its module went
+                        // away meanwhile): move on, and say why.
+                        let skipped = Tick {
+                            job: None,
+                            error: Some(format!("the job was not created: {error}")),
+                            ..tick
+                        };
+                        self.inner.store.fire_schedule(skipped, now).await?
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                match fired {
+                    Fired::Created(submitted) => {
+                        moved = true;
+                        created.push(submitted.job);
+                    }
+                    Fired::Advanced => moved = true,
+                    Fired::Lost => {}
+                }
+            }
+            if !full || !moved {
+                break;
+            }
+        }
+        if !created.is_empty() {
+            self.wake();
+            self.changed(created.iter().map(|job| job.id));
+        }
+        Ok(created)
+    }
+
+    /// What one pass does with a due schedule.
+    async fn tick(&self, schedule: &Schedule, now: Millis) -> Tick {
+        let stop = |error: String| Tick {
+            schedule: schedule.name.clone(),
+            expected_next_at: schedule.next_at,
+            // Far enough not to come back (a definition that no longer
+            // parses or fires is replaced or deleted by its owner).
+            next_at: Millis::MAX,
+            fired_at: now,
+            job: None,
+            error: Some(error),
+        };
+        let cadence = match Cadence::parse(&schedule.cron, &schedule.timezone) {
+            Ok(cadence) => cadence,
+            Err(invalid) => return stop(invalid.to_string()),
+        };
+        let Some(plan) = crate::schedule::plan(schedule, &cadence, now) else {
+            return stop(format!("`{}` never fires again", schedule.cron));
+        };
+        let (job, error) = match plan.fire {
+            None => (
+                None,
+                Some(format!(
+                    "fire time {} was missed (the scheduler was not running) and skipped",
+                    cadence.local(schedule.next_at)
+                )),
+            ),
+            Some(fire) => match self.admit(schedule.job.clone(), 0, now).await {
+                Ok(job) => {
+                    let note = fire.catch_up.then(|| {
+                        format!(
+                            "made up for fire times from {} missed while the scheduler was \
+                             not running",
+                            cadence.local(schedule.next_at)
+                        )
+                    });
+                    (Some(job), note)
+                }
+                Err(error) => (None, Some(format!("the job was not created: {error}"))),
+            },
+        };
+        Tick {
+            schedule: schedule.name.clone(),
+            expected_next_at: schedule.next_at,
+            next_at: plan.next_at,
+            fired_at: plan.fire.map_or(now, |fire| fire.tick),
+            job,
+            error,
+        }
     }
 
     /// One workflow with its jobs and edges.

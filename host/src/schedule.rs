@@ -27,6 +27,20 @@ pub const LATE_TOLERANCE_MS: Millis = 60_000;
 /// The longest cron expression taken.
 pub const CRON_MAX: usize = 256;
 
+/// Checks a schedule's name: 1 to 64 of `A-Z a-z 0-9 _ . -`, as a queue's
+/// (the same pattern in the OpenAPI document).
+pub fn validate_name(name: &str) -> Result<(), Invalid> {
+    crate::policy::validate_queue_name(name).map_err(|_| {
+        Invalid::new(
+            "name",
+            format!(
+                "invalid schedule name `{name}`: use 1-{} characters from A-Z a-z 0-9 _ . -",
+                crate::policy::QUEUE_NAME_MAX
+            ),
+        )
+    })
+}
+
 /// When a schedule fires: a cron expression in a time zone.
 #[derive(Clone, Debug)]
 pub struct Cadence {
@@ -182,24 +196,40 @@ pub struct Schedule {
     pub updated_at: Millis,
 }
 
+/// A schedule as requested: everything but what the store keeps about
+/// its history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleSpec {
+    /// Its name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
+    pub name: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The IANA time zone; [`DEFAULT_TIMEZONE`] when absent.
+    pub timezone: Option<String>,
+    /// The job each fire time creates.
+    pub job: JobSpec,
+    /// What to do with fire times reached late.
+    pub missed: Missed,
+    /// Created (or replaced) paused.
+    pub paused: bool,
+}
+
 /// One pass over a due schedule: whether to create a job now, and when
 /// the schedule is due again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// The fire time the job is for, if one is created: due at it when on
-    /// time, at `now` when it makes up for missed ones.
+    /// The fire time a job is created for, if one is.
     pub fire: Option<Fire>,
     /// The schedule's next fire time, strictly after `now`.
     pub next_at: Millis,
 }
 
-/// A job to create for a fire time.
+/// A job to create for a fire time (due at once: a job cannot have
+/// waited before it existed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fire {
     /// The fire time.
     pub tick: Millis,
-    /// When the job is due.
-    pub run_at: Millis,
     /// It makes up for fire times the scheduler reached late.
     pub catch_up: bool,
 }
@@ -208,7 +238,7 @@ pub struct Fire {
 /// latest fire time at or before `now` is on time if it is the one the
 /// schedule waited for, or any later one, no more than
 /// [`LATE_TOLERANCE_MS`] ago: it creates a job due at that time. Anything
-/// else was missed: `skip` creates none, `run_once` one job due now. So
+/// else was missed: `skip` creates none, `run_once` one job. So
 /// one pass creates at most one job, however long the host was down.
 /// `None` when the expression no longer fires after `now`.
 pub fn plan(schedule: &Schedule, cadence: &Cadence, now: Millis) -> Option<Plan> {
@@ -221,13 +251,11 @@ pub fn plan(schedule: &Schedule, cadence: &Cadence, now: Millis) -> Option<Plan>
         match (on_time, schedule.missed) {
             (true, _) => Some(Fire {
                 tick,
-                run_at: tick,
                 catch_up: tick > schedule.next_at,
             }),
             (false, Missed::Skip) => None,
             (false, Missed::RunOnce) => Some(Fire {
                 tick,
-                run_at: now,
                 catch_up: true,
             }),
         }
@@ -347,7 +375,6 @@ mod tests {
             plan.fire,
             Some(Fire {
                 tick: ten,
-                run_at: ten,
                 catch_up: false
             })
         );
@@ -369,7 +396,6 @@ mod tests {
             once.fire,
             Some(Fire {
                 tick: ten + 3 * hour,
-                run_at: late,
                 catch_up: true
             })
         );

@@ -1,7 +1,7 @@
 //! Background services that keep the queue moving: the rescuer (jobs whose
 //! lease expired because their host died get a `lost` attempt, and the
-//! policy decides what follows) and aging (long-waiting jobs gain priority
-//! so none starves).
+//! policy decides what follows), aging (long-waiting jobs gain priority
+//! so none starves) and cron (schedules create their jobs on time).
 
 use crate::clock::Millis;
 use crate::policy::Ending;
@@ -26,6 +26,45 @@ pub async fn run(queue: Queue) {
         tokio::select! {
             _ = rescue.tick() => { rescue_once(&queue).await; }
             _ = age.tick() => { age_once(&queue).await; }
+        }
+    }
+}
+
+/// The longest the cron task sleeps without looking again, so a change of
+/// the system clock (which the sleep does not follow) is caught up with.
+const CRON_MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// How long the cron task waits after a failed pass before the next.
+const CRON_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs the schedules until the task is aborted: a pass whenever the
+/// earliest next fire time comes (a timer, not a polling loop) or a
+/// schedule changes.
+pub async fn run_cron(queue: Queue) {
+    loop {
+        let mut pause = Duration::ZERO;
+        if let Err(error) = queue.fire_due_schedules().await {
+            tracing::error!(%error, "firing due schedules failed");
+            // Not at once again: what failed (the database, most likely)
+            // gets a moment to recover.
+            pause = CRON_RETRY;
+        }
+        let next = match queue.store().next_schedule_at().await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(%error, "reading the next fire time failed");
+                None
+            }
+        };
+        let sleep = next
+            .map_or(CRON_MAX_SLEEP, |at| {
+                let ms = u64::try_from(at.saturating_sub(queue.now())).unwrap_or(0);
+                Duration::from_millis(ms).min(CRON_MAX_SLEEP)
+            })
+            .max(pause);
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = queue.schedules_changed().notified() => {}
         }
     }
 }

@@ -251,6 +251,8 @@ pub struct JobFilter {
     pub module: Option<String>,
     /// Only jobs of this priority.
     pub priority: Option<u8>,
+    /// Only jobs this cron schedule created.
+    pub schedule: Option<String>,
     /// Only jobs with an id below this.
     pub before: Option<JobId>,
     /// At most this many (a backend may cap it; 0 means its default).

@@ -487,3 +487,96 @@ fn workflows_and_dependencies_from_the_command_line() {
     let waiting = cli(&server, &["workflow", "submit", "-"]);
     assert_eq!(waiting.status.code(), Some(2), "empty stdin is not JSON");
 }
+
+#[test]
+fn a_schedule_added_from_the_command_line_creates_jobs_that_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--concurrency", "2"]);
+    let out = cli(&server, &["upload", guests::HELLO, "--name", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = cli(
+        &server,
+        &[
+            "schedule",
+            "add",
+            "tick",
+            "hello",
+            "--cron",
+            "* * * * * *",
+            "--input",
+            r#"{"name": "cron"}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.starts_with("name        tick\n"), "{shown}");
+    assert_eq!(
+        shown.matches("+00:00").count(),
+        5,
+        "five fire times: {shown}"
+    );
+
+    // The host's scheduler fires it every second: a job that names it.
+    let deadline = Instant::now() + HANG;
+    let job = loop {
+        let out = cli(&server, &["list", "--schedule", "tick", "--json"]);
+        let page: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        if let Some(id) = page["jobs"]
+            .as_array()
+            .unwrap()
+            .last()
+            .map(|j| j["id"].clone())
+        {
+            break id.as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the schedule never fired");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let done = server.wait_final(job);
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["schedule"], "tick");
+    assert_eq!(done["output"]["greeting"], "Hello, cron!");
+
+    let out = cli(&server, &["schedule", "pause", "tick"]);
+    assert!(
+        stdout(&out).contains("state       paused"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&server, &["schedules"]);
+    let listed = stdout(&out);
+    assert!(
+        listed.lines().nth(1).unwrap().starts_with("tick "),
+        "{listed}"
+    );
+    assert!(listed.contains("paused"), "{listed}");
+    let out = cli(&server, &["schedule", "show", "tick", "--json"]);
+    let schedule: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(schedule["last_job"].as_i64().unwrap() >= job, "{schedule}");
+    let out = cli(&server, &["schedule", "rm", "tick"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Mistakes are one line and exit 2.
+    for bad in [
+        vec!["schedule", "add", "x", "hello", "--cron", "61 * * * *"],
+        vec![
+            "schedule",
+            "add",
+            "x",
+            "hello",
+            "--cron",
+            "@daily",
+            "--timezone",
+            "Mars/Base",
+        ],
+        vec!["schedule", "add", "x", "nope", "--cron", "@daily"],
+        vec!["schedule", "show", "tick"],
+        vec!["schedule", "rm", "tick"],
+    ] {
+        let out = cli(&server, &bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
+        assert!(err.starts_with("error:"), "{bad:?}: {err}");
+    }
+}

@@ -443,6 +443,8 @@ pub struct ListQuery {
     module: Option<String>,
     /// Only jobs of this priority, as submitted (0 to 10).
     priority: Option<u8>,
+    /// Only jobs this cron schedule created.
+    schedule: Option<String>,
     /// The cursor: only jobs with an id below this (`next_cursor` of the
     /// previous page).
     #[param(value_type = Option<i64>)]
@@ -517,6 +519,10 @@ pub async fn list(
         crate::policy::validate_queue_name(queue)
             .map_err(|invalid| ApiError::invalid(invalid.to_string()))?;
     }
+    if let Some(schedule) = &query.schedule {
+        crate::schedule::validate_name(schedule)
+            .map_err(|invalid| ApiError::invalid(format!("schedule: {}", invalid.message)))?;
+    }
     if let Some(priority) = query.priority.filter(|p| *p > crate::job::PRIORITY_LOW) {
         return Err(ApiError::invalid(format!(
             "priority: {priority} is out of range, use 0 (critical) to 10 (low)"
@@ -529,6 +535,7 @@ pub async fn list(
             queue: query.queue,
             module,
             priority: query.priority,
+            schedule: query.schedule,
             before: query.before,
             limit: page_size(query.limit)?,
         },
@@ -580,6 +587,7 @@ pub async fn dead_letter(
             queue: None,
             module: None,
             priority: None,
+            schedule: None,
             before: query.before,
             limit: page_size(query.limit)?,
         },

@@ -10,7 +10,7 @@
 mod contract;
 
 use super::error::ErrorBody;
-use super::{ApiConfig, AppState, host_info, jobs, modules, queues, workflows};
+use super::{ApiConfig, AppState, host_info, jobs, modules, queues, schedules, workflows};
 use crate::policy::Policy;
 use axum::extract::State;
 use axum::http::header;
@@ -64,6 +64,13 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         queues::get,
         queues::pause,
         queues::resume,
+        schedules::create,
+        schedules::list,
+        schedules::get,
+        schedules::replace,
+        schedules::delete,
+        schedules::pause,
+        schedules::resume,
         workflows::submit,
         workflows::list,
         workflows::get,
@@ -81,6 +88,8 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         (name = "jobs", description = "Submit (one or a batch), get, list and cancel jobs."),
         (name = "dead-letter", description = "Failed jobs: list, re-queue, purge."),
         (name = "queues", description = "Named queues: depth, oldest wait, pause and resume."),
+        (name = "schedules", description = "Cron schedules: create, replace, list, get, \
+            pause, resume, delete."),
         (name = "workflows", description = "Graphs of jobs submitted together: submit, get, \
             list, cancel."),
         (name = "host", description = "What this host is doing."),

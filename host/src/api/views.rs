@@ -14,12 +14,14 @@ use crate::job::{
 };
 use crate::json::Json;
 use crate::limits::Limits;
+use crate::policy::JobSpec;
 use crate::policy::{Backoff, RetryPolicy};
 use crate::queue::Live;
 use crate::report::{
     AttemptReport, Failure, FailureKind, Frame, Level, LogRecord, ModuleKind, Progress, Report,
     Status, StdioTail,
 };
+use crate::schedule::{Cadence, Schedule};
 use crate::store::{ModuleRecord, QueueStats};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -242,6 +244,9 @@ pub struct JobSummary {
     /// The job whose attempt submitted it, if one did.
     #[schema(value_type = Option<i64>, required = true)]
     parent: Option<JobId>,
+    /// The cron schedule that created it, if one did.
+    #[schema(required = true)]
+    schedule: Option<String>,
 }
 
 impl JobSummary {
@@ -268,6 +273,7 @@ impl JobSummary {
             workflow: job.workflow,
             node: job.node,
             parent: job.parent,
+            schedule: job.schedule,
         }
     }
 }
@@ -934,6 +940,168 @@ impl QueueView {
             retrying: stats.retrying,
             running: stats.running,
             oldest_wait_ms: stats.oldest_due.map(|due| (now - due).max(0)),
+        }
+    }
+}
+
+/// The job a schedule creates: the fields it sets (`null`: the operator's
+/// default when it fires).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleJobView {
+    /// The queue; `null`: `default`.
+    #[schema(required = true)]
+    queue: Option<String>,
+    /// Module hash or name, resolved each time it fires.
+    module: String,
+    /// The input.
+    input: RawJson,
+    /// The priority.
+    #[schema(required = true)]
+    priority: Option<u8>,
+    /// Attempts allowed.
+    #[schema(required = true)]
+    max_attempts: Option<u32>,
+    /// Retry fields it sets.
+    retry: serde_json::Map<String, serde_json::Value>,
+    /// Limits it sets.
+    limits: serde_json::Map<String, serde_json::Value>,
+    /// Its unique key, keeping runs from overlapping.
+    #[schema(value_type = Option<Object>, required = true)]
+    unique: Option<serde_json::Value>,
+}
+
+impl From<&JobSpec> for ScheduleJobView {
+    fn from(spec: &JobSpec) -> Self {
+        let mut retry = serde_json::Map::new();
+        let put = |map: &mut serde_json::Map<_, _>, key: &str, value: Option<serde_json::Value>| {
+            if let Some(value) = value {
+                map.insert(key.to_owned(), value);
+            }
+        };
+        put(
+            &mut retry,
+            "backoff",
+            spec.retry.backoff.map(|b| b.as_str().into()),
+        );
+        put(&mut retry, "base_ms", spec.retry.base_ms.map(Into::into));
+        put(
+            &mut retry,
+            "max_delay_ms",
+            spec.retry.max_delay_ms.map(Into::into),
+        );
+        put(&mut retry, "jitter", spec.retry.jitter.map(Into::into));
+        let mut limits = serde_json::Map::new();
+        let l = &spec.limits;
+        put(&mut limits, "fuel", l.fuel.map(Into::into));
+        put(&mut limits, "memory_bytes", l.memory_bytes.map(Into::into));
+        put(&mut limits, "timeout_ms", l.timeout_ms.map(Into::into));
+        put(&mut limits, "output_bytes", l.output_bytes.map(Into::into));
+        put(&mut limits, "log_records", l.log_records.map(Into::into));
+        put(&mut limits, "log_bytes", l.log_bytes.map(Into::into));
+        put(
+            &mut limits,
+            "stdio_tail_bytes",
+            l.stdio_tail_bytes.map(Into::into),
+        );
+        ScheduleJobView {
+            queue: spec.queue.clone(),
+            module: spec.module.clone(),
+            input: RawJson(spec.input.clone()),
+            priority: spec.priority,
+            max_attempts: spec.max_attempts,
+            retry,
+            limits,
+            unique: spec
+                .unique
+                .as_ref()
+                .map(|u| serde_json::json!({"key": u.key, "window_ms": u.window_ms.unwrap_or(0)})),
+        }
+    }
+}
+
+/// A fire time: when, and the same in the schedule's time zone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FireTime {
+    /// Milliseconds since the epoch.
+    #[schema(value_type = i64)]
+    at: Millis,
+    /// RFC 3339 in the schedule's time zone (`2026-03-08T03:00:00-04:00`).
+    local: String,
+}
+
+/// A cron schedule.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Schedule)]
+pub struct ScheduleView {
+    /// Its name.
+    name: String,
+    /// The cron expression.
+    cron: String,
+    /// The IANA time zone it is read in.
+    timezone: String,
+    /// The job each fire time creates.
+    job: ScheduleJobView,
+    /// Fire times reached late: `skip` or `run_once`.
+    missed: crate::api::schedules::MissedView,
+    /// Paused: it fires nothing until resumed.
+    paused: bool,
+    /// Its next five fire times; none while paused.
+    upcoming: Vec<FireTime>,
+    /// When it last created a job.
+    #[schema(value_type = Option<i64>, required = true)]
+    last_fired_at: Option<Millis>,
+    /// The job it created last.
+    #[schema(value_type = Option<i64>, required = true)]
+    last_job: Option<JobId>,
+    /// Why its last fire time created no job, or made up for missed ones.
+    #[schema(required = true)]
+    last_error: Option<String>,
+    /// When it was created.
+    #[schema(value_type = i64)]
+    created_at: Millis,
+    /// When it was last changed.
+    #[schema(value_type = i64)]
+    updated_at: Millis,
+}
+
+impl ScheduleView {
+    /// The view of `schedule`, its upcoming fire times counted from `now`.
+    pub fn new(schedule: Schedule, now: Millis) -> ScheduleView {
+        let upcoming = match (
+            schedule.paused,
+            Cadence::parse(&schedule.cron, &schedule.timezone),
+        ) {
+            (false, Ok(cadence)) => {
+                // The stored next fire time first (it may be due already).
+                let first = schedule
+                    .next_at
+                    .min(cadence.next_after(now).unwrap_or(Millis::MAX));
+                let mut times = vec![first];
+                times.extend(cadence.upcoming(first, 4));
+                times
+                    .into_iter()
+                    .filter(|at| *at != Millis::MAX)
+                    .map(|at| FireTime {
+                        at,
+                        local: cadence.local(at),
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        ScheduleView {
+            job: (&schedule.job).into(),
+            name: schedule.name,
+            cron: schedule.cron,
+            timezone: schedule.timezone,
+            missed: schedule.missed.into(),
+            paused: schedule.paused,
+            upcoming,
+            last_fired_at: schedule.last_fired_at,
+            last_job: schedule.last_job,
+            last_error: schedule.last_error,
+            created_at: schedule.created_at,
+            updated_at: schedule.updated_at,
         }
     }
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 /// progress bar shows the latest progress.
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
-/// Arguments of `wasmjob submit`.
+/// What a job is: the options `submit` and `schedule add` share.
 #[derive(Debug, Args)]
-pub struct SubmitArgs {
+pub struct JobFields {
     /// Module hash or name.
     pub module: String,
     /// The queue to wait in [default: default].
@@ -45,6 +45,66 @@ pub struct SubmitArgs {
     /// Wall-clock timeout (e.g. 30s).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
+    /// At most one job with this key in the queue at a time: while one is
+    /// not final, another is not stored (submit prints that job's id).
+    #[arg(long, value_name = "KEY")]
+    pub unique: Option<String>,
+    /// With --unique: the key stays held this long after its job ends
+    /// (e.g. 1h) [default: 0].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "unique")]
+    pub unique_window: Option<Duration>,
+}
+
+impl JobFields {
+    /// The job as the API's JSON takes it (`POST /v1/jobs`).
+    pub fn body(&self) -> Result<Value, String> {
+        let input = read_input(self.input.as_deref())?;
+        let mut body = json!({ "module": self.module, "input": input });
+        if let Some(queue) = &self.queue {
+            body["queue"] = json!(queue);
+        }
+        let mut limits = serde_json::Map::new();
+        if let Some(fuel) = self.fuel {
+            limits.insert("fuel".into(), json!(fuel));
+        }
+        if let Some(memory) = self.memory {
+            limits.insert("memory_bytes".into(), json!(memory));
+        }
+        if let Some(timeout) = self.timeout {
+            limits.insert("timeout_ms".into(), json!(timeout.as_millis() as u64));
+        }
+        if !limits.is_empty() {
+            body["limits"] = Value::Object(limits);
+        }
+        if let Some(priority) = self.priority {
+            body["priority"] = json!(priority);
+        }
+        if let Some(max) = self.max_attempts {
+            body["max_attempts"] = json!(max);
+        }
+        if let Some(retry) = self.retry {
+            // Jitter is left to the host's default policy.
+            body["retry"] = json!({
+                "backoff": retry.backoff.as_str(),
+                "base_ms": retry.base_ms,
+                "max_delay_ms": retry.max_delay_ms,
+            });
+        }
+        if let Some(key) = &self.unique {
+            body["unique"] = json!({ "key": key });
+            if let Some(window) = self.unique_window {
+                body["unique"]["window_ms"] = json!(window.as_millis() as u64);
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// Arguments of `wasmjob submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub job: JobFields,
     /// Run no earlier than this from now (e.g. 10m).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION", conflicts_with = "at")]
     pub delay: Option<Duration>,
@@ -61,15 +121,6 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "cancel|continue", requires = "depends_on",
           value_parser = ["cancel", "continue"])]
     pub on_failure: Option<String>,
-    /// At most one job with this key in the queue at a time: while one is
-    /// not final, submitting prints that job's id instead of storing
-    /// another.
-    #[arg(long, value_name = "KEY")]
-    pub unique: Option<String>,
-    /// With --unique: the key stays held this long after its job ends
-    /// (e.g. 1h) [default: 0].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "unique")]
-    pub unique_window: Option<Duration>,
     /// Follow the job until it ends, then print its output or failure;
     /// exit 0 only if it completed.
     #[arg(long)]
@@ -103,6 +154,9 @@ pub struct ListArgs {
     /// Only jobs of this priority.
     #[arg(long)]
     pub priority: Option<u8>,
+    /// Only jobs this cron schedule created.
+    #[arg(long)]
+    pub schedule: Option<String>,
     /// At most this many [default: 100].
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
@@ -130,38 +184,7 @@ pub fn submit(args: SubmitArgs) -> u8 {
 
 fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
     let client = args.remote.connect()?;
-    let input = read_input(args.input.as_deref()).map_err(usage_error)?;
-    let mut body = json!({ "module": args.module, "input": input });
-    if let Some(queue) = &args.queue {
-        body["queue"] = json!(queue);
-    }
-    let mut limits = serde_json::Map::new();
-    if let Some(fuel) = args.fuel {
-        limits.insert("fuel".into(), json!(fuel));
-    }
-    if let Some(memory) = args.memory {
-        limits.insert("memory_bytes".into(), json!(memory));
-    }
-    if let Some(timeout) = args.timeout {
-        limits.insert("timeout_ms".into(), json!(timeout.as_millis() as u64));
-    }
-    if !limits.is_empty() {
-        body["limits"] = Value::Object(limits);
-    }
-    if let Some(priority) = args.priority {
-        body["priority"] = json!(priority);
-    }
-    if let Some(max) = args.max_attempts {
-        body["max_attempts"] = json!(max);
-    }
-    if let Some(retry) = args.retry {
-        // Jitter is left to the host's default policy.
-        body["retry"] = json!({
-            "backoff": retry.backoff.as_str(),
-            "base_ms": retry.base_ms,
-            "max_delay_ms": retry.max_delay_ms,
-        });
-    }
+    let mut body = args.job.body().map_err(usage_error)?;
     if let Some(delay) = args.delay {
         body["delay_ms"] = json!(delay.as_millis() as u64);
     }
@@ -184,12 +207,6 @@ fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
             })
             .collect();
         body["depends_on"] = Value::Array(edges);
-    }
-    if let Some(key) = &args.unique {
-        body["unique"] = json!({ "key": key });
-        if let Some(window) = args.unique_window {
-            body["unique"]["window_ms"] = json!(window.as_millis() as u64);
-        }
     }
     let job = client.post_json("/v1/jobs", &body).or_exit()?;
     if !args.wait {
@@ -326,6 +343,9 @@ fn status_body(args: JobArgs) -> Result<u8, u8> {
     ] {
         println!("{key:<13} {}", cell(value));
     }
+    if let Some(schedule) = job["schedule"].as_str() {
+        println!("{:<13} {schedule}", "schedule");
+    }
     if let Some(percent) = job["progress"]["percent"].as_u64() {
         println!(
             "{:<13} {percent}% {}",
@@ -379,6 +399,9 @@ pub fn list(args: ListArgs) -> u8 {
     }
     if let Some(priority) = args.priority {
         query.push(format!("priority={priority}"));
+    }
+    if let Some(schedule) = &args.schedule {
+        query.push(format!("schedule={schedule}"));
     }
     if let Some(before) = args.before {
         query.push(format!("before={before}"));

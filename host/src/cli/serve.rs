@@ -194,6 +194,7 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     scheduler::recover(&queue).await;
     let pool = worker::Pool::start(queue.clone()).map_err(|e| format!("starting workers: {e}"))?;
     let services = tokio::spawn(scheduler::run(queue.clone()));
+    let cron = tokio::spawn(scheduler::run_cron(queue.clone()));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -209,6 +210,7 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     tracing::info!("shutting down: finishing running jobs");
     pool.shutdown().await;
     services.abort();
+    cron.abort();
     store.close().await;
     served.map_err(|e| format!("server failed: {e}"))
 }

@@ -152,6 +152,14 @@ impl Invalid {
         }
     }
 
+    /// The same refusal for a field of an object: `job.priority`.
+    pub fn under(self, object: &str) -> Invalid {
+        Invalid {
+            field: format!("{object}.{}", self.field),
+            ..self
+        }
+    }
+
     /// The same refusal for an item of a list: `jobs[3].priority`.
     pub fn within(self, list: &str, index: usize) -> Invalid {
         Invalid {

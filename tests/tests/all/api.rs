@@ -10,24 +10,24 @@ use wasmjob::queue::QueueConfig;
 use wasmjob_tests::guests;
 use wasmjob_tests::host::{Host, eventually};
 
-struct Api {
-    host: Host,
+pub(crate) struct Api {
+    pub(crate) host: Host,
     config: ApiConfig,
 }
 
 impl Api {
-    fn new() -> Api {
+    pub(crate) fn new() -> Api {
         Self::with(ApiConfig::default())
     }
 
-    fn with(config: ApiConfig) -> Api {
+    pub(crate) fn with(config: ApiConfig) -> Api {
         Api {
             host: Host::new(QueueConfig::default()),
             config,
         }
     }
 
-    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+    pub(crate) async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
         let app = router(self.host.queue.clone(), self.config.clone());
         let response = app.oneshot(request).await.unwrap();
         let status = response.status();
@@ -43,16 +43,16 @@ impl Api {
         (status, body)
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call(Request::get(uri).body(Body::empty()).unwrap())
             .await
     }
 
-    async fn post_json(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post_json(&self, uri: &str, body: Value) -> (StatusCode, Value) {
         self.post_raw(uri, body.to_string()).await
     }
 
-    async fn post_raw(&self, uri: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+    pub(crate) async fn post_raw(&self, uri: &str, body: impl Into<Body>) -> (StatusCode, Value) {
         self.call(
             Request::post(uri)
                 .header(header::CONTENT_TYPE, "application/json")
@@ -62,7 +62,22 @@ impl Api {
         .await
     }
 
-    async fn upload(&self, path: &str, name: Option<&str>) -> (StatusCode, Value) {
+    pub(crate) async fn put_json(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            Request::put(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub(crate) async fn delete(&self, uri: &str) -> (StatusCode, Value) {
+        self.call(Request::delete(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub(crate) async fn upload(&self, path: &str, name: Option<&str>) -> (StatusCode, Value) {
         let uri = match name {
             Some(name) => format!("/v1/modules?name={name}"),
             None => "/v1/modules".to_owned(),
@@ -76,13 +91,13 @@ impl Api {
     }
 }
 
-fn error_code(body: &Value) -> &str {
+pub(crate) fn error_code(body: &Value) -> &str {
     body["error"]["code"]
         .as_str()
         .unwrap_or_else(|| panic!("no error code in {body}"))
 }
 
-fn error_message(body: &Value) -> &str {
+pub(crate) fn error_message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap()
 }
 

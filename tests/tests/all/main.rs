@@ -8,5 +8,6 @@ mod load;
 mod openapi;
 mod queue;
 mod retries;
+mod schedules;
 mod wat;
 mod workflows;

@@ -34,15 +34,20 @@ fn body(document: &mut Value, policy: &Policy) {
         "SubmitWorkflow",
         "WorkflowJob",
         "WorkflowEdge",
+        "CreateSchedule",
+        "ReplaceSchedule",
+        "ScheduleJob",
     ] {
         let path = format!("/components/schemas/{schema}");
         let schema = document.pointer_mut(&path).expect("a request schema");
         schema["additionalProperties"] = json!(false);
     }
-    // A workflow's job takes the same fields, less `unique`.
-    for job in ["SubmitJob", "WorkflowJob"] {
+    // A workflow's job and a schedule's take the same fields, less a few.
+    for job in ["SubmitJob", "WorkflowJob", "ScheduleJob"] {
         for bound in policy.bounds() {
-            if job == "WorkflowJob" && bound.field.starts_with("unique.") {
+            let top = bound.field.split('.').next().expect("a field");
+            let path = format!("/components/schemas/{job}/properties/{top}");
+            if document.pointer(&path).is_none() {
                 continue;
             }
             let field = property(document, job, bound.field);
@@ -57,6 +62,11 @@ fn body(document: &mut Value, policy: &Policy) {
         for (key, value) in queue_schema().as_object().expect("an object") {
             queue[key] = value.clone();
         }
+    }
+    // A schedule's name follows the queue names' rule.
+    let name = property(document, "CreateSchedule", "name");
+    for (key, value) in queue_schema().as_object().expect("an object") {
+        name[key] = value.clone();
     }
 }
 
@@ -77,9 +87,15 @@ fn parameters(document: &mut Value, api: &ApiConfig) {
         ("get_module", "module", reference.clone()),
         ("delete_module", "module", reference),
         ("list_jobs", "queue", queue_schema()),
+        ("list_jobs", "schedule", queue_schema()),
         ("get_queue", "queue", queue_schema()),
         ("pause_queue", "queue", queue_schema()),
         ("resume_queue", "queue", queue_schema()),
+        ("get_schedule", "name", queue_schema()),
+        ("replace_schedule", "name", queue_schema()),
+        ("delete_schedule", "name", queue_schema()),
+        ("pause_schedule", "name", queue_schema()),
+        ("resume_schedule", "name", queue_schema()),
         (
             "get_job",
             "wait_ms",

@@ -67,6 +67,10 @@ pub(super) fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>> {
         conditions.push("priority = ?");
         values.push(Value::Integer(priority.into()));
     }
+    if let Some(schedule) = &filter.schedule {
+        conditions.push("schedule = ?");
+        values.push(Value::Text(schedule.clone()));
+    }
     if let Some(before) = filter.before {
         conditions.push("id < ?");
         values.push(Value::Integer(before));
