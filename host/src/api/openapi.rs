@@ -161,7 +161,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// The whole OpenAPI document of a host whose job policy is `policy` and
 /// HTTP settings `api`: [`document`] with every rule the server checks
-/// stated where it applies ([`contract::state`]), as pretty-printed JSON
+/// stated where it applies (`contract::state`), as pretty-printed JSON
 /// with a final newline. `docs/openapi.json` is this for the built-in
 /// settings ([`json`]).
 pub fn json_for(policy: &Policy, api: &ApiConfig) -> String {
