@@ -54,6 +54,9 @@
 //!   [`dependency_output()`] (`let paid: Payment =
 //!   wasmjob_sdk::dependency_output("payment")?;`), or every one, with how
 //!   it ended, with [`dependencies()`].
+//! - **Follow-up jobs**: [`submit()`] asks for a [`FollowUp`] job, created
+//!   only if this attempt completes (with its result, in one transaction);
+//!   follow-ups may wait for earlier ones by name.
 //!
 //! A panic, a trap or running out of fuel, memory or time ends the attempt;
 //! the host decides whether to retry it.
@@ -69,6 +72,7 @@
 
 mod dependencies;
 mod error;
+mod follow_ups;
 mod host;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -79,6 +83,7 @@ pub mod __private;
 
 pub use dependencies::{Dependency, DependencyState, dependencies, dependency, dependency_output};
 pub use error::{JobError, ResultExt};
+pub use follow_ups::{FollowUp, submit};
 pub use host::{JobInfo, Level, info, log, progress};
 
 /// Marks the function that runs the job.

@@ -20,7 +20,7 @@
 //! );
 //! ```
 
-use crate::{Dependency, Level};
+use crate::{Dependency, FollowUp, Level};
 use std::cell::RefCell;
 
 /// A log record or a progress report, as the job made it.
@@ -45,6 +45,54 @@ pub enum Recorded {
 thread_local! {
     static RECORDED: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
     static DEPENDENCIES: RefCell<Vec<Dependency>> = const { RefCell::new(Vec::new()) };
+    static FOLLOW_UPS: RefCell<Vec<FollowUp>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The host's default bound on follow-ups per attempt, which the test
+/// double enforces too.
+const MAX_FOLLOW_UPS: usize = 100;
+
+/// Keeps a follow-up as the host would, refusing what it would refuse
+/// inside the sandbox (count, names, `after`).
+pub(crate) fn submit(job: FollowUp) -> Result<u32, String> {
+    FOLLOW_UPS.with(|all| {
+        let mut all = all.borrow_mut();
+        if all.len() >= MAX_FOLLOW_UPS {
+            return Err(format!(
+                "follow-up refused: an attempt may submit at most {MAX_FOLLOW_UPS} follow-up jobs"
+            ));
+        }
+        let named = |name: &str| all.iter().any(|f| f.name.as_deref() == Some(name));
+        if let Some(name) = &job.name
+            && named(name)
+        {
+            return Err(format!(
+                "follow-up refused: name: `{name}` names an earlier follow-up already"
+            ));
+        }
+        if let Some(missing) = job.after.iter().find(|name| !named(name)) {
+            return Err(format!(
+                "follow-up refused: after: no earlier follow-up is named `{missing}`"
+            ));
+        }
+        all.push(job);
+        Ok(u32::try_from(all.len() - 1).unwrap_or(u32::MAX))
+    })
+}
+
+/// The follow-ups this thread submitted since the last call, in order
+/// (and a fresh start for the next attempt's).
+///
+/// ```
+/// use wasmjob_sdk::FollowUp;
+///
+/// wasmjob_sdk::submit(FollowUp::new("resize", &640).name("small")).unwrap();
+/// let submitted = wasmjob_sdk::testing::take_follow_ups();
+/// assert_eq!(submitted[0].module, "resize");
+/// assert_eq!(submitted[0].input.as_deref(), Ok("640"));
+/// ```
+pub fn take_follow_ups() -> Vec<FollowUp> {
+    FOLLOW_UPS.with(|all| std::mem::take(&mut *all.borrow_mut()))
 }
 
 /// Sets what [`dependencies()`](crate::dependencies()) returns on this

@@ -108,6 +108,8 @@ pub struct EngineSection {
     pub compile_timeout_ms: u64,
     /// Meter fuel.
     pub fuel_metering: bool,
+    /// Most follow-up jobs one attempt may submit.
+    pub max_follow_ups: u32,
 }
 
 impl Default for Config {
@@ -158,6 +160,7 @@ impl Default for EngineSection {
             max_module_bytes: e.max_module_bytes,
             compile_timeout_ms: e.compile_timeout.as_millis() as u64,
             fuel_metering: e.fuel_metering,
+            max_follow_ups: e.max_follow_ups,
         }
     }
 }
@@ -253,6 +256,7 @@ impl Config {
             compile_timeout: std::time::Duration::from_millis(self.engine.compile_timeout_ms),
             max_module_bytes: self.engine.max_module_bytes,
             pooling: true,
+            max_follow_ups: self.engine.max_follow_ups,
         }
     }
 

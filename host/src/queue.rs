@@ -16,11 +16,11 @@
 use crate::clock::{Clock, Millis};
 use crate::engine::{Engine, LoadError, Module};
 use crate::job::{
-    Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, Submitted, Workflow,
-    WorkflowDetail, WorkflowId,
+    Dependency, Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, OnFailure,
+    Prereq, Submitted, Workflow, WorkflowDetail, WorkflowId,
 };
 use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
-use crate::report::Progress;
+use crate::report::{FollowUp, Progress};
 use crate::schedule::{Cadence, Schedule, ScheduleSpec};
 use crate::store::{
     self, Fired, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts, Tick, WorkflowFilter,
@@ -63,6 +63,17 @@ pub enum Error {
     /// The host failed (e.g. a task panicked).
     #[error("{0}")]
     Internal(String),
+}
+
+/// Why the follow-ups of an attempt were not admitted: the attempt fails
+/// with this (a retryable guest error for a module that may yet be
+/// uploaded, a fatal one for a job the policy will never admit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowUpRefused {
+    /// Which follow-up, and why.
+    pub message: String,
+    /// Whether the attempt is worth trying again.
+    pub retryable: bool,
 }
 
 /// Most module references kept resolved; the cache starts over when full.
@@ -397,6 +408,66 @@ impl Queue {
         self.policy()
             .admit(spec, module, now)
             .map_err(|invalid| Error::InvalidJob { index, invalid })
+    }
+
+    /// The follow-up jobs of a completed attempt, admitted as a
+    /// submission's jobs are (module resolved, the policy's defaults and
+    /// bounds), each waiting for the earlier ones it names. The store
+    /// creates them with the attempt's result. A follow-up refused here
+    /// fails the attempt (see [`FollowUpRefused`]), so none is created.
+    pub async fn admit_follow_ups(
+        &self,
+        follow_ups: Vec<FollowUp>,
+        now: Millis,
+    ) -> Result<Vec<NewJob>, FollowUpRefused> {
+        let names: Vec<Option<String>> = follow_ups.iter().map(|f| f.name.clone()).collect();
+        let mut jobs = Vec::with_capacity(follow_ups.len());
+        for (index, follow_up) in follow_ups.into_iter().enumerate() {
+            let what = match &follow_up.name {
+                Some(name) => format!("follow-up {index} (`{name}`)"),
+                None => format!("follow-up {index}"),
+            };
+            let depends_on = follow_up
+                .after
+                .iter()
+                .map(|&earlier| Dependency {
+                    on: Prereq::Earlier(earlier),
+                    name: names[earlier].clone().unwrap_or_default(),
+                    on_failure: OnFailure::Cancel,
+                })
+                .collect();
+            let spec = JobSpec {
+                queue: follow_up.queue,
+                priority: follow_up.priority,
+                max_attempts: follow_up.max_attempts,
+                delay_ms: follow_up.delay_ms,
+                depends_on,
+                node: follow_up.name,
+                ..JobSpec::new(follow_up.module, follow_up.input)
+            };
+            match self.admit(spec, index, now).await {
+                Ok(job) => jobs.push(job),
+                Err(Error::InvalidJob { invalid, .. }) => {
+                    return Err(FollowUpRefused {
+                        message: format!("{what}: {invalid}"),
+                        retryable: false,
+                    });
+                }
+                Err(Error::UnknownModule { reference, .. }) => {
+                    return Err(FollowUpRefused {
+                        message: format!("{what}: no module `{reference}`"),
+                        retryable: true,
+                    });
+                }
+                Err(other) => {
+                    return Err(FollowUpRefused {
+                        message: format!("{what}: {other}"),
+                        retryable: true,
+                    });
+                }
+            }
+        }
+        Ok(jobs)
     }
 
     // ---- schedules ----

@@ -222,6 +222,28 @@ pub struct Progress {
     pub note: String,
 }
 
+/// A job the attempt asked the host to create after it (the `submit`
+/// host function): created only if the attempt completes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowUp {
+    /// Module hash or name.
+    pub module: String,
+    /// Its input.
+    pub input: Json,
+    /// Its name among the attempt's follow-ups.
+    pub name: Option<String>,
+    /// Its queue; `default` when absent.
+    pub queue: Option<String>,
+    /// Its priority; the default when absent.
+    pub priority: Option<u8>,
+    /// Attempts allowed; the default when absent.
+    pub max_attempts: Option<u32>,
+    /// Not before this long after it is created.
+    pub delay_ms: Option<u64>,
+    /// The earlier follow-ups it waits for, by position.
+    pub after: Vec<usize>,
+}
+
 /// Fuel figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FuelUsage {
@@ -281,6 +303,10 @@ pub struct Report {
     pub stdout: StdioTail,
     /// What the guest wrote to stderr (a Rust panic message lands here).
     pub stderr: StdioTail,
+    /// The follow-up jobs it asked for, in order; only a successful
+    /// report carries them (the worker takes them out and the store
+    /// creates them with the result, as it keeps the output with the job).
+    pub follow_ups: Vec<FollowUp>,
 }
 
 impl Failure {
@@ -333,6 +359,7 @@ impl Report {
             progress: None,
             stdout: StdioTail::default(),
             stderr: StdioTail::default(),
+            follow_ups: Vec::new(),
         }
     }
 }

@@ -182,6 +182,7 @@ fn lost(queue: &Queue, leased: LeasedJob, now: Millis, which: Which) -> Outcome 
             report: AttemptReport::Lost { owner, message },
         }),
         output: None,
+        follow_ups: Vec::new(),
         at: now,
     }
 }

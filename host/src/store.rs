@@ -222,6 +222,13 @@ pub struct Outcome {
     pub attempt: Option<AttemptRecord>,
     /// The output, with [`Decision::Complete`].
     pub output: Option<Json>,
+    /// The jobs the attempt submitted, created with [`Decision::Complete`]
+    /// in the same transaction (and never otherwise: not for a stale
+    /// lease, nor for a job cancelled while it ran). They join the job's
+    /// workflow, or a new one the job joins too, with the job as their
+    /// parent; each [`Prereq::Earlier`](crate::job::Prereq::Earlier) is a
+    /// position among them.
+    pub follow_ups: Vec<NewJob>,
     /// When the attempt ended: its `finished_at`, the job's if it is
     /// final now, and where a retry's backoff counts from.
     pub at: Millis,

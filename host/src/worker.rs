@@ -181,6 +181,7 @@ fn release(
             decision,
             attempt: None,
             output: None,
+            follow_ups: Vec::new(),
             at: now,
         };
         // The recorder outlives every sender: this cannot fail.

@@ -157,8 +157,9 @@ fn counts(jobs: &Value) -> String {
 }
 
 /// A workflow (the API's JSON) drawn as a tree: its jobs without
-/// prerequisites at the top, each job under the jobs it waits for. A job
-/// that waits for several is drawn in full under the first and named
+/// prerequisites at the top, each job under the jobs it waits for, and a
+/// follow-up (`↳`) that waits for none under the job that submitted it. A
+/// job that waits for several is drawn in full under the first and named
 /// again under the others.
 pub(super) fn tree(workflow: &Value) -> String {
     let nodes: Vec<&Value> = workflow["nodes"].as_array().into_iter().flatten().collect();
@@ -175,8 +176,13 @@ pub(super) fn tree(workflow: &Value) -> String {
             .filter_map(|edge| edge["job"].as_i64())
             .filter(|job| ids.contains(job))
             .collect();
-        if prereqs.is_empty() {
-            roots.push(*node);
+        // A follow-up waiting for nothing is drawn under the job that
+        // submitted it.
+        let parent = node["parent"].as_i64().filter(|parent| ids.contains(parent));
+        match (prereqs.is_empty(), parent) {
+            (true, Some(parent)) => dependents.entry(parent).or_default().push(node),
+            (true, None) => roots.push(*node),
+            (false, _) => {}
         }
         for prereq in prereqs {
             dependents.entry(prereq).or_default().push(node);
@@ -207,7 +213,13 @@ fn draw(
 ) {
     let id = node["id"].as_i64().unwrap_or_default();
     let branch = if last { "└─ " } else { "├─ " };
-    let name = node["node"].as_str().unwrap_or("?");
+    let name = node["node"].as_str().unwrap_or("job");
+    // A job another job's attempt submitted is marked as such.
+    let name = if node["parent"].is_i64() {
+        format!("↳ {name}")
+    } else {
+        name.to_owned()
+    };
     if !drawn.insert(id) {
         let _ = writeln!(out, "{prefix}{branch}{name} #{id} (see above)");
         return;
@@ -258,6 +270,30 @@ mod tests {
             "│     └─ email #14  cancelled",
             "└─ inventory #12  failed  out of stock: mug",
             "   └─ shipping #13 (see above)",
+        ];
+        assert_eq!(tree(&workflow), expected.join("\n") + "\n");
+    }
+
+    #[test]
+    fn follow_ups_are_drawn_under_the_job_that_submitted_them() {
+        let edge = |job: i64| json!({"job": job, "name": "x", "on_failure": "cancel"});
+        let workflow = json!({
+            "id": 1, "name": null, "state": "running",
+            "jobs": {"completed": 1, "pending": 1, "blocked": 1},
+            "nodes": [
+                {"id": 1, "node": null, "state": "completed", "last_error": null,
+                 "depends_on": [], "parent": null},
+                {"id": 2, "node": "chunk-0", "state": "pending", "last_error": null,
+                 "depends_on": [], "parent": 1},
+                {"id": 3, "node": "total", "state": "blocked", "last_error": null,
+                 "depends_on": [edge(2)], "parent": 1},
+            ]
+        });
+        let expected = [
+            "workflow 1 (unnamed): running (1 completed, 1 pending, 1 blocked)",
+            "└─ job #1  completed",
+            "   └─ ↳ chunk-0 #2  pending",
+            "      └─ ↳ total #3  blocked",
         ];
         assert_eq!(tree(&workflow), expected.join("\n") + "\n");
     }

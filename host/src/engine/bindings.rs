@@ -8,4 +8,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::wasmjob::job::host::Host as JobHost;
-pub use self::wasmjob::job::types::{Dependency, DependencyState, Level};
+pub use self::wasmjob::job::types::{Dependency, DependencyState, FollowUp, Level};

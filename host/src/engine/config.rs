@@ -16,6 +16,8 @@ pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default maximum module size: 64 MiB, larger than any reasonable job and
 /// small enough to compile in seconds.
 pub const DEFAULT_MAX_MODULE_BYTES: u64 = 64 * 1024 * 1024;
+/// Most follow-up jobs one attempt may submit, by default.
+pub const DEFAULT_MAX_FOLLOW_UPS: u32 = 100;
 /// Core instances budgeted per job: a Rust `wasm32-wasip2` component holds
 /// several (the program plus the WASI shims).
 const CORE_INSTANCES_PER_JOB: u32 = 8;
@@ -44,6 +46,8 @@ pub struct EngineConfig {
     /// Use the pooling instance allocator (falls back to on-demand when the
     /// address space cannot be reserved).
     pub pooling: bool,
+    /// Most follow-up jobs one attempt may submit.
+    pub max_follow_ups: u32,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +60,7 @@ impl Default for EngineConfig {
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
             pooling: true,
+            max_follow_ups: DEFAULT_MAX_FOLLOW_UPS,
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The job world's `host` interface: bounded logging and progress.
+//! The job world's `host` interface: bounded logging and progress, the
+//! job's prerequisites, and follow-up jobs held until the attempt ends.
 
 use super::DependencyState;
 use super::bindings::{self, Level as WitLevel};
 use super::state::ComponentState;
-use crate::report::{Level, LogRecord, Progress};
+use crate::json::Json;
+use crate::report::{FollowUp, Level, LogRecord, Progress};
 use std::time::Instant;
 
 /// Longest log message or progress note kept, in bytes; longer ones are
@@ -57,6 +59,112 @@ impl LogBook {
     }
 }
 
+/// The longest follow-up name, in bytes (a workflow node's).
+const FOLLOW_UP_NAME_MAX: usize = 64;
+
+/// The follow-up jobs of one invocation, bounded in count and in input
+/// bytes (together).
+#[derive(Debug)]
+pub struct FollowUps {
+    max_count: u32,
+    max_bytes: u64,
+    bytes: u64,
+    list: Vec<FollowUp>,
+    names: Vec<Option<String>>,
+}
+
+impl FollowUps {
+    pub fn new(max_count: u32, max_bytes: u64) -> Self {
+        FollowUps {
+            max_count,
+            max_bytes,
+            bytes: 0,
+            list: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Keeps a follow-up, or says why not; what is refused leaves no trace.
+    pub fn submit(&mut self, job: bindings::FollowUp) -> Result<u32, String> {
+        let index = self.list.len();
+        if index >= self.max_count as usize {
+            return Err(format!(
+                "an attempt may submit at most {} follow-up jobs",
+                self.max_count
+            ));
+        }
+        let size = job.input.len() as u64;
+        if self.bytes.saturating_add(size) > self.max_bytes {
+            return Err(format!(
+                "the follow-ups' inputs would take {} bytes, above the attempt's output limit of \
+                 {} bytes",
+                self.bytes.saturating_add(size),
+                self.max_bytes
+            ));
+        }
+        if job.module.is_empty() {
+            return Err("module: a hash or a name is needed".to_owned());
+        }
+        let input = std::str::from_utf8(&job.input)
+            .ok()
+            .and_then(|text| Json::parse_str(text).ok())
+            .ok_or_else(|| "input: not JSON text".to_owned())?;
+        if let Some(name) = &job.name {
+            check_name(name)?;
+            if self.names.iter().flatten().any(|n| n == name) {
+                return Err(format!("name: `{name}` names an earlier follow-up already"));
+            }
+        }
+        let mut after = Vec::with_capacity(job.after.len());
+        for name in &job.after {
+            let position = self
+                .names
+                .iter()
+                .position(|n| n.as_deref() == Some(name))
+                .ok_or_else(|| format!("after: no earlier follow-up is named `{name}`"))?;
+            if after.contains(&position) {
+                return Err(format!("after: `{name}` is named twice"));
+            }
+            after.push(position);
+        }
+        self.bytes += size;
+        self.names.push(job.name.clone());
+        self.list.push(FollowUp {
+            module: job.module,
+            input,
+            name: job.name,
+            queue: job.queue,
+            priority: job.priority,
+            max_attempts: job.max_attempts,
+            delay_ms: job.delay_ms,
+            after,
+        });
+        Ok(index as u32)
+    }
+
+    /// The follow-ups kept, in order.
+    pub fn into_list(self) -> Vec<FollowUp> {
+        self.list
+    }
+}
+
+/// A follow-up's name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= FOLLOW_UP_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name: `{name}` is not a name: use 1-{FOLLOW_UP_NAME_MAX} characters from \
+             A-Z a-z 0-9 _ . -"
+        ))
+    }
+}
+
 /// Cuts `text` to at most `max` bytes on a character boundary.
 pub fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
@@ -99,6 +207,10 @@ impl bindings::JobHost for ComponentState {
                 error: dependency.error.clone(),
             })
             .collect()
+    }
+
+    fn submit(&mut self, job: bindings::FollowUp) -> Result<u32, String> {
+        self.run.follow_ups.submit(job)
     }
 
     fn progress(&mut self, percent: u8, note: String) {

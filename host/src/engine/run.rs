@@ -43,6 +43,7 @@ pub(super) async fn execute(
         stdout.clone(),
         stderr.clone(),
         limits.memory_bytes,
+        inner.config.max_follow_ups,
     );
     let fuel = inner.config.fuel_metering;
     match &*module.prepared {
@@ -202,9 +203,16 @@ fn finish<T: HasRun>(
         super::host_impl::LogBook::new(0, 0, run.started),
     );
     let (logs, logs_dropped) = logs.into_parts();
-    let (status, output, failure) = match outcome {
-        Ok(output) => (Status::Success, Some(Json::from_output(&output)), None),
-        Err(failure) => (Status::Failure, None, Some(failure)),
+    let follow_ups = std::mem::replace(&mut run.follow_ups, super::host_impl::FollowUps::new(0, 0));
+    let (status, output, failure, follow_ups) = match outcome {
+        Ok(output) => (
+            Status::Success,
+            Some(Json::from_output(&output)),
+            None,
+            follow_ups.into_list(),
+        ),
+        // A failed attempt leaves no follow-up behind.
+        Err(failure) => (Status::Failure, None, Some(failure), Vec::new()),
     };
     Ok(Report {
         status,
@@ -227,6 +235,7 @@ fn finish<T: HasRun>(
         progress,
         stdout,
         stderr,
+        follow_ups,
     })
 }
 

@@ -5,7 +5,7 @@ use super::Error;
 use super::ProgressSink;
 use super::bindings::Job;
 use super::cancel::CancelToken;
-use super::host_impl::LogBook;
+use super::host_impl::{FollowUps, LogBook};
 use super::limiter::MemoryLimiter;
 use super::stdio::Capture;
 use crate::limits::Limits;
@@ -27,6 +27,7 @@ pub struct RunState {
     pub deadline: Instant,
     pub started: Instant,
     pub dependencies: Vec<super::Dependency>,
+    pub follow_ups: FollowUps,
 }
 
 impl RunState {
@@ -37,6 +38,7 @@ impl RunState {
         stdout: Capture,
         stderr: Capture,
         memory_limit: u64,
+        max_follow_ups: u32,
     ) -> Self {
         let started = Instant::now();
         RunState {
@@ -50,6 +52,9 @@ impl RunState {
             deadline: started + limits.timeout(),
             started,
             dependencies: Vec::new(),
+            // The follow-ups' inputs come back to the host as the output
+            // does, so the output limit bounds them too.
+            follow_ups: FollowUps::new(max_follow_ups, limits.output_bytes),
         }
     }
 }

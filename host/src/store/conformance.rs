@@ -13,6 +13,7 @@
 
 pub(crate) mod aging;
 pub(crate) mod claiming;
+pub(crate) mod follow_ups;
 pub(crate) mod graph;
 pub(crate) mod modules;
 pub(crate) mod queues;
@@ -233,6 +234,7 @@ pub(crate) fn outcome(
         lease: lease(claimed),
         attempt: report.map(|report| AttemptRecord { started_at, report }),
         output,
+        follow_ups: Vec::new(),
         decision,
         at: now,
     }
@@ -268,6 +270,7 @@ pub(crate) fn ran(outcome: std::result::Result<(), &str>) -> AttemptReport {
         progress: None,
         stdout: StdioTail::default(),
         stderr: StdioTail::default(),
+        follow_ups: Vec::new(),
     }))
 }
 
@@ -290,6 +293,9 @@ macro_rules! conformance_tests {
             claiming::insert_keeps_every_field_as_given,
             claiming::list_filters_and_pages_newest_first,
             claiming::counts_cover_every_state,
+            follow_ups::a_completed_attempt_creates_its_follow_ups_with_its_result,
+            follow_ups::follow_ups_join_the_workflow_of_their_parent,
+            follow_ups::a_stale_or_cancelled_attempt_creates_no_follow_up,
             graph::a_job_waits_blocked_until_every_prerequisite_completes,
             graph::an_unblocked_job_is_due_no_earlier_than_when_it_was_unblocked,
             graph::a_prerequisite_that_completed_already_is_resolved_at_once,

@@ -261,7 +261,9 @@ impl StoredReport {
                 "failure" => Status::Failure,
                 other => return Err(unknown("status", other)),
             },
+            // Kept with the job (the output) or as jobs (the follow-ups).
             output: None,
+            follow_ups: Vec::new(),
             failure,
             module: self.module,
             kind: ModuleKind::parse(&self.kind).ok_or_else(|| unknown("kind", &self.kind))?,

@@ -117,7 +117,7 @@ async fn linger(
 /// written at once.
 async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
     let mut again = Vec::new();
-    // The second round writes the replacements of outcomes too large.
+    // The second round writes the replacements of outcomes the store refused.
     for round in 0..2 {
         let outcomes: Vec<Outcome> = batch.iter().map(|f| f.outcome.clone()).collect();
         let results = match queue.store().record_if_leased(outcomes).await {
@@ -128,7 +128,7 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
                 break;
             }
         };
-        let mut too_large = Vec::new();
+        let mut replaced = Vec::new();
         let mut changed = Vec::new();
         for (finished, result) in batch.drain(..).zip(results) {
             match result {
@@ -139,7 +139,16 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
                     queue.registry().forget(&finished.outcome.lease);
                 }
                 Err(store::Error::TooLarge(why)) if round == 0 => {
-                    too_large.push(refused(queue, finished, &why));
+                    let message = format!("the attempt's result could not be stored: {why}");
+                    replaced.push(refused(queue, finished, message, false));
+                }
+                // A follow-up's module deleted since it was admitted: the
+                // attempt fails and may run again once it is back.
+                Err(store::Error::NotFound(why))
+                    if round == 0 && !finished.outcome.follow_ups.is_empty() =>
+                {
+                    let message = format!("the attempt's follow-up jobs could not be stored: {why}");
+                    replaced.push(refused(queue, finished, message, true));
                 }
                 Err(error) => {
                     tracing::warn!(%error, job_id = finished.job.id, "writing an outcome failed; will retry");
@@ -148,22 +157,21 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
             }
         }
         queue.changed(changed);
-        if too_large.is_empty() {
+        if replaced.is_empty() {
             break;
         }
-        batch = too_large;
+        batch = replaced;
     }
     again
 }
 
-/// An outcome the store refused as too large becomes a failure of its job:
-/// the host's report says why, and the policy decides what follows (the
-/// same attempt would produce the same result, so it is not retried).
-fn refused(queue: &Queue, finished: Finished, why: &str) -> Finished {
+/// An outcome the store refused becomes a failure of its job: the host's
+/// report says why, and the policy decides what follows (a result too
+/// large to store would be the same again, so that is not retryable).
+fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) -> Finished {
     let Finished { job, outcome } = finished;
-    let message = format!("the attempt's result could not be stored: {why}");
     tracing::warn!(job_id = job.id, %message);
-    let ending = Ending::HostFailed { retryable: false };
+    let ending = Ending::HostFailed { retryable };
     let decision = queue.policy().decide(&job, ending, outcome.at);
     let started_at = outcome
         .attempt
@@ -173,12 +181,10 @@ fn refused(queue: &Queue, finished: Finished, why: &str) -> Finished {
         decision,
         attempt: Some(AttemptRecord {
             started_at,
-            report: AttemptReport::HostFailed {
-                message,
-                retryable: false,
-            },
+            report: AttemptReport::HostFailed { message, retryable },
         }),
         output: None,
+        follow_ups: Vec::new(),
         ..outcome
     };
     debug_assert_ne!(outcome.decision, Decision::Release);

@@ -7,7 +7,7 @@ use crate::job::{Job, JobState, Resolved};
 use crate::json::Json;
 use crate::policy::{Decision, Ending};
 use crate::queue::{self, Queue};
-use crate::report::{AttemptReport, FailureKind, Report};
+use crate::report::{AttemptReport, Failure, FailureKind, Report, Status};
 use crate::store::{self, AttemptRecord, Claimed, Lease, Outcome};
 use std::sync::Arc;
 
@@ -31,10 +31,20 @@ pub(super) async fn run(
     let stop = queue.registry().finished(&lease);
     // One timestamp for the outcome: the backoff counts from when it ended.
     let now = queue.now();
+    let mut follow_ups = Vec::new();
     let (decision, report, output) = match ended {
         Ok(mut report) => {
             let interrupted = stop == Some(Stop::Shutdown)
                 && report.failure_kind() == Some(FailureKind::Cancelled);
+            // The follow-ups are created as jobs with the result, or not
+            // at all: one the host refuses fails the attempt.
+            let requested = std::mem::take(&mut report.follow_ups);
+            if !requested.is_empty() && report.is_success() {
+                match queue.admit_follow_ups(requested, now).await {
+                    Ok(jobs) => follow_ups = jobs,
+                    Err(refused) => refuse_follow_ups(&mut report, refused),
+                }
+            }
             let ending = if interrupted {
                 Ending::Interrupted
             } else {
@@ -62,14 +72,32 @@ pub(super) async fn run(
         .filter(|_| decision != Decision::Release)
         .map(|report| AttemptRecord { started_at, report });
     let output = (decision == Decision::Complete).then(|| output.unwrap_or_else(Json::null));
+    if decision != Decision::Complete {
+        follow_ups.clear();
+    }
     let outcome = Outcome {
         lease,
         decision,
         attempt,
         output,
+        follow_ups,
         at: now,
     };
     Finished { job, outcome }
+}
+
+/// A successful attempt whose follow-ups the host refused becomes a
+/// failure saying which and why: a guest error, retryable or fatal as the
+/// refusal is. Its output goes with it.
+fn refuse_follow_ups(report: &mut Report, refused: queue::FollowUpRefused) {
+    let kind = if refused.retryable {
+        FailureKind::GuestError
+    } else {
+        FailureKind::FatalError
+    };
+    report.status = Status::Failure;
+    report.output = None;
+    report.failure = Some(Failure::new(kind, refused.message));
 }
 
 /// A resolved prerequisite as the engine hands it to the job. One that is

@@ -140,6 +140,7 @@ pub(crate) async fn a_requeue_and_a_rescue_start_aging_over_and_a_release_keeps_
             },
         }),
         output: None,
+        follow_ups: Vec::new(),
         at: now,
     };
     f.store.record_if_leased(vec![lost]).await.unwrap();
@@ -161,6 +162,7 @@ pub(crate) async fn a_requeue_and_a_rescue_start_aging_over_and_a_release_keeps_
         decision: Decision::DeadLetter,
         attempt: None,
         output: None,
+        follow_ups: Vec::new(),
         at: now,
     };
     f.store.record_if_leased(vec![dead]).await.unwrap();

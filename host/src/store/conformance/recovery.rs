@@ -88,6 +88,7 @@ fn lost(leased: &LeasedJob, decision: Decision, now: Millis) -> Outcome {
             },
         }),
         output: None,
+        follow_ups: Vec::new(),
         at: now,
     }
 }

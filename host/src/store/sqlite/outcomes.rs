@@ -12,10 +12,10 @@
 //! claim of the job and, unlike `attempt`, is not reset by a requeue.
 
 use super::graph;
-use super::jobs::CLEAR_LEASE;
+use super::jobs::{self, CLEAR_LEASE, Origin};
 use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS};
 use crate::clock::Millis;
-use crate::job::{JobId, JobState};
+use crate::job::{JobId, JobState, NewJob, WorkflowId};
 use crate::policy::Decision;
 use crate::store::{
     AttemptRecord, Lease, LeaseFilter, LeasedJob, Outcome, Recorded, Result, encoding,
@@ -122,6 +122,9 @@ fn apply(conn: &Connection, outcome: &Outcome, require: Require) -> Result<Recor
             conn.prepare_cached(&sql)?
                 .execute(params![id, output, outcome.at])?;
             graph::ended(conn, id, JobState::Completed, outcome.at)?;
+            if !outcome.follow_ups.is_empty() {
+                follow_ups(conn, id, &outcome.follow_ups, outcome.at)?;
+            }
         }
         Decision::Retry { run_at, limits } => {
             let [fuel, memory, timeout, output, records, log_bytes, tail] =
@@ -143,6 +146,30 @@ fn apply(conn: &Connection, outcome: &Outcome, require: Require) -> Result<Recor
         Decision::Release => unreachable!("handled above"),
     }
     Ok(Recorded::Applied)
+}
+
+/// Creates the follow-up jobs of job `parent`'s completed attempt: in the
+/// parent's workflow, or a new one the parent joins.
+fn follow_ups(conn: &Connection, parent: JobId, jobs: &[NewJob], now: Millis) -> Result<()> {
+    let workflow: Option<WorkflowId> = conn
+        .prepare_cached("SELECT workflow_id FROM jobs WHERE id = ?1")?
+        .query_row([parent], |row| row.get(0))?;
+    let workflow = match workflow {
+        Some(workflow) => workflow,
+        None => {
+            let workflow = graph::insert_workflow(conn, None, now)?;
+            conn.prepare_cached("UPDATE jobs SET workflow_id = ?2 WHERE id = ?1")?
+                .execute(params![parent, workflow])?;
+            workflow
+        }
+    };
+    let origin = Origin {
+        workflow: Some(workflow),
+        parent: Some(parent),
+        schedule: None,
+    };
+    jobs::insert(conn, jobs, now, origin)?;
+    Ok(())
 }
 
 /// The attempt running under `lease`, if the lease is still held as
