@@ -16,8 +16,8 @@
 use crate::clock::{Clock, Millis};
 use crate::engine::{Engine, LoadError, Module};
 use crate::job::{
-    Dependency, Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, OnFailure,
-    Prereq, Submitted, Workflow, WorkflowDetail, WorkflowId,
+    Dependency, Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, OnFailure, Prereq,
+    Submitted, Workflow, WorkflowDetail, WorkflowId,
 };
 use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::{FollowUp, Progress};

@@ -124,3 +124,20 @@ fn every_command_has_help_with_an_example() {
         );
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_stops_the_command_quietly() {
+    // `wasmjob exec ... | head -c 0`: stdout is closed before the report
+    // is printed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+        .args(["exec", guests::HELLO, "--input", r#"{"name":"Ada"}"#])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wasmjob");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -64,7 +64,8 @@ fn split(input: Input) -> Result<Output, JobError> {
         Some("fail_first") if wasmjob_sdk::info().attempt == 1 => {
             Err(JobError::retryable("failing after submitting, this once"))
         }
-        Some("spin") => {
+        Some("spin") =>
+        {
             #[allow(clippy::empty_loop)]
             loop {}
         }
@@ -87,8 +88,19 @@ mod tests {
         .unwrap();
         assert_eq!(output.chunks, 3);
         let submitted = wasmjob_sdk::testing::take_follow_ups();
-        let inputs: Vec<&str> = submitted.iter().map(|f| f.input.as_deref().unwrap()).collect();
-        assert_eq!(inputs, [r#"{"add":3}"#, r#"{"add":7}"#, r#"{"add":5}"#, r#"{"add":0}"#]);
+        let inputs: Vec<&str> = submitted
+            .iter()
+            .map(|f| f.input.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            inputs,
+            [
+                r#"{"add":3}"#,
+                r#"{"add":7}"#,
+                r#"{"add":5}"#,
+                r#"{"add":0}"#
+            ]
+        );
         assert_eq!(submitted[3].after, ["chunk-0", "chunk-1", "chunk-2"]);
     }
 }

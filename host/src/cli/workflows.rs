@@ -178,7 +178,9 @@ pub(super) fn tree(workflow: &Value) -> String {
             .collect();
         // A follow-up waiting for nothing is drawn under the job that
         // submitted it.
-        let parent = node["parent"].as_i64().filter(|parent| ids.contains(parent));
+        let parent = node["parent"]
+            .as_i64()
+            .filter(|parent| ids.contains(parent));
         match (prereqs.is_empty(), parent) {
             (true, Some(parent)) => dependents.entry(parent).or_default().push(node),
             (true, None) => roots.push(*node),
@@ -213,7 +215,12 @@ fn draw(
 ) {
     let id = node["id"].as_i64().unwrap_or_default();
     let branch = if last { "└─ " } else { "├─ " };
-    let name = node["node"].as_str().unwrap_or("job");
+    // Not a node of the graph submitted (a job that submitted follow-ups):
+    // by its module's name.
+    let name = node["node"]
+        .as_str()
+        .or(node["module_name"].as_str())
+        .unwrap_or("job");
     // A job another job's attempt submitted is marked as such.
     let name = if node["parent"].is_i64() {
         format!("↳ {name}")
@@ -281,8 +288,8 @@ mod tests {
             "id": 1, "name": null, "state": "running",
             "jobs": {"completed": 1, "pending": 1, "blocked": 1},
             "nodes": [
-                {"id": 1, "node": null, "state": "completed", "last_error": null,
-                 "depends_on": [], "parent": null},
+                {"id": 1, "node": null, "module_name": "split", "state": "completed",
+                 "last_error": null, "depends_on": [], "parent": null},
                 {"id": 2, "node": "chunk-0", "state": "pending", "last_error": null,
                  "depends_on": [], "parent": 1},
                 {"id": 3, "node": "total", "state": "blocked", "last_error": null,
@@ -291,7 +298,7 @@ mod tests {
         });
         let expected = [
             "workflow 1 (unnamed): running (1 completed, 1 pending, 1 blocked)",
-            "└─ job #1  completed",
+            "└─ split #1  completed",
             "   └─ ↳ chunk-0 #2  pending",
             "      └─ ↳ total #3  blocked",
         ];

@@ -130,11 +130,15 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
         };
         let mut replaced = Vec::new();
         let mut changed = Vec::new();
+        // Whether jobs may have become due: follow-ups created, dependents
+        // released by a job's end, a job given back.
+        let mut due = false;
         for (finished, result) in batch.drain(..).zip(results) {
             match result {
                 Ok(recorded) => {
                     if recorded == Recorded::Applied {
                         changed.push(finished.outcome.lease.id);
+                        due |= !matches!(finished.outcome.decision, Decision::Retry { .. });
                     }
                     queue.registry().forget(&finished.outcome.lease);
                 }
@@ -147,7 +151,8 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
                 Err(store::Error::NotFound(why))
                     if round == 0 && !finished.outcome.follow_ups.is_empty() =>
                 {
-                    let message = format!("the attempt's follow-up jobs could not be stored: {why}");
+                    let message =
+                        format!("the attempt's follow-up jobs could not be stored: {why}");
                     replaced.push(refused(queue, finished, message, true));
                 }
                 Err(error) => {
@@ -157,6 +162,10 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
             }
         }
         queue.changed(changed);
+        if due {
+            // Idle workers start them now, not at their next poll.
+            queue.wake();
+        }
         if replaced.is_empty() {
             break;
         }

@@ -109,7 +109,10 @@ async fn a_failed_or_retried_attempt_leaves_no_follow_up_behind() {
     let failing = host.submit(failing).await.id;
     // Fails after submitting on its first attempt only: the second
     // attempt's follow-ups are created, once.
-    let mut retried = host.job("split", json!({"numbers": [1, 2, 3], "chunk": 1, "then": "fail_first"}));
+    let mut retried = host.job(
+        "split",
+        json!({"numbers": [1, 2, 3], "chunk": 1, "then": "fail_first"}),
+    );
     retried.max_attempts = Some(3);
     retried.retry = RetrySpec {
         backoff: Some(Backoff::Fixed),

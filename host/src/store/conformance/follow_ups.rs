@@ -95,8 +95,15 @@ pub(crate) async fn follow_ups_join_the_workflow_of_their_parent(open: OpenFn) {
         nodes,
         [Some("split".into()), Some("a".into()), Some("b".into())]
     );
-    assert!(detail.jobs[1..].iter().all(|j| j.parent == Some(jobs[0].id)));
-    assert_eq!(f.store.workflows(Default::default()).await.unwrap().len(), 1);
+    assert!(
+        detail.jobs[1..]
+            .iter()
+            .all(|j| j.parent == Some(jobs[0].id))
+    );
+    assert_eq!(
+        f.store.workflows(Default::default()).await.unwrap().len(),
+        1
+    );
 }
 
 pub(crate) async fn a_stale_or_cancelled_attempt_creates_no_follow_up(open: OpenFn) {
@@ -104,7 +111,10 @@ pub(crate) async fn a_stale_or_cancelled_attempt_creates_no_follow_up(open: Open
     // Cancelled while it ran: the attempt is filed, nothing else.
     let cancelled = f.submit(f.job(5, T0)).await.id;
     let claimed = f.claim(1, T0).await.remove(0);
-    f.store.cancel_unless_final(cancelled, T0 + 1).await.unwrap();
+    f.store
+        .cancel_unless_final(cancelled, T0 + 1)
+        .await
+        .unwrap();
     complete_with(&f, &claimed, follow_ups(&f), T0 + 2).await;
     // Reported twice: the second is stale.
     let twice = f.submit(f.job(5, T0)).await.id;
