@@ -1,4 +1,4 @@
-//! The benchmark suite: six scenarios against a real host, printed as a
+//! The benchmark suite: seven scenarios against a real host, printed as a
 //! table and written as JSON.
 //!
 //! ```text
@@ -12,9 +12,11 @@
 //! 3. latency on an idle host, one job at a time over HTTP;
 //! 4. submission from many concurrent HTTP clients;
 //! 5. a million pending jobs: enqueue time, database size, RSS, claims;
-//! 6. start-up with 100 stored modules, artifact cache warm and cold.
+//! 6. start-up with 100 stored modules, artifact cache warm and cold;
+//! 7. scheduling: delayed-job and cron lateness, cancelling a running job,
+//!    a 10,000-node fan-out/fan-in workflow.
 //!
-//! Scenarios 2 to 6 run the host as a child process (this binary, re-run
+//! Scenarios 2 to 7 run the host as a child process (this binary, re-run
 //! as `wasmjob serve` with default settings on a temp dir), so host
 //! figures are not mixed with the load generator's. `--quick` shrinks every
 //! scenario to seconds and checks correctness only: no figure is judged.
@@ -32,6 +34,7 @@ mod overhead;
 mod report;
 mod restart;
 mod scale;
+mod scheduling;
 mod throughput;
 
 use clap::Parser;
@@ -72,7 +75,7 @@ fn main() -> ExitCode {
                 let list = rest.next().expect("--only takes a list such as 2,3");
                 only = Some(
                     list.split(',')
-                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-6"))
+                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-7"))
                         .collect(),
                 );
             }
@@ -87,13 +90,14 @@ fn main() -> ExitCode {
     }
     let settings = Settings { quick };
     let wanted = |n: u32| only.as_ref().is_none_or(|list| list.contains(&n));
-    let scenarios: [(u32, Scenario); 6] = [
+    let scenarios: [(u32, Scenario); 7] = [
         (1, overhead::run),
         (2, throughput::run),
         (3, latency::run),
         (4, concurrent::run),
         (5, scale::run),
         (6, restart::run),
+        (7, scheduling::run),
     ];
     let mut sections = Vec::new();
     for (n, scenario) in scenarios {
