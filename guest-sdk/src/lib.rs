@@ -57,6 +57,16 @@
 //! - **Follow-up jobs**: [`submit()`] asks for a [`FollowUp`] job, created
 //!   only if this attempt completes (with its result, in one transaction);
 //!   follow-ups may wait for earlier ones by name.
+//! - **HTTP**: [`http`] is a small blocking client
+//!   (`http::Request::post(url).json(&body).send()?.error_for_status()?`)
+//!   for the origins the operator granted to the job's module; anything
+//!   else is denied. Its errors know whether they are worth a retry
+//!   (timeouts, `5xx`, `429`: yes; a denied origin, `4xx`: no), and `?`
+//!   makes the matching [`JobError`].
+//! - **Secrets and configuration**: [`secret()`] and [`config()`] read by
+//!   name what the operator granted to the job's module (`None`
+//!   otherwise). The host redacts a secret's value wherever the job writes
+//!   it back: logs, output, errors.
 //!
 //! A panic, a trap or running out of fuel, memory or time ends the attempt;
 //! the host decides whether to retry it.
@@ -66,14 +76,19 @@
 //! (for unit tests of the job's logic) the crate still compiles; logging
 //! and progress then go to standard error, where a test can also read them
 //! back with [`testing::take`], and [`info()`] returns
-//! [`JobInfo::default()`].
+//! [`JobInfo::default()`]. The [`testing`] module stands in for the rest
+//! of the host: prerequisites, secrets and configuration to set, and a
+//! function to answer HTTP requests in place of the network
+//! ([`testing::set_http`]).
 
 #![deny(missing_docs)]
 
 mod dependencies;
 mod error;
 mod follow_ups;
+mod granted;
 mod host;
+pub mod http;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -84,6 +99,7 @@ pub mod __private;
 pub use dependencies::{Dependency, DependencyState, dependencies, dependency, dependency_output};
 pub use error::{JobError, ResultExt};
 pub use follow_ups::{FollowUp, submit};
+pub use granted::{config, secret};
 pub use host::{JobInfo, Level, info, log, progress};
 
 /// Marks the function that runs the job.

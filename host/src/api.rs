@@ -120,6 +120,13 @@ fn table() -> Vec<RouteEntry> {
         entry(Modules, Method::GET, "/v1/modules/{module}", modules::get),
         entry(
             Modules,
+            Method::PUT,
+            "/v1/modules/{module}/grants",
+            modules::set_grants,
+        ),
+        entry(Modules, Method::GET, "/v1/grants", modules::grants),
+        entry(
+            Modules,
             Method::DELETE,
             "/v1/modules/{module}",
             modules::delete,

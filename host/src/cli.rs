@@ -60,6 +60,15 @@ pub enum Command {
     ///
     /// Example: wasmjob upload target/wasm32-wasip2/release/resize.wasm --name resize
     Upload(modules::UploadArgs),
+    /// Give a module grants of the host's config (replacing what it had):
+    /// what its jobs may reach beyond the sandbox. No grant: none.
+    ///
+    /// Example: wasmjob grant charge payments
+    Grant(modules::GrantArgs),
+    /// List the host's grants: HTTP origins, secrets (by name), config.
+    ///
+    /// Example: wasmjob grants
+    Grants(modules::HostArgs),
     /// Submit a job; prints its id, or with --wait follows it to the end.
     ///
     /// Exit code with --wait: 0 if the job completed, 1 if it failed or was
@@ -140,6 +149,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Upload(args) => modules::upload(args),
+        Command::Grant(args) => modules::grant(args),
+        Command::Grants(args) => modules::grants(args),
         Command::Submit(args) => jobs::submit(args),
         Command::Status(args) => jobs::status(args),
         Command::List(args) => jobs::list(args),

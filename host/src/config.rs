@@ -4,7 +4,8 @@
 //! listed at once by [`Config::validate`].
 
 use crate::api::ApiConfig;
-use crate::engine::EngineConfig;
+use crate::engine::{EngineConfig, HttpLimits};
+use crate::grants::{GrantSpec, Grants, SecretSource};
 use crate::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY};
 use crate::limits::Limits;
 use crate::policy::{
@@ -15,6 +16,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Default data directory, relative to where the host starts.
 pub const DEFAULT_DATA_DIR: &str = "./wasmjob-data";
@@ -47,6 +50,47 @@ pub struct Config {
     pub queues: BTreeMap<String, NamedQueue>,
     /// The sandbox.
     pub engine: EngineSection,
+    /// Bounds on jobs' outbound HTTP requests.
+    pub http: HttpSection,
+    /// What modules may be granted: `[grants.NAME]`.
+    pub grants: BTreeMap<String, GrantSpec>,
+    /// Secrets grants may name, and where their values come from:
+    /// `[secrets] NAME = { env = "VAR" }` or `{ file = "/path" }`.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Plain configuration values grants may name: `[config] NAME = "value"`.
+    pub config: BTreeMap<String, String>,
+}
+
+/// `[http]`: bounds on every job's outbound requests.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Longest wait for a connection (DNS, TCP, TLS), ms.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for a response's first byte, ms.
+    pub first_byte_timeout_ms: u64,
+    /// Longest wait between two frames of a response body, ms.
+    pub between_bytes_timeout_ms: u64,
+    /// Largest response body, bytes.
+    pub max_response_bytes: u64,
+    /// Most requests one attempt may make.
+    pub max_requests: u32,
+    /// Most requests of one attempt in flight at once.
+    pub max_concurrent: u32,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let limits = HttpLimits::default();
+        HttpSection {
+            connect_timeout_ms: limits.connect_timeout.as_millis() as u64,
+            first_byte_timeout_ms: limits.first_byte_timeout.as_millis() as u64,
+            between_bytes_timeout_ms: limits.between_bytes_timeout.as_millis() as u64,
+            max_response_bytes: limits.max_response_bytes,
+            max_requests: limits.max_requests,
+            max_concurrent: limits.max_concurrent,
+        }
+    }
 }
 
 /// `[server]`.
@@ -125,6 +169,10 @@ impl Default for Config {
             ceilings: Ceilings::default(),
             queues: BTreeMap::new(),
             engine: EngineSection::default(),
+            http: HttpSection::default(),
+            grants: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            config: BTreeMap::new(),
         }
     }
 }
@@ -239,6 +287,12 @@ impl Config {
         if let Err(policy) = self.policy() {
             problems.extend(policy);
         }
+        if self.http.max_concurrent == 0 {
+            problems.push("http.max_concurrent must be at least 1".to_owned());
+        }
+        if let Err(grants) = self.grants() {
+            problems.extend(grants);
+        }
         match (listen, problems.is_empty()) {
             (Ok(addr), true) => Ok(addr),
             _ => Err(problems),
@@ -257,6 +311,15 @@ impl Config {
             max_module_bytes: self.engine.max_module_bytes,
             pooling: true,
             max_follow_ups: self.engine.max_follow_ups,
+            http: HttpLimits {
+                connect_timeout: Duration::from_millis(self.http.connect_timeout_ms),
+                first_byte_timeout: Duration::from_millis(self.http.first_byte_timeout_ms),
+                between_bytes_timeout: Duration::from_millis(self.http.between_bytes_timeout_ms),
+                max_response_bytes: self.http.max_response_bytes,
+                max_requests: self.http.max_requests,
+                max_concurrent: self.http.max_concurrent,
+                ..HttpLimits::default()
+            },
         }
     }
 
@@ -275,6 +338,14 @@ impl Config {
                 .iter()
                 .filter_map(|(name, queue)| Some((name.clone(), queue.concurrency?)))
                 .collect(),
+            grants: Arc::new(self.grants()?),
+        })
+    }
+
+    /// The grants, with their secrets read from the environment and files.
+    pub fn grants(&self) -> Result<Grants, Vec<String>> {
+        Grants::load(&self.grants, &self.secrets, &self.config, |var| {
+            std::env::var(var).ok()
         })
     }
 

@@ -18,6 +18,8 @@ mod epoch;
 mod host_impl;
 mod limiter;
 mod load;
+mod outbound;
+mod redact;
 mod run;
 mod state;
 mod stdio;
@@ -25,6 +27,7 @@ mod stdio;
 pub use cancel::CancelToken;
 pub use config::EngineConfig;
 pub use load::{LoadError, Module};
+pub use outbound::HttpLimits;
 
 use crate::limits::Limits;
 use crate::report::{Progress, Report};
@@ -77,6 +80,9 @@ pub struct Invocation {
     /// stdin, in the envelope `{"input": ..., "dependencies": {...}}` (see
     /// [`Invocation::stdin`]).
     pub dependencies: Vec<Dependency>,
+    /// What the job may reach beyond its sandbox: HTTP origins, secrets,
+    /// configuration (none by default).
+    pub capabilities: std::sync::Arc<crate::grants::Capabilities>,
 }
 
 /// A resolved prerequisite of the job (`dependency` in the WIT).
@@ -126,6 +132,7 @@ impl Invocation {
             cancel: CancelToken::new(),
             progress: None,
             dependencies: Vec::new(),
+            capabilities: crate::grants::Capabilities::none(),
         }
     }
 

@@ -5,6 +5,8 @@
 //! - [`job`], [`limits`], [`report`], [`json`]: the vocabulary shared by
 //!   every other module (a job, what it may use, what happened when it
 //!   ran, its JSON). Plain data, no I/O, no wire format.
+//! - [`grants`]: what a job may reach beyond its sandbox (HTTP origins,
+//!   secrets, configuration), granted by the operator to modules.
 //! - [`policy`]: the one owner of job rules: admission (defaults and
 //!   bounds) and `decide` (what follows an attempt).
 //! - [`engine`]: the only module that knows wasmtime. It loads modules
@@ -32,6 +34,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod grants;
 pub mod job;
 pub mod json;
 pub mod limits;

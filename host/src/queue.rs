@@ -15,6 +15,7 @@
 
 use crate::clock::{Clock, Millis};
 use crate::engine::{Engine, LoadError, Module};
+use crate::grants::{Capabilities, Grants};
 use crate::job::{
     Dependency, Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, OnFailure, Prereq,
     Submitted, Workflow, WorkflowDetail, WorkflowId,
@@ -97,6 +98,8 @@ pub struct QueueConfig {
     /// Queues with a concurrency cap (`[queues.NAME] concurrency`): at most
     /// this many of their jobs run at once.
     pub caps: BTreeMap<String, usize>,
+    /// What modules may be granted (HTTP origins, secrets, configuration).
+    pub grants: Arc<Grants>,
 }
 
 impl Default for QueueConfig {
@@ -109,6 +112,7 @@ impl Default for QueueConfig {
             shutdown_grace_ms: 10_000,
             policy: Policy::default(),
             caps: BTreeMap::new(),
+            grants: Arc::new(Grants::default()),
         }
     }
 }
@@ -152,6 +156,8 @@ struct Inner {
     blocked_waiters: Mutex<Vec<oneshot::Sender<()>>>,
     /// Told when a schedule changes (see [`Queue::schedules_changed`]).
     schedules_changed: Notify,
+    /// What a module without grants may reach: nothing.
+    no_capabilities: Arc<Capabilities>,
     /// Counts the changes this host made, for [`Queue::changes`].
     changes: watch::Sender<u64>,
     /// Module references (hash or name) already resolved. Per host: only
@@ -180,6 +186,7 @@ impl Queue {
                 waiters: Mutex::new(HashMap::new()),
                 blocked_waiters: Mutex::new(Vec::new()),
                 schedules_changed: Notify::new(),
+                no_capabilities: Capabilities::none(),
                 changes: watch::Sender::new(0),
                 resolved: Mutex::new(Resolved::default()),
             }),
@@ -294,6 +301,47 @@ impl Queue {
         let mut resolved = self.inner.resolved.lock().expect("resolved modules");
         resolved.generation += 1;
         resolved.records.clear();
+    }
+
+    /// Gives a module (hash or name) exactly these grants of the host's
+    /// config (replacing what it had); its jobs' next attempts get them.
+    pub async fn set_module_grants(
+        &self,
+        reference: &str,
+        grants: Vec<String>,
+    ) -> Result<ModuleRecord, Error> {
+        self.inner
+            .config
+            .grants
+            .check(&grants)
+            .map_err(|why| Invalid::new("grants", why))?;
+        let mut grants = grants;
+        grants.sort();
+        grants.dedup();
+        let record = self
+            .inner
+            .store
+            .set_module_grants(reference, grants)
+            .await?;
+        self.forget_resolved();
+        Ok(record)
+    }
+
+    /// The operator's grants.
+    pub fn grants(&self) -> &Grants {
+        &self.inner.config.grants
+    }
+
+    /// What the jobs of module `hash` may reach: the union of its grants
+    /// (nothing for a module without any).
+    pub async fn capabilities(&self, hash: &str) -> Result<Arc<Capabilities>, Error> {
+        let record = self.resolve(hash).await?;
+        if record.grants.is_empty() {
+            return Ok(self.inner.no_capabilities.clone());
+        }
+        Ok(Arc::new(
+            self.inner.config.grants.capabilities(&record.grants),
+        ))
     }
 
     /// The loaded module for `hash`, loading it from the store if this

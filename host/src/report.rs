@@ -244,6 +244,26 @@ pub struct FollowUp {
     pub after: Vec<usize>,
 }
 
+/// One outbound HTTP request an attempt made (or tried to make).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: String,
+    /// `scheme://host[:port]/path`: the query string is dropped (it may
+    /// carry credentials).
+    pub url: String,
+    /// The response's status, when one came.
+    pub status: Option<u16>,
+    /// Why there was no response, or why its body was cut.
+    pub error: Option<String>,
+    /// From the request to its end (the last byte read, or the error).
+    pub duration_us: u64,
+    /// Request body bytes sent.
+    pub bytes_up: u64,
+    /// Response body bytes received.
+    pub bytes_down: u64,
+}
+
 /// Fuel figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FuelUsage {
@@ -303,6 +323,10 @@ pub struct Report {
     pub stdout: StdioTail,
     /// What the guest wrote to stderr (a Rust panic message lands here).
     pub stderr: StdioTail,
+    /// Its outbound HTTP requests, in order, up to a bound.
+    pub requests: Vec<HttpRequest>,
+    /// Requests made past the bound of the list (counted, not listed).
+    pub requests_dropped: u64,
     /// The follow-up jobs it asked for, in order; only a successful
     /// report carries them (the worker takes them out and the store
     /// creates them with the result, as it keeps the output with the job).
@@ -359,6 +383,8 @@ impl Report {
             progress: None,
             stdout: StdioTail::default(),
             stderr: StdioTail::default(),
+            requests: Vec::new(),
+            requests_dropped: 0,
             follow_ups: Vec::new(),
         }
     }

@@ -114,6 +114,9 @@ pub struct ModuleRecord {
     pub name: Option<String>,
     /// When it was first uploaded.
     pub created_at: Millis,
+    /// The names of the operator's grants it has: what its jobs may reach
+    /// beyond the sandbox. None when uploaded.
+    pub grants: Vec<String>,
 }
 
 /// A claimed job: what a worker needs to run one attempt.
@@ -340,6 +343,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// Deletes a module unless a job that is not final still needs it
     /// ([`Error::Conflict`] naming the job).
     async fn delete_module_unless_needed(&self, hash: &str) -> Result<()>;
+
+    /// Gives the module `hash_or_name` resolves to exactly these grants
+    /// (replacing what it had); returns its record.
+    async fn set_module_grants(
+        &self,
+        hash_or_name: &str,
+        grants: Vec<String>,
+    ) -> Result<ModuleRecord>;
 
     /// Stores new jobs, all or none, `pending` (due at their `run_at`), or
     /// `blocked` while a prerequisite is not resolved. Every module must be

@@ -104,6 +104,9 @@ const WRITTEN_JOB: &str = "my_job";
 enum Action {
     /// Starts a fresh host (see the module doc); later commands use it.
     Host,
+    /// The same, with the command's arguments after the matched prefix
+    /// (a config file, relative to the scratch root).
+    HostWith,
     /// Runs the command with the matched prefix replaced by this text.
     Rewrite(&'static str),
     /// Runs nothing.
@@ -147,6 +150,12 @@ const MAPPINGS: &[Mapping] = &[
         readme: Match::Exact("wasmjob serve &"),
         action: Action::Host,
         reason: "the same, in the background; the test's host is killed at the end",
+    },
+    Mapping {
+        readme: Match::Prefix("wasmjob serve "),
+        action: Action::HostWith,
+        reason: "the same, with the README's arguments (`--config FILE`) added to the \
+                 test host's",
     },
     Mapping {
         readme: Match::Prefix("cargo run --release -p wasmjob -- "),
@@ -590,11 +599,13 @@ struct Host {
 
 impl Host {
     /// Starts a host with its data in `data_dir` and waits for its address.
-    fn start(data_dir: &Path) -> Host {
+    fn start(data_dir: &Path, cwd: &Path, args: &[String]) -> Host {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasmjob"));
         command
+            .current_dir(cwd)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -806,7 +817,17 @@ impl Harness {
                 eprintln!("{readme}\n  {:?}: {}", m.action, m.reason);
                 match m.action {
                     Action::Host => {
-                        self.start_host();
+                        self.start_host(&[]);
+                        return None;
+                    }
+                    Action::HostWith => {
+                        let Match::Prefix(from) = m.readme else {
+                            panic!("{readme}: HostWith needs a Prefix row")
+                        };
+                        let rest = step[from.len()..].trim_end_matches('&');
+                        let args: Vec<String> =
+                            rest.split_whitespace().map(str::to_owned).collect();
+                        self.start_host(&args);
                         return None;
                     }
                     Action::Skip => return None,
@@ -837,11 +858,11 @@ impl Harness {
     }
 
     /// Starts a fresh host, replacing the current one.
-    fn start_host(&mut self) {
+    fn start_host(&mut self, args: &[String]) {
         self.host = None;
         self.counter += 1;
         let data_dir = self.private.path().join(format!("data-{}", self.counter));
-        self.host = Some(Host::start(&data_dir));
+        self.host = Some(Host::start(&data_dir, self.root.path(), args));
     }
 
     /// Writes the README's job crate two levels below the workspace root

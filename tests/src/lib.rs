@@ -122,14 +122,31 @@ pub mod host {
             config: QueueConfig,
             store: impl FnOnce(&std::path::Path) -> StoreConfig,
         ) -> Host {
+            Self::with_parts(config, store, |engine| engine)
+        }
+
+        /// Like [`new`](Self::new), with the engine configured by `engine`
+        /// (given the test host's engine configuration).
+        pub fn with_engine(
+            config: QueueConfig,
+            engine: impl FnOnce(EngineConfig) -> EngineConfig,
+        ) -> Host {
+            Self::with_parts(config, |dir| StoreConfig::new(dir), engine)
+        }
+
+        fn with_parts(
+            config: QueueConfig,
+            store: impl FnOnce(&std::path::Path) -> StoreConfig,
+            engine: impl FnOnce(EngineConfig) -> EngineConfig,
+        ) -> Host {
             let dir = tempfile::tempdir().expect("temp dir");
             let clock = TestClock::stepping(T0, 1);
             let store = Arc::new(SqliteStore::open(store(dir.path())).expect("store"));
-            let engine = Engine::new(EngineConfig {
+            let engine = Engine::new(engine(EngineConfig {
                 concurrency: config.concurrency as u32,
                 cache_dir: Some(dir.path().join("artifacts")),
                 ..EngineConfig::default()
-            })
+            }))
             .expect("engine");
             let queue = Queue::new(store.clone(), engine, Arc::new(clock.clone()), config);
             Host {

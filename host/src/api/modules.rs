@@ -20,6 +20,10 @@ pub struct UploadQuery {
     /// A name for the module; submitting jobs by name picks the newest
     /// module with that name.
     name: Option<String>,
+    /// Grants of this host's config to give it, comma-separated
+    /// (`payments,email`): what its jobs may reach beyond the sandbox. It
+    /// replaces what the module had; absent, it keeps them.
+    grants: Option<String>,
 }
 
 // Documentation only: the upload handler reads its body as `Bytes`.
@@ -51,7 +55,8 @@ pub struct WasmBytes(Vec<u8>);
         (status = 201, description = "Stored (or already stored: uploads are idempotent by \
             hash, and a new name is added).", body = ModuleView),
         (status = 400, description = "`invalid_module`: the engine refused the bytes; \
-            `invalid_request`: empty body; `invalid_query`: unknown query parameter.",
+            `invalid_request`: empty body, or a grant this host does not have \
+            (`grants: ...`); `invalid_query`: unknown query parameter.",
             body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 413, description = "`payload_too_large`: larger than the server's \
@@ -84,8 +89,132 @@ pub async fn upload(
             "empty body: send the module's wasm bytes",
         ));
     }
-    let record = state.queue.upload(body.to_vec(), query.name).await?;
+    let grants = query.grants.as_deref().map(grant_list);
+    if let Some(grants) = &grants {
+        state
+            .queue
+            .grants()
+            .check(grants)
+            .map_err(|why| ApiError::invalid(format!("grants: {why}")))?;
+    }
+    let mut record = state.queue.upload(body.to_vec(), query.name).await?;
+    if let Some(grants) = grants {
+        record = state.queue.set_module_grants(&record.hash, grants).await?;
+    }
     Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+/// `a,b, c` → the names.
+fn grant_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A module's grants, as set.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetGrants {
+    /// Names of grants in this host's config; `[]` takes every grant away.
+    grants: Vec<String>,
+}
+
+/// Set a module's grants: what its jobs may reach beyond the sandbox.
+///
+/// Replaces the module's grants; attempts that start afterwards get them.
+#[utoipa::path(
+    put,
+    path = "/v1/modules/{module}/grants",
+    operation_id = "set_module_grants",
+    tag = "modules",
+    params(("module" = String, Path,
+        description = "The module's blake3 hash (hex) or name (the newest with that name).")),
+    request_body = SetGrants,
+    responses(
+        (status = 200, description = "The module, with its grants.", body = ModuleView),
+        (status = 400, description = "`invalid_json`: malformed or unknown field; \
+            `invalid_request`: a grant this host does not have (`grants: ...`).",
+            body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no module with that hash or name.",
+            body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the request does not say \
+            `Content-Type: application/json`.", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn set_grants(
+    State(state): State<AppState>,
+    Path(module): Path<String>,
+    body: Result<Json<SetGrants>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ModuleView>, ApiError> {
+    let Json(body) = body?;
+    let record = state.queue.set_module_grants(&module, body.grants).await?;
+    Ok(Json(record.into()))
+}
+
+/// A grant of this host, without any secret's value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantView {
+    /// Its name.
+    name: String,
+    /// Origins its modules' jobs may send HTTP requests to (names resolving
+    /// to public addresses only).
+    http: Vec<String>,
+    /// Origins whose names may resolve to internal addresses.
+    http_internal: Vec<String>,
+    /// Names of the secrets it gives.
+    secrets: Vec<String>,
+    /// Names of the configuration values it gives.
+    config: Vec<String>,
+}
+
+/// This host's grants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantList {
+    /// The grants, by name.
+    grants: Vec<GrantView>,
+}
+
+/// List this host's grants (secrets by name only).
+#[utoipa::path(
+    get,
+    path = "/v1/grants",
+    operation_id = "list_grants",
+    tag = "modules",
+    responses(
+        (status = 200, description = "Every grant of this host's config, by name.",
+            body = GrantList),
+        (status = 401, response = Unauthorized),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn grants(State(state): State<AppState>) -> Json<GrantList> {
+    let grants = state
+        .queue
+        .grants()
+        .iter()
+        .map(|(name, grant)| {
+            let origins = |internal: bool| {
+                grant
+                    .http
+                    .iter()
+                    .filter(|(_, i)| *i == internal)
+                    .map(|(origin, _)| origin.to_string())
+                    .collect()
+            };
+            GrantView {
+                name: name.clone(),
+                http: origins(false),
+                http_internal: origins(true),
+                secrets: grant.secrets.clone(),
+                config: grant.config.clone(),
+            }
+        })
+        .collect();
+    Json(GrantList { grants })
 }
 
 /// Every module, newest first.

@@ -51,6 +51,8 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         modules::list,
         modules::get,
         modules::delete,
+        modules::set_grants,
+        modules::grants,
         jobs::submit,
         jobs::submit_batch,
         jobs::list,
@@ -84,7 +86,8 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
     components(schemas(ErrorBody), responses(Unauthorized)),
     modifiers(&BearerScheme),
     tags(
-        (name = "modules", description = "Upload, list, get and delete wasm modules."),
+        (name = "modules", description = "Upload, list, get and delete wasm modules; give them \
+            grants of the host's config (what their jobs may reach beyond the sandbox)."),
         (name = "jobs", description = "Submit (one or a batch), get, list and cancel jobs."),
         (name = "dead-letter", description = "Failed jobs: list, re-queue, purge."),
         (name = "queues", description = "Named queues: depth, oldest wait, pause and resume."),

@@ -692,6 +692,33 @@ pub struct ReportView {
     stdout: StdioTailView,
     /// What the guest wrote to stderr (a Rust panic message lands here).
     stderr: StdioTailView,
+    /// Its outbound HTTP requests, in order (at most 100 listed).
+    requests: Vec<HttpRequestView>,
+    /// Requests made past the listed ones.
+    requests_dropped: u64,
+}
+
+/// One outbound HTTP request of an attempt.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = HttpRequest)]
+pub struct HttpRequestView {
+    /// The method.
+    method: String,
+    /// `scheme://host[:port]/path`, without the query string.
+    url: String,
+    /// The response's status, when one came.
+    #[schema(required = true)]
+    status: Option<u16>,
+    /// Why there was no response (denied, timeout, ...), or why its body
+    /// was cut.
+    #[schema(required = true)]
+    error: Option<String>,
+    /// From the request to its end, in microseconds.
+    duration_us: u64,
+    /// Request body bytes sent.
+    bytes_up: u64,
+    /// Response body bytes received.
+    bytes_down: u64,
 }
 
 impl From<Report> for ReportView {
@@ -720,6 +747,20 @@ impl From<Report> for ReportView {
             progress: r.progress.as_ref().map(ProgressView::from),
             stdout: r.stdout.into(),
             stderr: r.stderr.into(),
+            requests: r
+                .requests
+                .into_iter()
+                .map(|q| HttpRequestView {
+                    method: q.method,
+                    url: q.url,
+                    status: q.status,
+                    error: q.error,
+                    duration_us: q.duration_us,
+                    bytes_up: q.bytes_up,
+                    bytes_down: q.bytes_down,
+                })
+                .collect(),
+            requests_dropped: r.requests_dropped,
         }
     }
 }
@@ -889,6 +930,9 @@ pub struct ModuleView {
     /// When it was first uploaded.
     #[schema(value_type = i64)]
     created_at: Millis,
+    /// The grants of the host's config it has: what its jobs may reach
+    /// beyond the sandbox (HTTP origins, secrets, configuration).
+    grants: Vec<String>,
 }
 
 impl From<ModuleRecord> for ModuleView {
@@ -899,6 +943,7 @@ impl From<ModuleRecord> for ModuleView {
             size: m.size,
             name: m.name,
             created_at: m.created_at,
+            grants: m.grants,
         }
     }
 }

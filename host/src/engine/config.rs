@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub pooling: bool,
     /// Most follow-up jobs one attempt may submit.
     pub max_follow_ups: u32,
+    /// Bounds on components' outbound HTTP requests.
+    pub http: super::HttpLimits,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +63,7 @@ impl Default for EngineConfig {
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
             pooling: true,
             max_follow_ups: DEFAULT_MAX_FOLLOW_UPS,
+            http: super::HttpLimits::default(),
         }
     }
 }

@@ -209,6 +209,14 @@ impl bindings::JobHost for ComponentState {
             .collect()
     }
 
+    fn secret(&mut self, name: String) -> Option<String> {
+        self.run.capabilities.secrets.get(&name).cloned()
+    }
+
+    fn config(&mut self, name: String) -> Option<String> {
+        self.run.capabilities.config.get(&name).cloned()
+    }
+
     fn submit(&mut self, job: bindings::FollowUp) -> Result<u32, String> {
         self.run.follow_ups.submit(job)
     }

@@ -3,6 +3,8 @@
 use super::bindings;
 use super::classify::{self, Ended, Interrupted, Observed};
 use super::load::{Module, Prepared};
+use super::outbound::Outbound;
+use super::redact::Redactor;
 use super::state::{CommandState, ComponentState, HasRun, RunState};
 use super::stdio::{Capture, Keep};
 use super::{CancelToken, Engine, Error, Invocation};
@@ -51,10 +53,18 @@ pub(super) async fn execute(
             let wasi = WasiCtxBuilder::new().stdout(stdout).stderr(stderr).build();
             let mut run = run;
             run.dependencies = invocation.dependencies.clone();
+            run.capabilities = invocation.capabilities.clone();
+            let outbound = Outbound::new(
+                invocation.capabilities.clone(),
+                inner.config.http,
+                run.requests.clone(),
+            );
             let state = ComponentState {
                 run,
                 wasi,
                 table: wasmtime::component::ResourceTable::new(),
+                http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                outbound,
             };
             let mut store = new_store(&inner.wasmtime, state, &limits, fuel)?;
             let info = bindings::JobInfo {
@@ -204,6 +214,8 @@ fn finish<T: HasRun>(
     );
     let (logs, logs_dropped) = logs.into_parts();
     let follow_ups = std::mem::replace(&mut run.follow_ups, super::host_impl::FollowUps::new(0, 0));
+    let (requests, requests_dropped) =
+        std::mem::take(&mut *run.requests.lock().expect("request log")).into_parts();
     let (status, output, failure, follow_ups) = match outcome {
         Ok(output) => (
             Status::Success,
@@ -214,7 +226,8 @@ fn finish<T: HasRun>(
         // A failed attempt leaves no follow-up behind.
         Err(failure) => (Status::Failure, None, Some(failure), Vec::new()),
     };
-    Ok(Report {
+    let redactor = Redactor::new(run.capabilities.secrets.values());
+    let mut report = Report {
         status,
         output,
         failure,
@@ -235,8 +248,52 @@ fn finish<T: HasRun>(
         progress,
         stdout,
         stderr,
+        requests,
+        requests_dropped,
         follow_ups,
-    })
+    };
+    if !redactor.is_empty() {
+        redact(&redactor, &mut report);
+    }
+    Ok(report)
+}
+
+/// Takes every secret out of what the job wrote back.
+fn redact(redactor: &Redactor, report: &mut Report) {
+    let json = |value: &mut Json| {
+        let text = redactor.text(value.as_str());
+        if text != value.as_str() {
+            // Still JSON when the secret stood inside a string; otherwise
+            // the redacted text, as a string.
+            *value = Json::parse_str(&text).unwrap_or_else(|_| {
+                Json::parse_str(&serde_json::to_string(&text).unwrap_or_default())
+                    .unwrap_or_else(|_| Json::null())
+            });
+        }
+    };
+    if let Some(output) = &mut report.output {
+        json(output);
+    }
+    if let Some(failure) = &mut report.failure {
+        redactor.apply(&mut failure.message);
+    }
+    for record in &mut report.logs {
+        redactor.apply(&mut record.message);
+    }
+    if let Some(progress) = &mut report.progress {
+        redactor.apply(&mut progress.note);
+    }
+    redactor.apply(&mut report.stdout.tail);
+    redactor.apply(&mut report.stderr.tail);
+    for request in &mut report.requests {
+        redactor.apply(&mut request.url);
+        if let Some(error) = &mut request.error {
+            redactor.apply(error);
+        }
+    }
+    for follow_up in &mut report.follow_ups {
+        json(&mut follow_up.input);
+    }
 }
 
 fn tail(capture: &Capture, max: u64) -> StdioTail {

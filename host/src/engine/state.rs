@@ -7,13 +7,17 @@ use super::bindings::Job;
 use super::cancel::CancelToken;
 use super::host_impl::{FollowUps, LogBook};
 use super::limiter::MemoryLimiter;
+use super::outbound::{Log, Outbound};
 use super::stdio::Capture;
+use crate::grants::Capabilities;
 use crate::limits::Limits;
 use crate::report::Progress;
+use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{HasSelf, ResourceTable};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// What every invocation tracks, whatever the module kind.
 pub struct RunState {
@@ -28,6 +32,11 @@ pub struct RunState {
     pub started: Instant,
     pub dependencies: Vec<super::Dependency>,
     pub follow_ups: FollowUps,
+    /// What the job may reach: secrets and configuration (read here), HTTP
+    /// origins (checked by the component's [`Outbound`] hooks).
+    pub capabilities: Arc<Capabilities>,
+    /// Its HTTP requests, for the report.
+    pub requests: Log,
 }
 
 impl RunState {
@@ -55,6 +64,8 @@ impl RunState {
             // The follow-ups' inputs come back to the host as the output
             // does, so the output limit bounds them too.
             follow_ups: FollowUps::new(max_follow_ups, limits.output_bytes),
+            capabilities: Capabilities::none(),
+            requests: Log::default(),
         }
     }
 }
@@ -69,6 +80,18 @@ pub struct ComponentState {
     pub run: RunState,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
+    pub http: WasiHttpCtx,
+    pub outbound: Outbound,
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for ComponentState {
@@ -110,6 +133,7 @@ impl Linkers {
         let link = |e: wasmtime::Error| Error::Config(format!("linking host functions: {e:#}"));
         let mut component = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component).map_err(link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component).map_err(link)?;
         Job::add_to_linker::<ComponentState, HasSelf<ComponentState>>(&mut component, |s| s)
             .map_err(link)?;
         let mut command = wasmtime::Linker::new(engine);

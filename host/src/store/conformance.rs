@@ -270,6 +270,8 @@ pub(crate) fn ran(outcome: std::result::Result<(), &str>) -> AttemptReport {
         progress: None,
         stdout: StdioTail::default(),
         stderr: StdioTail::default(),
+        requests: Vec::new(),
+        requests_dropped: 0,
         follow_ups: Vec::new(),
     }))
 }

@@ -12,8 +12,8 @@
 use super::{Error, Result};
 use crate::limits::Limits;
 use crate::report::{
-    AttemptReport, Failure, FailureKind, Frame, FuelUsage, Level, LogRecord, MemoryUsage,
-    ModuleKind, Progress, Report, Status, StdioTail,
+    AttemptReport, Failure, FailureKind, Frame, FuelUsage, HttpRequest, Level, LogRecord,
+    MemoryUsage, ModuleKind, Progress, Report, Status, StdioTail,
 };
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,27 @@ struct StoredReport {
     progress: Option<StoredProgress>,
     stdout: StoredTail,
     stderr: StoredTail,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    requests: Vec<StoredRequest>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    requests_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRequest {
+    method: String,
+    url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    duration_us: u64,
+    bytes_up: u64,
+    bytes_down: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -212,6 +233,20 @@ impl From<&Report> for StoredReport {
                 total_bytes: r.stderr.total_bytes,
                 tail: r.stderr.tail.clone(),
             },
+            requests: r
+                .requests
+                .iter()
+                .map(|q| StoredRequest {
+                    method: q.method.clone(),
+                    url: q.url.clone(),
+                    status: q.status,
+                    error: q.error.clone(),
+                    duration_us: q.duration_us,
+                    bytes_up: q.bytes_up,
+                    bytes_down: q.bytes_down,
+                })
+                .collect(),
+            requests_dropped: r.requests_dropped,
         }
     }
 }
@@ -264,6 +299,20 @@ impl StoredReport {
             // Kept with the job (the output) or as jobs (the follow-ups).
             output: None,
             follow_ups: Vec::new(),
+            requests: self
+                .requests
+                .into_iter()
+                .map(|q| HttpRequest {
+                    method: q.method,
+                    url: q.url,
+                    status: q.status,
+                    error: q.error,
+                    duration_us: q.duration_us,
+                    bytes_up: q.bytes_up,
+                    bytes_down: q.bytes_down,
+                })
+                .collect(),
+            requests_dropped: self.requests_dropped,
             failure,
             module: self.module,
             kind: ModuleKind::parse(&self.kind).ok_or_else(|| unknown("kind", &self.kind))?,

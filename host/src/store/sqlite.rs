@@ -251,6 +251,17 @@ impl JobStore for SqliteStore {
         self.readers.read(modules::all).await
     }
 
+    async fn set_module_grants(
+        &self,
+        hash_or_name: &str,
+        grants: Vec<String>,
+    ) -> Result<ModuleRecord> {
+        let key = hash_or_name.to_owned();
+        self.writer
+            .call(move |conn| modules::set_grants(conn, &key, &grants))
+            .await
+    }
+
     async fn delete_module_unless_needed(&self, hash: &str) -> Result<()> {
         if !blobs::is_hash(hash) {
             return Err(Error::module_not_found(hash));

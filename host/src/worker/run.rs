@@ -147,6 +147,16 @@ async fn attempt(
             retryable,
         }
     })?;
+    let capabilities = queue
+        .capabilities(&job.module.hash)
+        .await
+        .map_err(|error| Failed::Host {
+            message: format!(
+                "the grants of module {} could not be read: {error}",
+                job.module
+            ),
+            retryable: true,
+        })?;
     let sink: ProgressSink = Arc::new(move |p: &crate::report::Progress| {
         if let Ok(mut cell) = progress.lock() {
             *cell = Some(p.clone());
@@ -164,6 +174,7 @@ async fn attempt(
         cancel,
         progress: Some(sink),
         dependencies: dependencies.into_iter().map(dependency).collect(),
+        capabilities,
     };
     queue
         .engine()

@@ -7,6 +7,7 @@ mod follow_ups;
 mod leases;
 mod load;
 mod openapi;
+mod outbound;
 mod queue;
 mod retries;
 mod schedules;

@@ -37,6 +37,7 @@ fn body(document: &mut Value, policy: &Policy) {
         "CreateSchedule",
         "ReplaceSchedule",
         "ScheduleJob",
+        "SetGrants",
     ] {
         let path = format!("/components/schemas/{schema}");
         let schema = document.pointer_mut(&path).expect("a request schema");

@@ -116,7 +116,7 @@ pub(super) fn by_hash(conn: &Connection, hash: &str) -> Result<Option<ModuleReco
 fn by_name(conn: &Connection, name: &str) -> Result<Option<ModuleRecord>> {
     Ok(conn
         .prepare_cached(
-            "SELECT m.hash, m.kind, m.size, m.created_at, n.name
+            "SELECT m.hash, m.kind, m.size, m.created_at, n.name, m.grants
              FROM module_names n JOIN modules m ON m.hash = n.hash
              WHERE n.name = ?1 ORDER BY n.id DESC LIMIT 1",
         )?
@@ -130,6 +130,30 @@ pub(super) fn lookup(conn: &Connection, hash_or_name: &str) -> Result<Option<Mod
         Some(module) => Ok(Some(module)),
         None => by_name(conn, hash_or_name),
     }
+}
+
+/// Gives the module `hash_or_name` resolves to exactly these grants.
+pub(super) fn set_grants(
+    conn: &Connection,
+    hash_or_name: &str,
+    grants: &[String],
+) -> Result<ModuleRecord> {
+    let module =
+        lookup(conn, hash_or_name)?.ok_or_else(|| Error::module_not_found(hash_or_name))?;
+    if let Some(bad) = grants
+        .iter()
+        .find(|g| g.is_empty() || g.contains(char::is_whitespace))
+    {
+        return Err(Error::Database(format!(
+            "grant name `{bad}` cannot be stored"
+        )));
+    }
+    conn.prepare_cached("UPDATE modules SET grants = ?2 WHERE hash = ?1")?
+        .execute(params![module.hash, grants.join(" ")])?;
+    Ok(ModuleRecord {
+        grants: grants.to_vec(),
+        ..module
+    })
 }
 
 /// Every module, newest first.

@@ -148,7 +148,8 @@ pub(super) fn attempt(row: &Row<'_>) -> rusqlite::Result<Attempt> {
 /// The columns [`module`] reads, in order, for a query over `modules m`:
 /// the name is the one given last.
 pub(super) const MODULE_COLUMNS: &str = "m.hash, m.kind, m.size, m.created_at, \
-     (SELECT n.name FROM module_names n WHERE n.hash = m.hash ORDER BY n.id DESC LIMIT 1)";
+     (SELECT n.name FROM module_names n WHERE n.hash = m.hash ORDER BY n.id DESC LIMIT 1), \
+     m.grants";
 
 /// A module from a row of [`MODULE_COLUMNS`].
 pub(super) fn module(row: &Row<'_>) -> rusqlite::Result<ModuleRecord> {
@@ -160,7 +161,13 @@ pub(super) fn module(row: &Row<'_>) -> rusqlite::Result<ModuleRecord> {
         size: unsigned(row, 2)?,
         name: row.get(4)?,
         created_at: row.get(3)?,
+        grants: grants_column(&row.get::<_, String>(5)?),
     })
+}
+
+/// The `grants` column: names separated by spaces.
+pub(super) fn grants_column(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
 }
 
 /// A job state column.

@@ -41,6 +41,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/v5.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("schema/v6.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this code reads and writes.
