@@ -1,4 +1,4 @@
-//! The benchmark suite: seven scenarios against a real host, printed as a
+//! The benchmark suite: eight scenarios against a real host, printed as a
 //! table and written as JSON.
 //!
 //! ```text
@@ -14,9 +14,11 @@
 //! 5. a million pending jobs: enqueue time, database size, RSS, claims;
 //! 6. start-up with 100 stored modules, artifact cache warm and cold;
 //! 7. scheduling: delayed-job and cron lateness, cancelling a running job,
-//!    a 10,000-node fan-out/fan-in workflow.
+//!    a 10,000-node fan-out/fan-in workflow;
+//! 8. jobs that call a service: HTTP to a local server, concurrency 8 and
+//!    64, against the same request made natively.
 //!
-//! Scenarios 2 to 7 run the host as a child process (this binary, re-run
+//! Scenarios 2 to 8 run the host as a child process (this binary, re-run
 //! as `wasmjob serve` with default settings on a temp dir), so host
 //! figures are not mixed with the load generator's. `--quick` shrinks every
 //! scenario to seconds and checks correctness only: no figure is judged.
@@ -30,6 +32,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod concurrent;
 mod host;
 mod latency;
+mod outbound;
 mod overhead;
 mod report;
 mod restart;
@@ -75,7 +78,7 @@ fn main() -> ExitCode {
                 let list = rest.next().expect("--only takes a list such as 2,3");
                 only = Some(
                     list.split(',')
-                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-7"))
+                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-8"))
                         .collect(),
                 );
             }
@@ -90,7 +93,7 @@ fn main() -> ExitCode {
     }
     let settings = Settings { quick };
     let wanted = |n: u32| only.as_ref().is_none_or(|list| list.contains(&n));
-    let scenarios: [(u32, Scenario); 7] = [
+    let scenarios: [(u32, Scenario); 8] = [
         (1, overhead::run),
         (2, throughput::run),
         (3, latency::run),
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         (5, scale::run),
         (6, restart::run),
         (7, scheduling::run),
+        (8, outbound::run),
     ];
     let mut sections = Vec::new();
     for (n, scenario) in scenarios {
