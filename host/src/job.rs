@@ -147,6 +147,8 @@ pub struct NewJob {
     pub depends_on: Vec<Dependency>,
     /// Its name in its workflow, when it is a workflow's node.
     pub node: Option<String>,
+    /// The grants of its module it runs with; all of them when `None`.
+    pub grants: Option<Vec<String>>,
 }
 
 /// What a dependent does when a prerequisite ends without completing.
@@ -280,6 +282,8 @@ pub struct Job {
     pub parent: Option<JobId>,
     /// The schedule that created it, if one did.
     pub schedule: Option<String>,
+    /// The grants of its module it runs with; all of them when `None`.
+    pub grants: Option<Vec<String>>,
 }
 
 /// A submitted job: stored now, or an existing job with the same unique

@@ -454,7 +454,7 @@ mod tests {
     }
 
     fn admit(policy: &Policy, spec: JobSpec) -> Result<crate::job::NewJob, Invalid> {
-        policy.admit(spec, module(), NOW)
+        policy.admit(spec, module(), &[], NOW)
     }
 
     fn spec() -> JobSpec {

@@ -332,16 +332,30 @@ impl Queue {
         &self.inner.config.grants
     }
 
-    /// What the jobs of module `hash` may reach: the union of its grants
-    /// (nothing for a module without any).
-    pub async fn capabilities(&self, hash: &str) -> Result<Arc<Capabilities>, Error> {
+    /// What a job of module `hash` may reach: the union of the module's
+    /// grants, or of those of them the job narrowed itself to (nothing for
+    /// a module without any).
+    pub async fn capabilities(
+        &self,
+        hash: &str,
+        narrowed: Option<&[String]>,
+    ) -> Result<Arc<Capabilities>, Error> {
         let record = self.resolve(hash).await?;
-        if record.grants.is_empty() {
+        let grants: Vec<String> = match narrowed {
+            // The module may have lost some since: the job keeps only what
+            // both still have.
+            Some(names) => record
+                .grants
+                .iter()
+                .filter(|g| names.contains(g))
+                .cloned()
+                .collect(),
+            None => record.grants,
+        };
+        if grants.is_empty() {
             return Ok(self.inner.no_capabilities.clone());
         }
-        Ok(Arc::new(
-            self.inner.config.grants.capabilities(&record.grants),
-        ))
+        Ok(Arc::new(self.inner.config.grants.capabilities(&grants)))
     }
 
     /// The loaded module for `hash`, loading it from the store if this
@@ -454,7 +468,7 @@ impl Queue {
             name,
         };
         self.policy()
-            .admit(spec, module, now)
+            .admit(spec, module, &record.grants, now)
             .map_err(|invalid| Error::InvalidJob { index, invalid })
     }
 

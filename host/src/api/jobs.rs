@@ -68,11 +68,15 @@ pub struct SubmitJob {
     /// `delay_ms` too, the later of the two holds.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub(super) run_at: Option<String>,
+    /// The grants of its module it runs with: some of them (a job may
+    /// narrow its module's grants, never widen them); all when absent.
+    #[schema(max_items = 32)]
+    pub(super) grants: Option<Vec<String>>,
 }
 
 object!(SubmitJob {
     queue, module, input, priority, max_attempts, retry, limits, delay_ms, unique, depends_on,
-    run_at
+    run_at, grants
 } required { module });
 
 /// A unique job's key.
@@ -112,6 +116,7 @@ impl SubmitJob {
             }),
             depends_on,
             node: None,
+            grants: self.grants,
             run_at,
         })
     }

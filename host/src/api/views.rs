@@ -247,6 +247,9 @@ pub struct JobSummary {
     /// The cron schedule that created it, if one did.
     #[schema(required = true)]
     schedule: Option<String>,
+    /// The grants of its module it runs with; `null`: all of them.
+    #[schema(required = true)]
+    grants: Option<Vec<String>>,
 }
 
 impl JobSummary {
@@ -274,6 +277,7 @@ impl JobSummary {
             node: job.node,
             parent: job.parent,
             schedule: job.schedule,
+            grants: job.grants,
         }
     }
 }

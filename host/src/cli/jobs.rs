@@ -121,6 +121,13 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "cancel|continue", requires = "depends_on",
           value_parser = ["cancel", "continue"])]
     pub on_failure: Option<String>,
+    /// Run with only these of its module's grants (repeatable); all of
+    /// them when absent. A job may narrow its module's grants, never widen.
+    #[arg(long = "grant", value_name = "NAME")]
+    pub grants: Vec<String>,
+    /// Run with none of its module's grants.
+    #[arg(long, conflicts_with = "grants")]
+    pub no_grants: bool,
     /// Follow the job until it ends, then print its output or failure;
     /// exit 0 only if it completed.
     #[arg(long)]
@@ -207,6 +214,11 @@ fn submit_body(args: SubmitArgs) -> Result<u8, u8> {
             })
             .collect();
         body["depends_on"] = Value::Array(edges);
+    }
+    if args.no_grants {
+        body["grants"] = json!([]);
+    } else if !args.grants.is_empty() {
+        body["grants"] = json!(args.grants);
     }
     let job = client.post_json("/v1/jobs", &body).or_exit()?;
     if !args.wait {

@@ -37,6 +37,9 @@ pub struct JobSpec {
     pub depends_on: Vec<Dependency>,
     /// Its name in its workflow, when it is a workflow's node.
     pub node: Option<String>,
+    /// The grants of its module it runs with: a subset (it may narrow
+    /// what its module has, never widen it); all of them when absent.
+    pub grants: Option<Vec<String>>,
     /// Run no earlier than this time. A time in the past means now: a job
     /// cannot have waited before it existed (aging counts from it). With
     /// `delay_ms` too, the later of the two holds.
@@ -58,6 +61,7 @@ impl JobSpec {
             unique: None,
             depends_on: Vec::new(),
             node: None,
+            grants: None,
             run_at: None,
         }
     }
@@ -173,7 +177,14 @@ impl Policy {
     /// Turns `spec`, whose module resolved to `module` (its hash, and the
     /// name to show for it), into the job to store: the operator's
     /// defaults applied, every field checked against its bounds.
-    pub fn admit(&self, spec: JobSpec, module: ModuleRef, now: Millis) -> Result<NewJob, Invalid> {
+    pub fn admit(
+        &self,
+        spec: JobSpec,
+        module: ModuleRef,
+        module_grants: &[String],
+        now: Millis,
+    ) -> Result<NewJob, Invalid> {
+        let grants = narrow(spec.grants, module_grants)?;
         let queue = spec.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
         validate_queue_name(&queue)?;
         let defaults = self.defaults_for(&queue);
@@ -231,6 +242,7 @@ impl Policy {
             unique,
             depends_on: spec.depends_on,
             node: spec.node,
+            grants,
             // Both are "not before": the later one holds.
             run_at: now
                 .saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX))
@@ -336,4 +348,29 @@ impl Bound {
         }
         Ok(())
     }
+}
+
+/// A job's grants: what it asked for, each one its module's (a job may
+/// narrow its module's grants, never widen them); `None`: all of them.
+fn narrow(asked: Option<Vec<String>>, module: &[String]) -> Result<Option<Vec<String>>, Invalid> {
+    let Some(mut asked) = asked else {
+        return Ok(None);
+    };
+    if let Some(extra) = asked.iter().find(|g| !module.contains(g)) {
+        let has = if module.is_empty() {
+            "none".to_owned()
+        } else {
+            module.join(", ")
+        };
+        return Err(Invalid::new(
+            "grants",
+            format!(
+                "`{extra}` is not a grant of the job's module (it has {has}): a job may narrow \
+                 its module's grants, never widen them"
+            ),
+        ));
+    }
+    asked.sort();
+    asked.dedup();
+    Ok(Some(asked))
 }

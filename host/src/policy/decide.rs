@@ -131,6 +131,7 @@ mod tests {
             node: None,
             parent: None,
             schedule: None,
+            grants: None,
         }
     }
 

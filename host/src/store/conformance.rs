@@ -135,6 +135,7 @@ impl Fixture {
             unique: None,
             depends_on: Vec::new(),
             node: None,
+            grants: None,
         }
     }
 

@@ -435,6 +435,7 @@ pub(crate) fn encode_template(spec: &crate::policy::JobSpec) -> Result<String> {
         stdio_tail_bytes: spec.limits.stdio_tail_bytes,
         unique_key: spec.unique.as_ref().map(|u| u.key.clone()),
         unique_window_ms: spec.unique.as_ref().and_then(|u| u.window_ms),
+        grants: spec.grants.clone(),
     };
     serde_json::to_string(&stored).map_err(|e| Error::Database(format!("encoding a template: {e}")))
 }
@@ -474,6 +475,7 @@ pub(crate) fn decode_template(text: &str) -> Result<crate::policy::JobSpec> {
             key,
             window_ms: stored.unique_window_ms,
         }),
+        grants: stored.grants,
         ..JobSpec::new(
             stored.module,
             crate::json::Json::from_stored(stored.input.get().to_owned()),
@@ -517,4 +519,6 @@ struct StoredTemplate {
     unique_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     unique_window_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grants: Option<Vec<String>>,
 }

@@ -343,6 +343,7 @@ mod tests {
                 node: None,
                 parent: None,
                 schedule: None,
+                grants: None,
             },
             input: Json::null(),
             token: token.to_owned(),

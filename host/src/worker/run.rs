@@ -148,7 +148,7 @@ async fn attempt(
         }
     })?;
     let capabilities = queue
-        .capabilities(&job.module.hash)
+        .capabilities(&job.module.hash, job.grants.as_deref())
         .await
         .map_err(|error| Failed::Host {
             message: format!(

@@ -168,6 +168,7 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
                 unique: None,
                 depends_on: Vec::new(),
                 node: None,
+                grants: None,
             };
             for _ in 0..n.div_ceil(BATCH) {
                 store

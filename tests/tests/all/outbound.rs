@@ -183,6 +183,11 @@ fn requests(detail: &JobDetail) -> &[HttpRequest] {
 async fn run(host: &Host, module: &str, input: Value, attempts: u32) -> JobDetail {
     let mut job = host.job(module, input);
     job.max_attempts = Some(attempts);
+    run_spec(host, job).await
+}
+
+/// Runs `job` to its end, moving the clock to each retry.
+async fn run_spec(host: &Host, job: wasmjob::policy::JobSpec) -> JobDetail {
     let id = host.submit(job).await.id;
     loop {
         let detail = host
@@ -474,6 +479,21 @@ async fn a_secret_reaches_only_a_granted_module_and_never_comes_back() {
         &format!("Bearer {KEY}"),
         "the secret reached the service"
     );
+    // A job may narrow its module's grants (here to none: no key, no
+    // request), never widen them.
+    let mut narrowed = host.job("charge", json!({"order_id": "A-3", "amount_cents": 5}));
+    narrowed.max_attempts = Some(1);
+    narrowed.grants = Some(Vec::new());
+    let connections = service.connections();
+    let narrowed = run_spec(&host, narrowed).await;
+    assert_eq!(narrowed.job.state, JobState::Failed);
+    assert_eq!(narrowed.job.grants, Some(Vec::new()));
+    assert_eq!(service.connections(), connections);
+    let mut widened = host.job("charge", json!({"order_id": "A-4", "amount_cents": 5}));
+    widened.grants = Some(vec!["payments".into(), "admin".into()]);
+    let refused = host.queue.submit(vec![widened]).await.unwrap_err();
+    assert!(refused.to_string().contains("never widen"), "{refused}");
+
     // The service echoes the key into its error; the job passes that on:
     // the report shows it redacted.
     let declined = run(

@@ -18,10 +18,10 @@ pub(super) const JOB_COLUMNS: &str = "id, module, module_name, state, priority, 
      max_attempts, fuel, memory_bytes, timeout_ms, output_bytes, log_records, log_bytes, \
      stdio_tail_bytes, backoff, retry_base_ms, retry_max_delay_ms, retry_jitter, run_at, \
      created_at, started_at, finished_at, last_error, queue, unique_key, workflow_id, node, \
-     parent_id, schedule";
+     parent_id, schedule, grants";
 
 /// How many columns [`JOB_COLUMNS`] has: further columns start here.
-pub(super) const JOB_COLUMN_COUNT: usize = 29;
+pub(super) const JOB_COLUMN_COUNT: usize = 30;
 
 /// The limit and retry columns, in the order [`limit_columns`] and
 /// [`retry_columns`] give their values.
@@ -67,6 +67,9 @@ pub(super) fn job(row: &Row<'_>) -> rusqlite::Result<Job> {
         node: row.get(26)?,
         parent: row.get(27)?,
         schedule: row.get(28)?,
+        grants: row
+            .get::<_, Option<String>>(29)?
+            .map(|text| grants_column(&text)),
     })
 }
 

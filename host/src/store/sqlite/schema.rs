@@ -306,6 +306,7 @@ mod tests {
             unique: None,
             depends_on: Vec::new(),
             node: None,
+            grants: None,
         }
     }
 

@@ -5,3 +5,6 @@
 -- space-separated; the grants themselves live in the host's config.
 
 ALTER TABLE modules ADD COLUMN grants TEXT NOT NULL DEFAULT '';
+
+-- A job may narrow its module's grants to some of them (NULL: all).
+ALTER TABLE jobs ADD COLUMN grants TEXT;
