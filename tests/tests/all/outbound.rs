@@ -508,3 +508,157 @@ async fn a_secret_reaches_only_a_granted_module_and_never_comes_back() {
     assert!(!text.contains(KEY), "the secret leaked: {text}");
     assert!(text.contains("[REDACTED]"), "{text}");
 }
+
+/// The brief's order flow against services: payment through `charge`,
+/// then inventory, shipping and the confirmation email through `webhook`
+/// calls to fake services; once with every service up, once with the
+/// inventory service refusing the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_flow_runs_against_fake_services() {
+    let stock = Arc::new(AtomicUsize::new(1));
+    let services = Router::new()
+        .route(
+            "/inventory",
+            post({
+                let stock = stock.clone();
+                move |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
+                    seen.lock().unwrap().push((headers, body));
+                    // One item in stock: the second order finds none.
+                    match stock
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    {
+                        Ok(_) => StatusCode::OK,
+                        Err(_) => StatusCode::CONFLICT,
+                    }
+                }
+            }),
+        )
+        .route("/shipments", post(record))
+        .route("/emails", post(record))
+        .merge(routes());
+    let service = Service::start(services).await;
+    let mut payments = http(&[service.origin()]);
+    payments.secrets = vec!["payments_key".into()];
+    payments.config = vec!["payments_url".into()];
+    let grants = {
+        let mut grants: BTreeMap<String, GrantSpec> = BTreeMap::new();
+        grants.insert("payments".into(), payments);
+        grants.insert("services".into(), http(&[service.origin()]));
+        let mut secrets = BTreeMap::new();
+        secrets.insert(
+            "payments_key".to_owned(),
+            SecretSource {
+                env: Some("PAYMENTS_KEY".to_owned()),
+                file: None,
+            },
+        );
+        let mut config = BTreeMap::new();
+        config.insert("payments_url".to_owned(), service.origin());
+        Arc::new(Grants::load(&grants, &secrets, &config, |_| Some(KEY.to_owned())).unwrap())
+    };
+    let host = host(grants, HttpLimits::default()).await;
+    host.queue
+        .set_module_grants("charge", vec!["payments".into()])
+        .await
+        .unwrap();
+    host.queue
+        .set_module_grants("webhook", vec!["services".into()])
+        .await
+        .unwrap();
+    let order = |id: &str| {
+        let node = |name: &str, module: &str, input: Value, after: &[&str], priority: u8| {
+            let mut job = host.job(module, input);
+            job.priority = Some(priority);
+            job.max_attempts = Some(1);
+            wasmjob::policy::NodeSpec {
+                name: name.to_owned(),
+                job,
+                after: after
+                    .iter()
+                    .map(|a| wasmjob::policy::NodeEdge {
+                        node: (*a).to_owned(),
+                        on_failure: wasmjob::job::OnFailure::Cancel,
+                    })
+                    .collect(),
+            }
+        };
+        let hook = |path: &str| json!({"url": service.url(path), "payload": {"order": id}});
+        wasmjob::policy::WorkflowSpec {
+            name: Some(format!("order {id}")),
+            jobs: vec![
+                node(
+                    "payment",
+                    "charge",
+                    json!({"order_id": id, "amount_cents": 1200}),
+                    &[],
+                    1,
+                ),
+                node("inventory", "webhook", hook("/inventory"), &[], 1),
+                node(
+                    "shipping",
+                    "webhook",
+                    hook("/shipments"),
+                    &["payment", "inventory"],
+                    5,
+                ),
+                node("email", "webhook", hook("/emails"), &["shipping"], 9),
+            ],
+        }
+    };
+    let finished = |id: i64| {
+        let queue = host.queue.clone();
+        async move {
+            wasmjob_tests::host::wait_until(&queue.clone(), || {
+                let queue = queue.clone();
+                async move {
+                    let detail = queue.workflow(id).await.unwrap();
+                    (detail.workflow.state() != wasmjob::job::WorkflowState::Running)
+                        .then_some(detail)
+                }
+            })
+            .await
+            .expect("the workflow ended")
+        }
+    };
+    let state = |detail: &wasmjob::job::WorkflowDetail, name: &str| {
+        let job = detail
+            .jobs
+            .iter()
+            .find(|j| j.node.as_deref() == Some(name))
+            .unwrap();
+        (job.state, job.last_error.clone())
+    };
+
+    let (first, _) = host.queue.submit_workflow(order("A-1")).await.unwrap();
+    let done = finished(first).await;
+    for name in ["payment", "inventory", "shipping", "email"] {
+        assert_eq!(
+            state(&done, name).0,
+            JobState::Completed,
+            "{name}: {:?}",
+            state(&done, name)
+        );
+    }
+    let calls = |path: &str| {
+        service
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, body)| body.contains(path))
+            .count()
+    };
+    assert_eq!(calls("\"A-1\""), 4, "payment, inventory, shipment, email");
+
+    // Out of stock: inventory fails for good; shipping and email are
+    // cancelled naming it, and the payment's result stays.
+    let (second, _) = host.queue.submit_workflow(order("A-2")).await.unwrap();
+    let failed = finished(second).await;
+    assert_eq!(state(&failed, "payment").0, JobState::Completed);
+    assert_eq!(state(&failed, "inventory").0, JobState::Failed);
+    let (shipping, why) = state(&failed, "shipping");
+    assert_eq!(shipping, JobState::Cancelled);
+    assert!(why.unwrap().contains("prerequisite `inventory`"));
+    assert_eq!(state(&failed, "email").0, JobState::Cancelled);
+    assert_eq!(calls("\"A-2\""), 2, "payment and inventory only");
+}
