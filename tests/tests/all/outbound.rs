@@ -394,6 +394,20 @@ async fn a_stalled_service_a_huge_answer_and_a_redirect_are_bounded() {
     let request = &requests(&stalled)[0];
     assert!(request.status.is_none(), "{request:?}");
     assert!(request.duration_us < 10_000_000, "{request:?}");
+    // Waiting on the network counts against the job's own wall clock: a
+    // job with 200 ms to live ends as `timeout` long before the request's
+    // 300 ms first-byte timeout would.
+    let mut short = host.job(
+        "webhook",
+        json!({"url": service.url("/stall"), "payload": 1}),
+    );
+    short.max_attempts = Some(1);
+    short.limits.timeout_ms = Some(200);
+    let short = run_spec(&host, short).await;
+    assert_eq!(
+        report(&short).failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::Timeout)
+    );
     // Over the response cap: cut, with a clear error, not retried.
     let huge = run(
         &host,
