@@ -127,6 +127,12 @@ fn table() -> Vec<RouteEntry> {
         entry(Modules, Method::GET, "/v1/grants", modules::grants),
         entry(
             Modules,
+            Method::GET,
+            "/v1/modules/{module}/wasm",
+            modules::wasm,
+        ),
+        entry(
+            Modules,
             Method::DELETE,
             "/v1/modules/{module}",
             modules::delete,

@@ -7,6 +7,7 @@ mod jobs;
 mod modules;
 mod queues;
 mod remote;
+mod replay;
 mod scaffold;
 mod schedules;
 mod serve;
@@ -96,6 +97,12 @@ pub enum Command {
     ///
     /// Example: wasmjob dead-letter --json
     DeadLetter(jobs::DeadLetterArgs),
+    /// Run a job's attempt again on this machine, exactly as the host ran
+    /// it (module, input, fuel, memory, timeout): a trap or running out of
+    /// fuel reproduces. Prints the report; exit 1 if it failed.
+    ///
+    /// Example: wasmjob replay 42 --attempt 2
+    Replay(replay::ReplayArgs),
     /// Print a job's log records and stderr, attempt by attempt.
     ///
     /// Example: wasmjob logs 42
@@ -158,6 +165,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Retry(args) => jobs::retry(args),
         Command::DeadLetter(args) => jobs::dead_letter(args),
         Command::Logs(args) => jobs::logs(args),
+        Command::Replay(args) => replay::replay(args),
         Command::Modules(args) => modules::modules(args),
         Command::Workers(args) => modules::workers(args),
         Command::Stats(args) => modules::stats(args),

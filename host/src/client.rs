@@ -109,11 +109,32 @@ impl Client {
         }
     }
 
+    /// `GET path` of raw bytes (a module's wasm); errors as [`get`](Self::get).
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(path);
+        let request = self.authorize(self.agent.get(&url));
+        let (status, bytes) = Self::read(&url, request.call())?;
+        if (200..300).contains(&status) {
+            Ok(bytes)
+        } else {
+            Self::interpret(status, &bytes).map(|_| bytes)
+        }
+    }
+
     fn finish(
         &self,
         url: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Value, ClientError> {
+        let (status, bytes) = Self::read(url, result)?;
+        Self::interpret(status, &bytes)
+    }
+
+    /// The status and body of an answer.
+    fn read(
+        url: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let mut response = result.map_err(|e| ClientError::Unreachable {
             url: url.to_owned(),
             reason: e.to_string(),
@@ -128,10 +149,15 @@ impl Client {
                 url: url.to_owned(),
                 reason: format!("reading the answer: {e}"),
             })?;
+        Ok((status, bytes))
+    }
+
+    /// A JSON answer: its body, or the error it says.
+    fn interpret(status: u16, bytes: &[u8]) -> Result<Value, ClientError> {
         let body: Value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).map_err(|_| {
+            serde_json::from_slice(bytes).map_err(|_| {
                 ClientError::Server(format!(
                     "HTTP {status} with a body that is not JSON: {}",
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)])

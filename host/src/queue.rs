@@ -275,6 +275,12 @@ impl Queue {
             .ok_or_else(|| store::Error::module_not_found(reference))?)
     }
 
+    /// A module's wasm bytes, as uploaded.
+    pub async fn module_wasm(&self, reference: &str) -> Result<Vec<u8>, Error> {
+        let record = self.module(reference).await?;
+        Ok(self.inner.store.module_bytes(&record.hash).await?)
+    }
+
     /// Every module, newest first.
     pub async fn modules(&self) -> Result<Vec<ModuleRecord>, Error> {
         Ok(self.inner.store.modules().await?)

@@ -580,3 +580,56 @@ fn a_schedule_added_from_the_command_line_creates_jobs_that_run() {
         assert!(err.starts_with("error:"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn a_failed_attempt_replays_locally_exactly_as_it_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let module = server.upload(guests::INFINITE_LOOP);
+    let id = server.submit(json!({
+        "module": module, "max_attempts": 1, "limits": {"fuel": 2_000_000}
+    }));
+    let job = server.wait_final(id);
+    let host_report = &job["attempts"][0]["report"];
+    assert_eq!(host_report["failure"]["kind"], "out_of_fuel", "{job}");
+
+    let out = cli(&server, &["replay", &id.to_string(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let local: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(local["failure"]["kind"], "out_of_fuel");
+    assert_eq!(
+        local["fuel"], host_report["fuel"],
+        "the same fuel, to the unit"
+    );
+    assert_eq!(local["limits"], host_report["limits"]);
+    assert!(
+        stderr(&out).contains(
+            "out_of_fuel after 2000000 fuel here, out_of_fuel after 2000000 fuel on the host"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // The module's bytes are what was uploaded.
+    let wasm = ureq::get(&server.url(&format!("/v1/modules/{module}/wasm")))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(wasm, std::fs::read(guests::INFINITE_LOOP).unwrap());
+
+    for bad in [
+        vec![
+            "replay".to_owned(),
+            id.to_string(),
+            "--attempt".into(),
+            "2".into(),
+        ],
+        vec!["replay".to_owned(), "999".into()],
+    ] {
+        let args: Vec<&str> = bad.iter().map(String::as_str).collect();
+        let out = cli(&server, &args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{bad:?}: {}", stderr(&out));
+    }
+}

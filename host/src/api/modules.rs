@@ -266,6 +266,34 @@ pub async fn get(
     Ok(Json(state.queue.module(&module).await?.into()))
 }
 
+/// Download a module's wasm bytes (to run it locally: `wasmjob replay`).
+#[utoipa::path(
+    get,
+    path = "/v1/modules/{module}/wasm",
+    operation_id = "get_module_wasm",
+    tag = "modules",
+    params(("module" = String, Path,
+        description = "The module's blake3 hash (hex) or name (the newest with that name).")),
+    responses(
+        (status = 200, description = "The bytes, as uploaded.",
+            content_type = "application/wasm", body = inline(WasmBytes)),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no module with that hash or name.",
+            body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn wasm(
+    State(state): State<AppState>,
+    Path(module): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let bytes = state.queue.module_wasm(&module).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/wasm")],
+        bytes,
+    ))
+}
+
 /// Delete a module.
 ///
 /// Refused (409) while jobs that are not final still need it.

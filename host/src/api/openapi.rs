@@ -52,6 +52,7 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         modules::get,
         modules::delete,
         modules::set_grants,
+        modules::wasm,
         modules::grants,
         jobs::submit,
         jobs::submit_batch,

@@ -4,7 +4,7 @@ use super::{EXIT_JOB_FAILED, EXIT_OK, usage_error};
 use crate::api::views::ReportView;
 use crate::engine::{Engine, EngineConfig, Invocation};
 use crate::limits::Limits;
-use crate::report::ModuleKind;
+use crate::report::{ModuleKind, Report};
 use crate::units::{parse_bytes, parse_duration};
 use clap::Args;
 use std::path::PathBuf;
@@ -57,35 +57,9 @@ pub fn run(args: ExecArgs) -> u8 {
             None => Some(text.clone().into_bytes()),
         },
     };
-    let config = EngineConfig {
-        concurrency: 1,
-        max_memory_bytes: limits.memory_bytes,
-        fuel_metering: !args.no_fuel,
-        ..EngineConfig::default()
-    };
-    let engine = match Engine::new(config) {
-        Ok(engine) => engine,
-        Err(e) => return usage_error(e),
-    };
-    let module = match engine.load(&bytes) {
-        Ok(module) => module,
-        Err(e) => return usage_error(format!("{}: {e}", args.file.display())),
-    };
-    let input = input.unwrap_or_else(|| match module.kind() {
-        ModuleKind::Component => b"null".to_vec(),
-        ModuleKind::Command => Vec::new(),
-    });
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
-    };
-    let invocation = Invocation::new(input).with_limits(limits);
-    let report = match runtime.block_on(engine.execute(&module, invocation)) {
+    let report = match run_local(&bytes, input, limits, !args.no_fuel) {
         Ok(report) => report,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(format!("{}: {e}", args.file.display())),
     };
     let succeeded = report.is_success();
     let view = ReportView::from(report);
@@ -96,6 +70,37 @@ pub fn run(args: ExecArgs) -> u8 {
     };
     println!("{}", json.expect("a report always serializes"));
     if succeeded { EXIT_OK } else { EXIT_JOB_FAILED }
+}
+
+/// Runs `bytes` once in a fresh local sandbox with `limits`, as the host
+/// would: the input defaults to `null` for a component, empty stdin for a
+/// command module.
+pub(super) fn run_local(
+    bytes: &[u8],
+    input: Option<Vec<u8>>,
+    limits: Limits,
+    fuel_metering: bool,
+) -> Result<Report, String> {
+    let config = EngineConfig {
+        concurrency: 1,
+        max_memory_bytes: limits.memory_bytes,
+        fuel_metering,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(config).map_err(|e| e.to_string())?;
+    let module = engine.load(bytes).map_err(|e| e.to_string())?;
+    let input = input.unwrap_or_else(|| match module.kind() {
+        ModuleKind::Component => b"null".to_vec(),
+        ModuleKind::Command => Vec::new(),
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let invocation = Invocation::new(input).with_limits(limits);
+    runtime
+        .block_on(engine.execute(&module, invocation))
+        .map_err(|e| e.to_string())
 }
 
 fn limits(args: &ExecArgs) -> Limits {
