@@ -117,6 +117,12 @@ fn routes() -> Router<Seen> {
 }
 
 fn grants(entries: &[(&str, GrantSpec)]) -> Arc<Grants> {
+    grants_with(entries, "")
+}
+
+/// The operator's grants: `entries`, the secret `payments_key` (from the
+/// environment: [`KEY`]) and the value `payments_url`.
+fn grants_with(entries: &[(&str, GrantSpec)], payments_url: &str) -> Arc<Grants> {
     let grants: BTreeMap<String, GrantSpec> = entries
         .iter()
         .map(|(name, spec)| ((*name).to_owned(), spec.clone()))
@@ -130,7 +136,7 @@ fn grants(entries: &[(&str, GrantSpec)]) -> Arc<Grants> {
         },
     );
     let mut config = BTreeMap::new();
-    config.insert("payments_url".to_owned(), String::new());
+    config.insert("payments_url".to_owned(), payments_url.to_owned());
     Arc::new(
         Grants::load(&grants, &secrets, &config, |var| {
             (var == "PAYMENTS_KEY").then(|| KEY.to_owned())
@@ -439,21 +445,7 @@ async fn a_secret_reaches_only_a_granted_module_and_never_comes_back() {
     let mut payments = http(&[service.origin()]);
     payments.secrets = vec!["payments_key".into()];
     payments.config = vec!["payments_url".into()];
-    let grants = {
-        let mut grants: BTreeMap<String, GrantSpec> = BTreeMap::new();
-        grants.insert("payments".into(), payments);
-        let mut secrets = BTreeMap::new();
-        secrets.insert(
-            "payments_key".to_owned(),
-            SecretSource {
-                env: Some("PAYMENTS_KEY".to_owned()),
-                file: None,
-            },
-        );
-        let mut config = BTreeMap::new();
-        config.insert("payments_url".to_owned(), service.origin());
-        Arc::new(Grants::load(&grants, &secrets, &config, |_| Some(KEY.to_owned())).unwrap())
-    };
+    let grants = grants_with(&[("payments", payments)], &service.origin());
     let host = host(grants, HttpLimits::default()).await;
     // Not granted: no secret, no URL; the job says which is missing.
     let without = run(
@@ -554,22 +546,13 @@ async fn the_order_flow_runs_against_fake_services() {
     let mut payments = http(&[service.origin()]);
     payments.secrets = vec!["payments_key".into()];
     payments.config = vec!["payments_url".into()];
-    let grants = {
-        let mut grants: BTreeMap<String, GrantSpec> = BTreeMap::new();
-        grants.insert("payments".into(), payments);
-        grants.insert("services".into(), http(&[service.origin()]));
-        let mut secrets = BTreeMap::new();
-        secrets.insert(
-            "payments_key".to_owned(),
-            SecretSource {
-                env: Some("PAYMENTS_KEY".to_owned()),
-                file: None,
-            },
-        );
-        let mut config = BTreeMap::new();
-        config.insert("payments_url".to_owned(), service.origin());
-        Arc::new(Grants::load(&grants, &secrets, &config, |_| Some(KEY.to_owned())).unwrap())
-    };
+    let grants = grants_with(
+        &[
+            ("payments", payments),
+            ("services", http(&[service.origin()])),
+        ],
+        &service.origin(),
+    );
     let host = host(grants, HttpLimits::default()).await;
     host.queue
         .set_module_grants("charge", vec!["payments".into()])
