@@ -179,6 +179,15 @@ pub mod host {
                 .hash
         }
 
+        /// Uploads an example job under `name`; returns its hash.
+        pub async fn upload_named(&self, path: &str, name: &str) -> String {
+            self.queue
+                .upload(super::guest_bytes(path), Some(name.to_owned()))
+                .await
+                .expect("upload")
+                .hash
+        }
+
         /// Submits one job.
         pub async fn submit(&self, job: JobSpec) -> Job {
             self.queue

@@ -130,15 +130,27 @@ fn cron_lateness(client: &Client, seconds: usize) -> Stats {
     client
         .post_json("/v1/schedules", &schedule)
         .unwrap_or_else(|e| panic!("schedule: {e}"));
-    std::thread::sleep(Duration::from_millis(1000 * seconds as u64 + 500));
+    // Until it has fired `seconds` times (the schedule's own clock sets
+    // the pace; a deadline guards against it never firing).
+    let deadline = Instant::now() + Duration::from_secs(60 + seconds as u64);
+    let jobs = loop {
+        let page = client
+            .get("/v1/jobs?schedule=tick&limit=1000")
+            .unwrap_or_else(|e| panic!("list: {e}"));
+        let jobs = page["jobs"].as_array().expect("a page").clone();
+        if jobs.len() >= seconds {
+            break jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} jobs, {seconds} expected",
+            jobs.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     client
         .delete("/v1/schedules/tick")
         .unwrap_or_else(|e| panic!("delete: {e}"));
-    let page = client
-        .get("/v1/jobs?schedule=tick&limit=1000")
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    let jobs = page["jobs"].as_array().expect("a page").clone();
-    assert!(jobs.len() >= seconds, "{} jobs in {seconds} s", jobs.len());
     let late = jobs
         .iter()
         .map(|job| {

@@ -18,10 +18,7 @@ async fn host() -> Host {
         ..QueueConfig::default()
     });
     for (path, name) in [(guests::SPLIT, "split"), (guests::SUM, "sum")] {
-        host.queue
-            .upload(wasmjob_tests::guest_bytes(path), Some(name.to_owned()))
-            .await
-            .expect("upload");
+        host.upload_named(path, name).await;
     }
     host
 }

@@ -165,10 +165,7 @@ async fn host(grants: Arc<Grants>, limits: HttpLimits) -> Host {
         },
     );
     for (path, name) in [(guests::WEBHOOK, "webhook"), (guests::CHARGE, "charge")] {
-        host.queue
-            .upload(wasmjob_tests::guest_bytes(path), Some(name.to_owned()))
-            .await
-            .expect("upload");
+        host.upload_named(path, name).await;
     }
     host.start_workers();
     host

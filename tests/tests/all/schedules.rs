@@ -211,13 +211,7 @@ async fn a_bad_schedule_is_a_4xx_naming_the_field_and_stores_nothing() {
 #[tokio::test]
 async fn each_fire_time_creates_one_job_that_runs_and_names_its_schedule() {
     let mut host = Host::new(QueueConfig::default());
-    host.queue
-        .upload(
-            wasmjob_tests::guest_bytes(guests::HELLO),
-            Some("hello".into()),
-        )
-        .await
-        .expect("named");
+    host.upload_named(guests::HELLO, "hello").await;
     let start = at("2026-06-01T10:00:30Z");
     host.clock.set(start);
     let schedule = host
@@ -281,13 +275,7 @@ async fn each_fire_time_creates_one_job_that_runs_and_names_its_schedule() {
 /// New York's fire times over 2025's two changes, as jobs created.
 async fn fire_times_over(cron: &str, from: &str, until: &str) -> Vec<Millis> {
     let host = Host::new(QueueConfig::default());
-    host.queue
-        .upload(
-            wasmjob_tests::guest_bytes(guests::HELLO),
-            Some("hello".into()),
-        )
-        .await
-        .expect("upload");
+    host.upload_named(guests::HELLO, "hello").await;
     host.clock.set(at(from));
     host.queue
         .put_schedule(
@@ -348,13 +336,7 @@ async fn daylight_saving_time_skips_nothing_and_repeats_nothing() {
 #[tokio::test]
 async fn fire_times_missed_while_down_are_skipped_or_run_once() {
     let host = Host::new(QueueConfig::default());
-    host.queue
-        .upload(
-            wasmjob_tests::guest_bytes(guests::HELLO),
-            Some("hello".into()),
-        )
-        .await
-        .expect("upload");
+    host.upload_named(guests::HELLO, "hello").await;
     host.clock.set(at("2026-06-01T09:30:00Z"));
     for (name, missed) in [("skip", Missed::Skip), ("once", Missed::RunOnce)] {
         host.queue
@@ -410,13 +392,7 @@ fn another_queue(store: Arc<SqliteStore>) -> (Queue, TestClock) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_schedulers_fire_each_time_once_and_a_restart_fires_nothing_again() {
     let host = Host::new(QueueConfig::default());
-    host.queue
-        .upload(
-            wasmjob_tests::guest_bytes(guests::HELLO),
-            Some("hello".into()),
-        )
-        .await
-        .expect("upload");
+    host.upload_named(guests::HELLO, "hello").await;
     host.clock.set(at("2026-06-01T09:59:30Z"));
     host.queue
         .put_schedule(
@@ -465,13 +441,7 @@ async fn racing_schedulers_fire_each_time_once_and_a_restart_fires_nothing_again
 #[tokio::test]
 async fn a_unique_key_keeps_scheduled_runs_from_overlapping() {
     let host = Host::new(QueueConfig::default());
-    host.queue
-        .upload(
-            wasmjob_tests::guest_bytes(guests::HELLO),
-            Some("hello".into()),
-        )
-        .await
-        .expect("upload");
+    host.upload_named(guests::HELLO, "hello").await;
     host.clock.set(at("2026-06-01T09:59:30Z"));
     let mut spec = spec(&host, "sync", "* * * * *", "UTC", Missed::Skip);
     spec.job.unique = Some(wasmjob::policy::UniqueSpec {

@@ -199,17 +199,10 @@ fn order_flow(host: &Host, order: &str, in_stock: bool) -> Vec<NodeSpec> {
     ]
 }
 
-async fn upload_named(host: &Host, path: &str, name: &str) {
-    host.queue
-        .upload(wasmjob_tests::guest_bytes(path), Some(name.to_owned()))
-        .await
-        .expect("upload");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_flow_ships_and_emails_after_payment_and_inventory() {
     let mut host = host();
-    upload_named(&host, guests::ORDER, "order").await;
+    host.upload_named(guests::ORDER, "order").await;
     let id = submit(&host, "order A-1", order_flow(&host, "A-1", true)).await;
     host.start_workers();
     let detail = finished(&host, id).await;
@@ -226,7 +219,7 @@ async fn the_order_flow_ships_and_emails_after_payment_and_inventory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_inventory_fails_shipping_and_email_are_cancelled_and_payment_stays() {
     let mut host = host();
-    upload_named(&host, guests::ORDER, "order").await;
+    host.upload_named(guests::ORDER, "order").await;
     let id = submit(&host, "order A-2", order_flow(&host, "A-2", false)).await;
     host.start_workers();
     let detail = finished(&host, id).await;
@@ -300,7 +293,7 @@ fn data_pipeline(host: &Host, rows: Value) -> Vec<NodeSpec> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_pipeline_reports_and_its_alert_stays_quiet() {
     let mut host = host();
-    upload_named(&host, guests::PIPELINE, "pipeline").await;
+    host.upload_named(guests::PIPELINE, "pipeline").await;
     let rows: Vec<Value> = [4.0, 5.0, 4.5, 5.5, 4.0, 5.0, 4.5, 5.5, 4.8, 40.0]
         .iter()
         .map(|v| json!({"value": v}))
@@ -320,7 +313,7 @@ async fn the_data_pipeline_reports_and_its_alert_stays_quiet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_validation_cancels_the_pipeline_and_raises_a_critical_alert() {
     let mut host = host();
-    upload_named(&host, guests::PIPELINE, "pipeline").await;
+    host.upload_named(guests::PIPELINE, "pipeline").await;
     let rows = json!([{"value": 1.0}, {"value": 2.0}, {"value": "three"}]);
     let id = submit(&host, "daily", data_pipeline(&host, rows)).await;
     host.start_workers();
