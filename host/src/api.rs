@@ -12,6 +12,7 @@ mod body;
 mod error;
 mod host_info;
 mod jobs;
+mod metrics;
 mod modules;
 pub mod openapi;
 mod queues;
@@ -48,6 +49,9 @@ pub struct ApiConfig {
     /// Longest a `GET /v1/jobs/{id}?wait_ms=` may wait, in ms: keep it
     /// under the idle timeout of any proxy in front of the host.
     pub max_wait_ms: u64,
+    /// Serve `/metrics` without the token (for a scraper on a trusted
+    /// network).
+    pub metrics_public: bool,
 }
 
 impl Default for ApiConfig {
@@ -57,6 +61,7 @@ impl Default for ApiConfig {
             max_module_bytes: 64 * 1024 * 1024,
             token: None,
             max_wait_ms: jobs::MAX_WAIT_MS,
+            metrics_public: false,
         }
     }
 }
@@ -84,6 +89,8 @@ enum Group {
     Docs,
     /// Outside `/v1`, public: health probes.
     Health,
+    /// Outside `/v1`: `/metrics`, with the token unless made public.
+    Metrics,
 }
 
 /// One row of the route table.
@@ -113,7 +120,7 @@ where
 /// [`router`] is built from it and [`routes`] lists it, so the OpenAPI
 /// document can be checked against it.
 fn table() -> Vec<RouteEntry> {
-    use Group::{Docs, Health, Jobs, Modules};
+    use Group::{Docs, Health, Jobs, Metrics, Modules};
     vec![
         entry(Modules, Method::POST, "/v1/modules", modules::upload),
         entry(Modules, Method::GET, "/v1/modules", modules::list),
@@ -204,6 +211,7 @@ fn table() -> Vec<RouteEntry> {
         entry(Jobs, Method::GET, "/v1/stats", host_info::stats),
         entry(Jobs, Method::GET, "/v1/workers", host_info::workers),
         entry(Docs, Method::GET, "/v1/openapi.json", openapi::serve),
+        entry(Metrics, Method::GET, "/metrics", metrics::metrics),
         entry(Health, Method::GET, "/healthz", healthz),
         entry(Health, Method::GET, "/readyz", readyz),
     ]
@@ -221,7 +229,8 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 /// The whole HTTP app.
 ///
 /// `/v1` needs the bearer token when one is configured, except
-/// `/v1/openapi.json`; `/healthz` and `/readyz` are public. Module uploads
+/// `/v1/openapi.json`; so does `/metrics` unless `metrics_public`;
+/// `/healthz` and `/readyz` are public. Module uploads
 /// are bounded by `max_module_bytes`, every other body by `max_body_bytes`.
 /// Unknown paths are a JSON 404.
 pub fn router(queue: Queue, config: ApiConfig) -> Router {
@@ -235,6 +244,7 @@ pub fn router(queue: Queue, config: ApiConfig) -> Router {
     let mut jobs = Router::new();
     let mut docs = Router::new();
     let mut root = Router::new();
+    let mut scraped = Router::new();
     for route in table() {
         let nested = route.path.strip_prefix("/v1");
         match (route.group, nested) {
@@ -242,6 +252,7 @@ pub fn router(queue: Queue, config: ApiConfig) -> Router {
             (Group::Jobs, Some(path)) => jobs = jobs.route(path, route.handler),
             (Group::Docs, Some(path)) => docs = docs.route(path, route.handler),
             (Group::Health, None) => root = root.route(route.path, route.handler),
+            (Group::Metrics, None) => scraped = scraped.route(route.path, route.handler),
             (group, _) => panic!("route {} does not belong in {group:?}", route.path),
         }
     }
@@ -253,7 +264,13 @@ pub fn router(queue: Queue, config: ApiConfig) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .merge(docs)
         .fallback(not_found);
-    root.nest("/v1", v1).fallback(not_found).with_state(state)
+    if !state.config.metrics_public {
+        scraped = scraped.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    }
+    root.merge(scraped)
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -108,6 +108,9 @@ pub struct ServerSection {
     /// Longest a client's long poll (`wait_ms`) may wait, in ms: keep it
     /// under the idle timeout of any proxy in front of the host.
     pub max_wait_ms: u64,
+    /// Serve `/metrics` without the token (a scraper on a trusted
+    /// network); by default it needs the token like `/v1`.
+    pub metrics_public: bool,
 }
 
 /// `[queue]`.
@@ -185,6 +188,7 @@ impl Default for ServerSection {
             allow_unauthenticated: false,
             max_body_bytes: ApiConfig::default().max_body_bytes,
             max_wait_ms: ApiConfig::default().max_wait_ms,
+            metrics_public: false,
         }
     }
 }
@@ -356,6 +360,7 @@ impl Config {
             max_wait_ms: self.server.max_wait_ms,
             max_module_bytes: self.engine.max_module_bytes as usize,
             token: self.server.token.clone(),
+            metrics_public: self.server.metrics_public,
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod grants;
 pub mod job;
 pub mod json;
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 pub mod queue;
 pub mod report;

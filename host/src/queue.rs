@@ -20,6 +20,7 @@ use crate::job::{
     Dependency, Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, OnFailure, Prereq,
     Submitted, Workflow, WorkflowDetail, WorkflowId,
 };
+use crate::metrics::{Metrics, PoolSnapshot, Snapshot};
 use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::{FollowUp, Progress};
 use crate::schedule::{Cadence, Schedule, ScheduleSpec};
@@ -160,6 +161,8 @@ struct Inner {
     no_capabilities: Arc<Capabilities>,
     /// Counts the changes this host made, for [`Queue::changes`].
     changes: watch::Sender<u64>,
+    /// This host's Prometheus metrics.
+    metrics: Arc<Metrics>,
     /// Module references (hash or name) already resolved. Per host: only
     /// this host's queue changes modules in its store, and it clears the
     /// cache whenever it does, so an entry is never stale. (A second host
@@ -175,8 +178,11 @@ impl Queue {
         clock: Arc<dyn Clock>,
         config: QueueConfig,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        store.observe_writes(metrics.clone());
         Queue {
             inner: Arc::new(Inner {
+                metrics,
                 store,
                 engine,
                 clock,
@@ -191,6 +197,27 @@ impl Queue {
                 resolved: Mutex::new(Resolved::default()),
             }),
         }
+    }
+
+    /// This host's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The Prometheus text exposition of this host's metrics, with the
+    /// queues' depths and oldest waits read from the store now.
+    pub async fn render_metrics(&self) -> Result<String, Error> {
+        let now = self.now();
+        let queues = self.inner.store.queues(now).await?;
+        let busy = self.inner.registry.running();
+        let target = self.inner.config.concurrency;
+        let pool = PoolSnapshot {
+            busy,
+            idle: target.saturating_sub(busy),
+            stuck: 0,
+            target,
+        };
+        Ok(self.inner.metrics.render(&Snapshot { queues, pool, now }))
     }
 
     /// The store (for the worker pool and the scheduler).
@@ -422,6 +449,10 @@ impl Queue {
             jobs.push(self.admit(spec, index, now).await?);
         }
         let jobs = self.inner.store.insert_jobs(jobs, now).await?;
+        for submitted in jobs.iter().filter(|s| s.created) {
+            let job = &submitted.job;
+            self.inner.metrics.submitted(&job.queue, &job.module);
+        }
         self.wake();
         self.changed(jobs.iter().map(|submitted| submitted.job.id));
         Ok(jobs)
@@ -446,6 +477,9 @@ impl Queue {
             jobs,
         };
         let (id, jobs) = self.inner.store.insert_workflow(workflow, now).await?;
+        for job in &jobs {
+            self.inner.metrics.submitted(&job.queue, &job.module);
+        }
         self.wake();
         self.changed(jobs.iter().map(|job| job.id));
         Ok((id, jobs))
@@ -657,6 +691,8 @@ impl Queue {
                 match fired {
                     Fired::Created(submitted) => {
                         moved = true;
+                        let job = &submitted.job;
+                        self.inner.metrics.submitted(&job.queue, &job.module);
                         created.push(submitted.job);
                     }
                     Fired::Advanced => moved = true,

@@ -4,6 +4,8 @@
 //! so none starves) and cron (schedules create their jobs on time).
 
 use crate::clock::Millis;
+use crate::job::Job;
+use crate::metrics::Rescue;
 use crate::policy::Ending;
 use crate::queue::Queue;
 use crate::report::AttemptReport;
@@ -117,11 +119,13 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
             }
         };
         let full_page = leased.len() == RESCUE_PAGE;
+        let jobs: Vec<Job> = leased.iter().map(|leased| leased.job.clone()).collect();
         let outcomes: Vec<Outcome> = leased
             .into_iter()
             .map(|leased| lost(queue, leased, now, which))
             .collect();
         let ids: Vec<_> = outcomes.iter().map(|o| o.lease.id).collect();
+        let recorded = outcomes.clone();
         let results = match which {
             Which::Expired => queue.store().rescue_if_expired(outcomes, now).await,
             Which::All => queue.store().record_if_leased(outcomes).await,
@@ -133,11 +137,19 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
                 return rescued;
             }
         };
+        let reason = match which {
+            Which::Expired => Rescue::Expired,
+            Which::All => Rescue::Startup,
+        };
         let applied: Vec<_> = ids
             .into_iter()
             .zip(results)
-            .filter_map(|(id, result)| match result {
-                Ok(Recorded::Applied) => Some(id),
+            .zip(jobs.iter().zip(&recorded))
+            .filter_map(|((id, result), (job, outcome))| match result {
+                Ok(Recorded::Applied) => {
+                    queue.metrics().recorded(job, outcome);
+                    Some(id)
+                }
                 Ok(Recorded::Stale) => None,
                 Err(error) => {
                     tracing::error!(%error, job_id = id, "rescuing a job failed");
@@ -146,6 +158,9 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
             })
             .collect();
         rescued += applied.len();
+        if !applied.is_empty() {
+            queue.metrics().rescued(reason, applied.len());
+        }
         let progress = !applied.is_empty();
         if progress {
             queue.changed(applied);

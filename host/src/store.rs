@@ -48,6 +48,7 @@ use crate::policy::Decision;
 use crate::report::{AttemptReport, ModuleKind};
 use crate::schedule::Schedule;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A store failure. What a client asked for that the store refuses has its
 /// own variants, so the API can answer 404, 409 or 413.
@@ -514,4 +515,18 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Tells `observer` of every commit of this store's writes from now
+    /// on (for metrics). A backend without a notion of batches may ignore
+    /// it.
+    fn observe_writes(&self, observer: Arc<dyn WriteObserver>) {
+        let _ = observer;
+    }
+}
+
+/// Told of each commit of a store's writes: how many writes it held and
+/// how long it took (the writer is held for that long).
+pub trait WriteObserver: Send + Sync {
+    /// One commit of `writes` writes took `took`.
+    fn committed(&self, writes: usize, took: std::time::Duration);
 }

@@ -215,6 +215,7 @@ async fn renew(queue: Queue) {
                 if !lost.is_empty() {
                     tracing::info!(jobs = ?lost.iter().map(|l| l.id).collect::<Vec<_>>(),
                         "leases lost: stopping the jobs");
+                    queue.metrics().leases_lost(lost.len());
                     queue.registry().lost(&lost);
                 }
             }

@@ -10,7 +10,7 @@
 mod contract;
 
 use super::error::ErrorBody;
-use super::{ApiConfig, AppState, host_info, jobs, modules, queues, schedules, workflows};
+use super::{ApiConfig, AppState, host_info, jobs, metrics, modules, queues, schedules, workflows};
 use crate::policy::Policy;
 use axum::extract::State;
 use axum::http::header;
@@ -35,7 +35,8 @@ names the field or the problem.
 
 When the server is configured with a token (`server.token`), every `/v1` \
 route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
-`/healthz`, `/readyz` and `/v1/openapi.json` are always public.";
+`/healthz`, `/readyz` and `/v1/openapi.json` are always public; `/metrics` \
+needs the token too unless the operator sets `server.metrics_public`.";
 
 /// The document's root: paths, components, tags and info.
 #[derive(OpenApi)]
@@ -80,6 +81,7 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         workflows::cancel,
         host_info::stats,
         host_info::workers,
+        metrics::metrics,
         serve,
         super::healthz,
         super::readyz,

@@ -31,6 +31,7 @@ mod tests;
 use super::{
     ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
     ModuleRecord, Outcome, QueueStats, Recorded, Result, StateCounts, Tick, WorkflowFilter,
+    WriteObserver,
 };
 use crate::clock::Millis;
 use crate::job::{
@@ -495,6 +496,10 @@ impl JobStore for SqliteStore {
             ));
         }
         self.readers.read(read::ping).await
+    }
+
+    fn observe_writes(&self, observer: Arc<dyn WriteObserver>) {
+        self.writer.observe(observer);
     }
 }
 

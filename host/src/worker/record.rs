@@ -137,6 +137,11 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
             match result {
                 Ok(recorded) => {
                     if recorded == Recorded::Applied {
+                        let metrics = queue.metrics();
+                        metrics.recorded(&finished.job, &finished.outcome);
+                        for follow_up in &finished.outcome.follow_ups {
+                            metrics.submitted(&follow_up.queue, &follow_up.module);
+                        }
                         changed.push(finished.outcome.lease.id);
                         due |= !matches!(finished.outcome.decision, Decision::Retry { .. });
                     }

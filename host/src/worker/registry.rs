@@ -268,6 +268,15 @@ impl Registry {
             .any(|entry| entry.phase != Phase::Recording)
     }
 
+    /// How many held jobs are running now.
+    pub fn running(&self) -> usize {
+        self.lock()
+            .jobs
+            .values()
+            .filter(|entry| matches!(entry.phase, Phase::Running { .. }))
+            .count()
+    }
+
     /// How many jobs are held, in every phase.
     pub fn len(&self) -> usize {
         self.lock().jobs.len()

@@ -620,7 +620,8 @@ async fn every_v1_route_refuses_a_missing_or_wrong_token() {
     });
     let mut checked = 0;
     for (method, path) in routes() {
-        if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+        let guarded = path.starts_with("/v1/") || path == "/metrics";
+        if !guarded || path == "/v1/openapi.json" {
             continue;
         }
         let uri = path.replace("{id}", "1").replace("{module}", "hello");
@@ -639,7 +640,10 @@ async fn every_v1_route_refuses_a_missing_or_wrong_token() {
         }
         checked += 1;
     }
-    assert!(checked >= 14, "every /v1 route but the document: {checked}");
+    assert!(
+        checked >= 15,
+        "every /v1 route but the document, and /metrics: {checked}"
+    );
 }
 
 #[tokio::test]

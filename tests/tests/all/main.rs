@@ -6,6 +6,7 @@ mod component;
 mod follow_ups;
 mod leases;
 mod load;
+mod metrics;
 mod openapi;
 mod outbound;
 mod queue;

@@ -137,8 +137,10 @@ fn operations_are_well_formed() {
             .collect();
         assert_eq!(in_path, declared, "{at}: path parameters");
 
-        // Authentication: every /v1 route but the document itself.
-        let public = !path.starts_with("/v1/") || path == "/v1/openapi.json";
+        // Authentication: every /v1 route but the document itself, and
+        // /metrics (unless the operator makes it public).
+        let guarded = path.starts_with("/v1/") || path == "/metrics";
+        let public = !guarded || path == "/v1/openapi.json";
         let responses = operation["responses"].as_object().expect("responses");
         if public {
             assert!(operation.get("security").is_none(), "{at}: public");

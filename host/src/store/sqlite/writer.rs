@@ -19,11 +19,12 @@
 //!
 //! Knows nothing of jobs or modules: commands are opaque closures.
 
-use crate::store::{Error, Result};
+use crate::store::{Error, Result, WriteObserver};
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Most commands committed together: bounds how long the first command of
@@ -100,6 +101,7 @@ pub(super) struct Writer {
     sender: Mutex<Option<mpsc::Sender<Box<dyn Command>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     batches: Arc<AtomicU64>,
+    observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
 }
 
 impl Writer {
@@ -108,14 +110,23 @@ impl Writer {
         let (sender, receiver) = mpsc::channel();
         let batches = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&batches);
+        let observer = Arc::new(OnceLock::new());
+        let observing = Arc::clone(&observer);
         let thread = std::thread::Builder::new()
             .name("wasmjob-store-writer".to_owned())
-            .spawn(move || run(conn, receiver, &counter))?;
+            .spawn(move || run(conn, receiver, &counter, &observing))?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
             batches,
+            observer,
         })
+    }
+
+    /// Tells `observer` of every commit from now on. The first observer
+    /// stays; later ones are ignored.
+    pub(super) fn observe(&self, observer: Arc<dyn WriteObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     /// Runs `op` on the write connection as part of the next batch; resolves
@@ -197,7 +208,12 @@ fn closed() -> Error {
 }
 
 /// The writer thread: one batch per wake-up until every sender is gone.
-fn run(conn: Connection, receiver: mpsc::Receiver<Box<dyn Command>>, batches: &AtomicU64) {
+fn run(
+    conn: Connection,
+    receiver: mpsc::Receiver<Box<dyn Command>>,
+    batches: &AtomicU64,
+    observer: &OnceLock<Arc<dyn WriteObserver>>,
+) {
     // The connection opens with `synchronous = FULL`.
     let mut synced = Durability::Durable;
     while let Ok(first) = receiver.recv() {
@@ -230,7 +246,12 @@ fn run(conn: Connection, receiver: mpsc::Receiver<Box<dyn Command>>, batches: &A
             }
             synced = durability;
         }
+        let writes = batch.len();
+        let started = Instant::now();
         commit_batch(&conn, batch);
+        if let Some(observer) = observer.get() {
+            observer.committed(writes, started.elapsed());
+        }
     }
 }
 
