@@ -287,24 +287,46 @@ async fn not_found() -> ApiError {
         example = json!({"status": "ok"}))),
 )]
 async fn healthz() -> Json<HealthStatus> {
-    Json(HealthStatus { status: "ok" })
+    Json(HealthStatus {
+        status: "ok",
+        problems: Vec::new(),
+    })
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers. `degraded` while a worker slot is stuck
+/// (abandoned and replaced: the host still runs jobs).
 #[utoipa::path(
     get,
     path = "/readyz",
     operation_id = "readyz",
     tag = "health",
     responses(
-        (status = 200, description = "The store answers.", body = HealthStatus,
+        (status = 200, description = "The store answers: `ready`, or `degraded` with the \
+            problems (a stuck worker slot).", body = HealthStatus,
             example = json!({"status": "ready"})),
         (status = 503, description = "`not_ready`: the store is unreachable.", body = ErrorBody),
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.queue.ready().await {
-        Ok(()) => Json(HealthStatus { status: "ready" }).into_response(),
+        Ok(()) => {
+            let stuck = state.queue.slots().counts().stuck;
+            if stuck > 0 {
+                let problem = format!(
+                    "{stuck} worker slot(s) stuck past their job's deadline (abandoned and replaced)"
+                );
+                return Json(HealthStatus {
+                    status: "degraded",
+                    problems: vec![problem],
+                })
+                .into_response();
+            }
+            Json(HealthStatus {
+                status: "ready",
+                problems: Vec::new(),
+            })
+            .into_response()
+        }
         Err(error) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
@@ -317,9 +339,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// The body of `/healthz` and `/readyz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthStatus {
-    /// `ok` (healthz) or `ready` (readyz).
-    #[schema(value_type = String, examples("ok", "ready"))]
+    /// `ok` (healthz), `ready` or `degraded` (readyz).
+    #[schema(value_type = String, examples("ok", "ready", "degraded"))]
     status: &'static str,
+    /// What is wrong, when `degraded`; absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
 }
 
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {

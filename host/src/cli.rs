@@ -36,6 +36,39 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr: `human` (text) or `json` (one object per line,
+    /// with the fields and spans: job_id, queue, module, attempt). The
+    /// level is `RUST_LOG` (default `warn`; `wasmjob=info` shows each job's
+    /// life).
+    #[arg(long, global = true, env = "WASMJOB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for a person.
+    Human,
+    /// One JSON object per line, for a log pipeline.
+    Json,
+}
+
+/// Sends `tracing` events to stderr in `format`, filtered by `RUST_LOG`
+/// (default `warn`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// The subcommands.

@@ -12,6 +12,8 @@ use crate::policy::{
     Ceilings, Defaults, Escalation, LimitsSpec, Policy, QueueDefaults, RetryPolicy, RetrySpec,
 };
 use crate::queue::QueueConfig;
+use crate::worker::Scaling;
+use crate::worker::scale::{DEFAULT_CPU_BUSY, DEFAULT_IDLE_MS};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -125,6 +127,36 @@ pub struct QueueSection {
     pub aging_ms: i64,
     /// Grace period at shutdown in ms.
     pub shutdown_grace_ms: u64,
+    /// Fewest worker slots when auto-scaling [default: the smaller of
+    /// `concurrency` and `max_workers`].
+    pub min_workers: Option<usize>,
+    /// Most worker slots when auto-scaling [default: `concurrency`]. With
+    /// `min_workers` < `max_workers` the pool grows while jobs wait and
+    /// the CPU has headroom, and shrinks after slots sit idle.
+    pub max_workers: Option<usize>,
+    /// How long slots must sit idle before the pool shrinks, in ms.
+    pub scale_down_idle_ms: i64,
+    /// A slot whose job is still out this long after its deadline is
+    /// declared stuck, abandoned and replaced, in ms.
+    pub stuck_grace_ms: i64,
+}
+
+/// Most worker slots a host may have (each may hold a sandbox).
+pub const MAX_WORKERS: usize = 4_096;
+
+impl QueueSection {
+    /// The pool's size bounds: `concurrency` unless `min_workers` or
+    /// `max_workers` widen them.
+    pub fn scaling(&self) -> Scaling {
+        let max = self.max_workers.unwrap_or(self.concurrency);
+        let min = self.min_workers.unwrap_or(self.concurrency.min(max));
+        Scaling {
+            min,
+            max,
+            idle_ms: self.scale_down_idle_ms,
+            cpu_busy: DEFAULT_CPU_BUSY,
+        }
+    }
 }
 
 /// `[queues.NAME]`: a queue's cap and defaults of its own. Queues not
@@ -201,6 +233,10 @@ impl Default for QueueSection {
             lease_ms: q.lease_ms,
             aging_ms: q.aging_ms,
             shutdown_grace_ms: q.shutdown_grace_ms,
+            min_workers: None,
+            max_workers: None,
+            scale_down_idle_ms: DEFAULT_IDLE_MS,
+            stuck_grace_ms: q.stuck_grace_ms,
         }
     }
 }
@@ -270,6 +306,31 @@ impl Config {
         if self.queue.concurrency == 0 {
             problems.push("queue.concurrency must be at least 1".to_owned());
         }
+        let scaling = self.queue.scaling();
+        if self.queue.min_workers == Some(0) {
+            problems.push("queue.min_workers must be at least 1".to_owned());
+        }
+        if scaling.min > scaling.max {
+            problems.push(format!(
+                "queue.min_workers ({}) must not be above queue.max_workers ({})",
+                scaling.min, scaling.max
+            ));
+        }
+        if self.queue.max_workers == Some(0) {
+            problems.push("queue.max_workers must be at least 1".to_owned());
+        }
+        if scaling.max > MAX_WORKERS {
+            problems.push(format!(
+                "queue.max_workers ({}) must be at most {MAX_WORKERS}",
+                scaling.max
+            ));
+        }
+        if self.queue.scale_down_idle_ms < 1 {
+            problems.push("queue.scale_down_idle_ms must be at least 1".to_owned());
+        }
+        if self.queue.stuck_grace_ms < 1 {
+            problems.push("queue.stuck_grace_ms must be at least 1".to_owned());
+        }
         for (name, queue) in &self.queues {
             if queue.concurrency == Some(0) {
                 problems.push(format!(
@@ -306,7 +367,8 @@ impl Config {
     /// The engine's configuration.
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
-            concurrency: self.queue.concurrency.min(u32::MAX as usize) as u32,
+            // A sandbox for every slot the pool may grow to.
+            concurrency: self.queue.scaling().max.min(u32::MAX as usize) as u32,
             // A sandbox slot holds the largest memory a job may ask for.
             max_memory_bytes: self.ceilings.memory_bytes,
             fuel_metering: self.engine.fuel_metering,
@@ -343,6 +405,9 @@ impl Config {
                 .filter_map(|(name, queue)| Some((name.clone(), queue.concurrency?)))
                 .collect(),
             grants: Arc::new(self.grants()?),
+            scaling: Some(self.queue.scaling()),
+            stuck_grace_ms: self.queue.stuck_grace_ms,
+            check_ms: QueueConfig::default().check_ms,
         })
     }
 
@@ -368,6 +433,54 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every configuration example in the README (a `toml` block that is
+    /// not a crate manifest) is a valid configuration.
+    #[test]
+    fn the_readme_configuration_examples_parse_and_validate() {
+        let readme = include_str!("../../README.md");
+        let mut checked = 0;
+        for block in readme.split("```toml\n").skip(1) {
+            let text = block.split("```").next().unwrap();
+            if text.starts_with("# Cargo.toml") {
+                continue;
+            }
+            let config = Config::from_toml(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            // Secrets named by environment variables need not be set here.
+            if !text.contains("[secrets]") {
+                config
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+            }
+            checked += 1;
+        }
+        assert!(checked >= 2, "{checked}");
+    }
+
+    #[test]
+    fn worker_bounds_default_to_the_concurrency_and_are_checked() {
+        let fixed = Config::from_toml("[queue]\nconcurrency = 4\n").unwrap();
+        assert!(fixed.queue.scaling().is_fixed());
+        assert_eq!(fixed.queue.scaling().max, 4);
+        let grows = Config::from_toml("[queue]\nconcurrency = 4\nmax_workers = 32\n").unwrap();
+        assert_eq!(
+            (grows.queue.scaling().min, grows.queue.scaling().max),
+            (4, 32)
+        );
+        assert_eq!(
+            grows.engine_config().concurrency,
+            32,
+            "a sandbox per slot it may grow to"
+        );
+        let wrong = Config::from_toml("[queue]\nmin_workers = 9\nmax_workers = 3\n").unwrap();
+        let problems = wrong.validate().unwrap_err();
+        assert!(
+            problems.iter().any(
+                |p| p.contains("queue.min_workers (9) must not be above queue.max_workers (3)")
+            ),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn unknown_keys_are_rejected_by_name() {

@@ -31,12 +31,7 @@ fn main() -> ExitCode {
         }
         default_hook(info);
     }));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    wasmjob::cli::run(wasmjob::cli::Cli::parse())
+    let cli = wasmjob::cli::Cli::parse();
+    wasmjob::cli::init_logging(cli.log_format);
+    wasmjob::cli::run(cli)
 }

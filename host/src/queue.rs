@@ -27,7 +27,7 @@ use crate::schedule::{Cadence, Schedule, ScheduleSpec};
 use crate::store::{
     self, Fired, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts, Tick, WorkflowFilter,
 };
-use crate::worker::Registry;
+use crate::worker::{Registry, Scaling, Slots};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,6 +101,14 @@ pub struct QueueConfig {
     pub caps: BTreeMap<String, usize>,
     /// What modules may be granted (HTTP origins, secrets, configuration).
     pub grants: Arc<Grants>,
+    /// The pool's size bounds, when it scales: `concurrency` is where it
+    /// starts, within them. `None`: fixed at `concurrency`.
+    pub scaling: Option<Scaling>,
+    /// A running slot whose job is still out this long after its
+    /// deadline is declared stuck, in ms.
+    pub stuck_grace_ms: i64,
+    /// How often the pool checks its slots (stuck ones, size), in ms.
+    pub check_ms: u64,
 }
 
 impl Default for QueueConfig {
@@ -114,9 +122,27 @@ impl Default for QueueConfig {
             policy: Policy::default(),
             caps: BTreeMap::new(),
             grants: Arc::new(Grants::default()),
+            scaling: None,
+            stuck_grace_ms: DEFAULT_STUCK_GRACE_MS,
+            check_ms: 1_000,
         }
     }
 }
+
+impl QueueConfig {
+    /// The pool's size bounds: [`scaling`](Self::scaling), or fixed at
+    /// `concurrency`.
+    pub fn scaling(&self) -> Scaling {
+        self.scaling
+            .unwrap_or_else(|| Scaling::fixed(self.concurrency.max(1)))
+    }
+}
+
+/// How long past its deadline a job's slot may stay out before it is
+/// declared stuck: the engine ends a job at its deadline within
+/// milliseconds, so a slot still out long after is held by the host, not
+/// the job.
+pub const DEFAULT_STUCK_GRACE_MS: i64 = 30_000;
 
 /// What this host knows live about a job it runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -163,6 +189,8 @@ struct Inner {
     changes: watch::Sender<u64>,
     /// This host's Prometheus metrics.
     metrics: Arc<Metrics>,
+    /// The pool's slots (the pool uses them; the API shows them).
+    slots: Arc<Slots>,
     /// Module references (hash or name) already resolved. Per host: only
     /// this host's queue changes modules in its store, and it clears the
     /// cache whenever it does, so an entry is never stale. (A second host
@@ -180,9 +208,15 @@ impl Queue {
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
         store.observe_writes(metrics.clone());
+        let scaling = config.scaling();
+        let size = config
+            .concurrency
+            .clamp(scaling.min, scaling.max.max(scaling.min));
+        let slots = Arc::new(Slots::new(size, clock.now()));
         Queue {
             inner: Arc::new(Inner {
                 metrics,
+                slots,
                 store,
                 engine,
                 clock,
@@ -199,6 +233,11 @@ impl Queue {
         }
     }
 
+    /// The pool's slots.
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.inner.slots
+    }
+
     /// This host's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
@@ -209,13 +248,12 @@ impl Queue {
     pub async fn render_metrics(&self) -> Result<String, Error> {
         let now = self.now();
         let queues = self.inner.store.queues(now).await?;
-        let busy = self.inner.registry.running();
-        let target = self.inner.config.concurrency;
+        let counts = self.inner.slots.counts();
         let pool = PoolSnapshot {
-            busy,
-            idle: target.saturating_sub(busy),
-            stuck: 0,
-            target,
+            busy: counts.busy,
+            idle: counts.idle,
+            stuck: counts.stuck,
+            target: counts.target,
         };
         Ok(self.inner.metrics.render(&Snapshot { queues, pool, now }))
     }
@@ -452,6 +490,7 @@ impl Queue {
         for submitted in jobs.iter().filter(|s| s.created) {
             let job = &submitted.job;
             self.inner.metrics.submitted(&job.queue, &job.module);
+            tracing::info!(job_id = job.id, queue = %job.queue, module = %job.module, "submitted");
         }
         self.wake();
         self.changed(jobs.iter().map(|submitted| submitted.job.id));

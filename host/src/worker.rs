@@ -19,8 +19,12 @@ mod dispatch;
 mod record;
 mod registry;
 mod run;
+pub mod scale;
+pub mod slots;
 
 pub use registry::{Held, Phase, Registry, Stop};
+pub use scale::Scaling;
+pub use slots::{Slot, SlotCounts, SlotState, Slots};
 
 use crate::job::Job;
 use crate::policy::{Decision, Ending};
@@ -28,7 +32,7 @@ use crate::queue::Queue;
 use crate::store::{Lease, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// A finished attempt on its way to the recorder: the outcome to write,
@@ -39,6 +43,27 @@ pub(crate) struct Finished {
     outcome: Outcome,
 }
 
+/// How long interrupted jobs get to end at shutdown before their tasks
+/// are abandoned.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
+
+/// A fault to inject into a job's task, for tests of the pool's health
+/// checks: what the host does when its own code fails while a job runs.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// The task panics before the attempt starts.
+    Panic,
+    /// The task never comes back.
+    Hang,
+    /// The task waits for a permit of this semaphore before the attempt
+    /// starts, holding its slot meanwhile: a job blocked on I/O, without
+    /// using the CPU (synthetic load for the scaler).
+    Block(Arc<tokio::sync::Semaphore>),
+}
+
+/// Picks the fault (if any) to inject into a job's task.
+pub type FaultHook = Arc<dyn Fn(&Job) -> Option<Fault> + Send + Sync>;
+
 /// A running worker pool; [`Pool::shutdown`] stops it gracefully.
 pub struct Pool {
     queue: Queue,
@@ -47,15 +72,21 @@ pub struct Pool {
     recorder: Option<JoinHandle<()>>,
     results: Option<mpsc::UnboundedSender<Finished>>,
     renewer: JoinHandle<()>,
+    supervisor: JoinHandle<()>,
     guest_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Pool {
     /// Starts the pool. Must be called inside a tokio runtime.
     pub fn start(queue: Queue) -> std::io::Result<Pool> {
-        let concurrency = queue.config().concurrency.max(1);
+        Pool::start_with_faults(queue, None)
+    }
+
+    /// Starts the pool with `faults` injected into jobs' tasks (tests).
+    pub fn start_with_faults(queue: Queue, faults: Option<FaultHook>) -> std::io::Result<Pool> {
+        let most = queue.config().scaling().max.max(1);
         let guest_runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(concurrency.min(available_cores()))
+            .worker_threads(most.min(available_cores()))
             .thread_name("wasmjob-guest")
             .enable_all()
             .build()?;
@@ -64,15 +95,16 @@ impl Pool {
         let dispatcher = tokio::spawn(dispatch::run(
             dispatch::Dispatcher {
                 queue: queue.clone(),
-                slots: Arc::new(Semaphore::new(concurrency)),
                 guests: guest_runtime.handle().clone(),
                 results: results.clone(),
                 pace: dispatch::Pace::new(tokio::time::Instant::now()),
+                faults,
             },
             stopped,
         ));
         let recorder = tokio::spawn(record::run(queue.clone(), received));
         let renewer = tokio::spawn(renew(queue.clone()));
+        let supervisor = tokio::spawn(supervise(queue.clone(), results.clone()));
         Ok(Pool {
             queue,
             stop,
@@ -80,6 +112,7 @@ impl Pool {
             recorder: Some(recorder),
             results: Some(results),
             renewer,
+            supervisor,
             guest_runtime: Some(guest_runtime),
         })
     }
@@ -91,6 +124,9 @@ impl Pool {
     pub async fn shutdown(mut self) {
         let queue = self.queue.clone();
         let _ = self.stop.send(true);
+        // No slot is declared stuck nor resized while the pool stops (and
+        // the supervisor's sender must go for the recorder to end).
+        self.supervisor.abort();
         let results = self.results.take().expect("results sender");
         let mut jobs = match self.dispatcher.take() {
             Some(dispatcher) => match dispatcher.await {
@@ -114,7 +150,20 @@ impl Pool {
                 jobs = jobs_left,
                 "grace period over: interrupting running jobs"
             );
-            while jobs.join_next().await.is_some() {}
+            // An interrupted job ends within milliseconds; a task that does
+            // not (a stuck slot) is abandoned: its job, if not already
+            // recorded, is rescued as lost by the next host to start.
+            let interrupted = tokio::time::timeout(INTERRUPT_WAIT, async {
+                while jobs.join_next().await.is_some() {}
+            })
+            .await;
+            if interrupted.is_err() {
+                tracing::error!(
+                    tasks = jobs.len(),
+                    "job tasks did not end when interrupted: abandoning them"
+                );
+                jobs.abort_all();
+            }
         }
         // Every job task has sent its result: the recorder ends once it has
         // written them.
@@ -125,6 +174,7 @@ impl Pool {
             tracing::error!(%error, "the recorder failed");
         }
         self.renewer.abort();
+        self.supervisor.abort();
         if let Some(runtime) = self.guest_runtime.take() {
             runtime.shutdown_background();
         }
@@ -189,6 +239,64 @@ fn release(
             job: claimed.job,
             outcome,
         });
+    }
+}
+
+/// Looks after the slots every `check_ms`: declares stuck the slots whose
+/// job is long past its deadline (their jobs are recorded as failed
+/// attempts, the slots replaced), and resizes the pool as the scaler
+/// decides.
+async fn supervise(queue: Queue, results: mpsc::UnboundedSender<Finished>) {
+    let config = queue.config();
+    let mut ticker = tokio::time::interval(Duration::from_millis(config.check_ms.max(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scaler = scale::Scaler::new(config.scaling());
+    let mut cpu = scale::CpuMeter::new(available_cores());
+    loop {
+        ticker.tick().await;
+        let now = queue.now();
+        for stuck in queue.slots().declare_stuck(now, config.stuck_grace_ms) {
+            let job_id = stuck.job.id;
+            tracing::error!(
+                job_id,
+                grace_ms = config.stuck_grace_ms,
+                "a worker slot is stuck past its job's deadline: abandoned and replaced"
+            );
+            queue.metrics().worker_stuck();
+            queue.registry().lost(std::slice::from_ref(&stuck.lease));
+            let why = format!(
+                "the host abandoned this attempt: its worker slot did not come back {} ms after \
+                 the job's deadline (stuck), and was replaced",
+                config.stuck_grace_ms
+            );
+            let finished = run::host_failure(&queue, stuck.job, stuck.lease, stuck.started_at, why);
+            let _ = results.send(finished);
+        }
+        let share = cpu.sample();
+        if config.scaling().is_fixed() {
+            continue;
+        }
+        let counts = queue.slots().counts();
+        let waiting = queue.slots().buffered() > 0
+            || matches!(queue.store().next_due().await, Ok(Some(due)) if due <= now);
+        let sample = scale::Sample {
+            now,
+            target: counts.target,
+            busy: counts.busy,
+            waiting,
+            cpu: share,
+        };
+        if let Some(change) = scaler.decide(sample) {
+            let up = change.is_up(counts.target);
+            tracing::info!(from = counts.target, to = change.to, reason = change.reason,
+                busy = counts.busy, waiting, cpu = ?share, "resizing the worker pool");
+            queue.metrics().scaled(up, change.reason);
+            queue.slots().set_target(change.to, now);
+            queue.slots().note_change(now, counts.target, change);
+            if up {
+                queue.wake();
+            }
+        }
     }
 }
 
@@ -259,7 +367,13 @@ mod tests {
             ..EngineConfig::default()
         })
         .unwrap();
-        let queue = Queue::new(store.clone(), engine, clock.clone(), QueueConfig::default());
+        let one = QueueConfig {
+            concurrency: 1,
+            ..QueueConfig::default()
+        };
+        let queue = Queue::new(store.clone(), engine, clock.clone(), one);
+        // Every slot busy.
+        let _busy = queue.slots().permits().clone().try_acquire_owned().unwrap();
         let job = JobSpec::new(hash, Json::null());
         let ids: Vec<_> = queue
             .submit(vec![job; 20])
@@ -274,10 +388,10 @@ mod tests {
         let dispatcher = tokio::spawn(dispatch::run(
             dispatch::Dispatcher {
                 queue: queue.clone(),
-                slots: Arc::new(Semaphore::new(0)),
                 guests: tokio::runtime::Handle::current(),
                 results: results.clone(),
                 pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+                faults: None,
             },
             stopped,
         ));
@@ -351,7 +465,11 @@ mod tests {
         .unwrap();
         // Every reading of the clock moves it 1 ms on.
         let clock = Arc::new(TestClock::stepping(T0, 1));
-        let queue = Queue::new(store, engine, clock, QueueConfig::default());
+        let one = QueueConfig {
+            concurrency: 1,
+            ..QueueConfig::default()
+        };
+        let queue = Queue::new(store, engine, clock, one);
         let bytes = std::fs::read(wasmjob_tests::guests::NOOP).unwrap();
         let noop = queue.upload(bytes, None).await.unwrap().hash;
         let job = JobSpec::new(noop, Json::null());
@@ -362,10 +480,10 @@ mod tests {
         let dispatcher = tokio::spawn(dispatch::run(
             dispatch::Dispatcher {
                 queue: queue.clone(),
-                slots: Arc::new(Semaphore::new(1)),
                 guests: tokio::runtime::Handle::current(),
                 results,
                 pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+                faults: None,
             },
             stopped,
         ));

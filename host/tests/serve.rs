@@ -633,3 +633,73 @@ fn a_failed_attempt_replays_locally_exactly_as_it_ran() {
         assert_eq!(stderr(&out).lines().count(), 1, "{bad:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn json_logs_follow_a_job_from_submission_to_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "wasmjob=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wasmjob serve");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let base = loop {
+        let line = received.recv_timeout(HANG).expect("the address");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let mut server = Server { child, base };
+    let hello = server.upload(guests::HELLO);
+    let id = server.submit(json!({"module": hello, "input": {"name": "logs"}}));
+    server.wait_final(id);
+    // Every line after the address is one JSON object; this job's are
+    // named by its id, its life's steps in order.
+    let mut steps = Vec::new();
+    let deadline = Instant::now() + HANG;
+    while !steps.contains(&"recorded".to_owned()) {
+        let line = received
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no `recorded` line; saw {steps:?}"));
+        let event: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let fields = &event["fields"];
+        let job_id = fields["job_id"]
+            .as_i64()
+            .or_else(|| event["span"]["job_id"].as_i64());
+        if job_id == Some(id) {
+            let message = fields["message"].as_str().unwrap().to_owned();
+            if message == "attempt ended" {
+                assert_eq!(event["span"]["name"], "job", "{event}");
+                assert_eq!(
+                    event["span"]["module"]
+                        .as_str()
+                        .map(|m| m.contains(&hello[..12])),
+                    Some(true),
+                    "{event}"
+                );
+                assert_eq!(event["span"]["attempt"], 1, "{event}");
+                assert_eq!(fields["decision"], "complete", "{event}");
+            }
+            steps.push(message);
+        }
+    }
+    assert_eq!(
+        steps,
+        ["submitted", "claimed", "attempt ended", "recorded"],
+        "{steps:?}"
+    );
+    server.signal("TERM");
+}

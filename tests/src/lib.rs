@@ -143,7 +143,7 @@ pub mod host {
             let clock = TestClock::stepping(T0, 1);
             let store = Arc::new(SqliteStore::open(store(dir.path())).expect("store"));
             let engine = Engine::new(engine(EngineConfig {
-                concurrency: config.concurrency as u32,
+                concurrency: config.scaling().max as u32,
                 cache_dir: Some(dir.path().join("artifacts")),
                 ..EngineConfig::default()
             }))
@@ -161,6 +161,12 @@ pub mod host {
         /// Starts the worker pool.
         pub fn start_workers(&mut self) {
             self.pool = Some(Pool::start(self.queue.clone()).expect("pool"));
+        }
+
+        /// Starts the worker pool with `faults` injected into jobs' tasks.
+        pub fn start_workers_with_faults(&mut self, faults: wasmjob::worker::FaultHook) {
+            let pool = Pool::start_with_faults(self.queue.clone(), Some(faults)).expect("pool");
+            self.pool = Some(pool);
         }
 
         /// Stops the worker pool gracefully.

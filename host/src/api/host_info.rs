@@ -6,7 +6,7 @@ use super::{ApiError, AppState};
 use crate::clock::Millis;
 use crate::job::{JobId, JobState};
 use crate::store::StateCounts;
-use crate::worker::Phase;
+use crate::worker::{Phase, Slot};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -62,7 +62,7 @@ impl JobCounts {
 /// How busy this host's pool is.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Occupancy {
-    /// Jobs this host runs at once.
+    /// Jobs this host runs at once now (the pool's target size).
     concurrency: usize,
     /// Jobs running now.
     busy: usize,
@@ -83,29 +83,125 @@ pub struct Occupancy {
 )]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
     let counts = state.queue.counts().await?;
-    let config = state.queue.config();
+    let slots = state.queue.slots().counts();
     Ok(Json(Stats {
         jobs: JobCounts::from_counts(&counts),
         workers: Occupancy {
-            concurrency: config.concurrency,
-            busy: running_jobs(&state).len(),
+            concurrency: slots.target,
+            busy: slots.busy,
         },
     }))
 }
 
-/// The pool and the jobs it is running.
+/// The pool: its slots, its size and how it changed, and the jobs it runs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Workers {
     /// The name this host writes as the lease owner.
     owner: String,
-    /// Jobs this host runs at once.
+    /// Jobs this host runs at once now: the pool's target size.
     concurrency: usize,
-    /// Jobs running now.
+    /// Fewest slots the pool scales down to.
+    min_workers: usize,
+    /// Most slots the pool scales up to.
+    max_workers: usize,
+    /// Slots running a job.
     busy: usize,
+    /// Slots waiting for one.
+    idle: usize,
+    /// Slots declared stuck (abandoned and replaced; `/readyz` says
+    /// `degraded` while there are any).
+    stuck: usize,
+    /// Jobs claimed ahead and waiting for a slot.
+    buffered: usize,
     /// How long a lease lasts without renewal, in milliseconds.
     lease_ms: i64,
-    /// The running jobs, by id.
+    /// Every slot.
+    slots: Vec<SlotView>,
+    /// The latest changes of the pool's size, oldest first.
+    resizes: Vec<ResizeView>,
+    /// The running jobs, by id, with their progress.
     running: Vec<RunningJob>,
+}
+
+/// One worker slot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlotView {
+    /// Its number on this host.
+    id: u64,
+    /// `idle`, `busy`, `stopping` (removed when its job ends: the pool
+    /// shrank) or `stuck`.
+    #[schema(value_type = String, examples("idle", "busy", "stopping", "stuck"))]
+    state: &'static str,
+    /// The job it runs; `null` when idle.
+    #[schema(required = true)]
+    job: Option<SlotJobView>,
+    /// In this state since.
+    #[schema(value_type = i64)]
+    since: Millis,
+    /// Jobs it ran to an end.
+    jobs_done: u64,
+    /// Of those, how many failed.
+    failures: u64,
+    /// When it last showed life (took or ended a job, or its running
+    /// job's task was polled; it beats every second while a job runs).
+    #[schema(value_type = i64)]
+    last_heartbeat: Millis,
+}
+
+/// The job in a slot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlotJobView {
+    /// The job's id.
+    #[schema(value_type = i64)]
+    id: JobId,
+    /// Its queue.
+    queue: String,
+    /// Its module's name, or short hash.
+    module: String,
+    /// Its attempt.
+    attempt: u32,
+    /// When the attempt must end.
+    #[schema(value_type = i64)]
+    deadline: Millis,
+}
+
+/// A change of the pool's size.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResizeView {
+    /// When.
+    #[schema(value_type = i64)]
+    at: Millis,
+    /// Slots before.
+    from: usize,
+    /// Slots after.
+    to: usize,
+    /// Why: `jobs_waiting` (every slot busy, jobs due, CPU to spare),
+    /// `idle` (slots sat idle), `bounds`.
+    #[schema(value_type = String, examples("jobs_waiting", "idle"))]
+    reason: &'static str,
+}
+
+impl From<Slot> for SlotView {
+    fn from(slot: Slot) -> Self {
+        SlotView {
+            id: slot.id,
+            state: slot.state.as_str(),
+            job: slot.job.map(|job| SlotJobView {
+                id: job.id,
+                queue: job.queue,
+                module: match job.module.name {
+                    Some(name) => name,
+                    None => job.module.short_hash().to_owned(),
+                },
+                attempt: job.attempt,
+                deadline: job.deadline,
+            }),
+            since: slot.since,
+            jobs_done: slot.jobs_done,
+            failures: slot.failures,
+            last_heartbeat: slot.last_heartbeat,
+        }
+    }
 }
 
 /// A job running on this host.
@@ -155,12 +251,29 @@ fn running_jobs(state: &AppState) -> Vec<RunningJob> {
 )]
 pub async fn workers(State(state): State<AppState>) -> Json<Workers> {
     let config = state.queue.config();
-    let running = running_jobs(&state);
+    let slots = state.queue.slots();
+    let counts = slots.counts();
     Json(Workers {
         owner: config.owner.clone(),
-        concurrency: config.concurrency,
-        busy: running.len(),
+        concurrency: counts.target,
+        min_workers: config.scaling().min,
+        max_workers: config.scaling().max,
+        busy: counts.busy,
+        idle: counts.idle,
+        stuck: counts.stuck,
+        buffered: slots.buffered(),
         lease_ms: config.lease_ms,
-        running,
+        slots: slots.snapshot().into_iter().map(SlotView::from).collect(),
+        resizes: slots
+            .changes()
+            .into_iter()
+            .map(|r| ResizeView {
+                at: r.at,
+                from: r.from,
+                to: r.to,
+                reason: r.reason,
+            })
+            .collect(),
+        running: running_jobs(&state),
     })
 }

@@ -199,11 +199,42 @@ fn workers_body(args: HostArgs) -> Result<u8, u8> {
         return Ok(EXIT_OK);
     }
     println!(
-        "{} busy of {} ({})",
+        "{} busy of {} slots (min {}, max {}), {} stuck, {} claimed ahead ({})",
         answer["busy"],
         answer["concurrency"],
+        answer["min_workers"],
+        answer["max_workers"],
+        answer["stuck"],
+        answer["buffered"],
         cell(&answer["owner"])
     );
+    let slots: Vec<Vec<String>> = answer["slots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            vec![
+                cell(&s["id"]),
+                cell(&s["state"]),
+                cell(&s["job"]["id"]),
+                cell(&s["job"]["module"]),
+                cell(&s["jobs_done"]),
+                cell(&s["failures"]),
+            ]
+        })
+        .collect();
+    print_table(
+        &["slot", "state", "job", "module", "done", "failed"],
+        &slots,
+    );
+    for resize in answer["resizes"].as_array().into_iter().flatten() {
+        println!(
+            "resized {} -> {} ({})",
+            resize["from"],
+            resize["to"],
+            cell(&resize["reason"])
+        );
+    }
     let rows: Vec<Vec<String>> = answer["running"]
         .as_array()
         .into_iter()

@@ -56,6 +56,20 @@ pub enum Decision {
     Release,
 }
 
+impl Decision {
+    /// Its name in logs: `complete`, `retry`, `dead_letter`, `cancelled`,
+    /// `release`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Complete => "complete",
+            Decision::Retry { .. } => "retry",
+            Decision::DeadLetter => "dead_letter",
+            Decision::Cancelled => "cancelled",
+            Decision::Release => "release",
+        }
+    }
+}
+
 /// The next state of `job` after its current attempt ended as `ending` at
 /// `now`.
 ///

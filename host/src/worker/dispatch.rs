@@ -11,14 +11,14 @@
 //! and a cancel reaches them.
 
 use super::registry::ClaimInFlight;
-use super::{Finished, run};
+use super::{FaultHook, Finished, run};
 use crate::engine::CancelToken;
 use crate::queue::Queue;
 use crate::store::{ClaimRequest, Claimed, Lease};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -38,10 +38,10 @@ const MAX_AHEAD: usize = 512;
 /// What the dispatcher needs.
 pub(super) struct Dispatcher {
     pub queue: Queue,
-    pub slots: Arc<Semaphore>,
     pub guests: tokio::runtime::Handle,
     pub results: mpsc::UnboundedSender<Finished>,
     pub pace: Pace,
+    pub faults: Option<FaultHook>,
 }
 
 /// A claimed job waiting for a slot.
@@ -61,11 +61,12 @@ pub(super) struct Stopped {
 pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>) -> Stopped {
     let Dispatcher {
         queue,
-        slots,
         guests,
         results,
         mut pace,
+        faults,
     } = dispatcher;
+    let slots = Arc::clone(queue.slots().permits());
     let mut buffer: VecDeque<Buffered> = VecDeque::new();
     let mut jobs = JoinSet::new();
     type Claim = (
@@ -78,6 +79,7 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
     // or this instant before claiming again.
     let mut resting: Option<Instant> = None;
     loop {
+        queue.slots().set_buffered(buffer.len());
         // How many to claim now, if it is time to claim.
         let want = (claiming.is_none() && resting.is_none() && buffer.len() <= pace.low_water())
             .then(|| (slots.available_permits() + pace.ahead()).saturating_sub(buffer.len()));
@@ -111,6 +113,10 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                         if claimed.len() < asked {
                             resting = Some(rest_until(&queue).await);
                         }
+                        for job in &claimed {
+                            tracing::info!(job_id = job.job.id, queue = %job.job.queue,
+                                module = %job.job.module, attempt = job.job.attempt, "claimed");
+                        }
                         buffer.extend(register(&queue, claimed));
                         drop(in_flight);
                     }
@@ -135,17 +141,9 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 pace.started();
                 // Reap finished tasks so the set does not grow without bound.
                 while jobs.try_join_next().is_some() {}
-                let queue = queue.clone();
-                let results = results.clone();
-                jobs.spawn_on(
-                    async move {
-                        let finished = run::run(&queue, job.claimed, job.cancel, progress).await;
-                        drop(permit);
-                        // The recorder outlives every job task.
-                        let _ = results.send(finished);
-                    },
-                    &guests,
-                );
+                let slot = queue.slots().occupy(permit, &job.claimed.job, &lease, queue.now());
+                let fault = faults.as_ref().and_then(|hook| hook(&job.claimed.job));
+                jobs.spawn_on(run::supervised(queue.clone(), job, slot, progress, fault, results.clone()), &guests);
             }
             // Every slot busy and nothing to claim ahead: wait for a slot.
             permit = slots.clone().acquire_owned(), if full && buffer.is_empty() => {

@@ -139,6 +139,14 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
                     if recorded == Recorded::Applied {
                         let metrics = queue.metrics();
                         metrics.recorded(&finished.job, &finished.outcome);
+                        tracing::info!(
+                            job_id = finished.job.id,
+                            queue = %finished.job.queue,
+                            module = %finished.job.module,
+                            attempt = finished.job.attempt,
+                            decision = finished.outcome.decision.as_str(),
+                            "recorded"
+                        );
                         for follow_up in &finished.outcome.follow_ups {
                             metrics.submitted(&follow_up.queue, &follow_up.module);
                         }

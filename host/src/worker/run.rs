@@ -1,7 +1,10 @@
 //! One attempt of one claimed job, and its outcome.
 
-use super::Finished;
+use super::dispatch::Buffered;
 use super::registry::{ProgressCell, Stop};
+use super::slots::Occupied;
+use super::{Fault, Finished};
+use crate::clock::Millis;
 use crate::engine::{self, CancelToken, DependencyState, Invocation, JobInfo, ProgressSink};
 use crate::job::{Job, JobState, Resolved};
 use crate::json::Json;
@@ -9,11 +12,150 @@ use crate::policy::{Decision, Ending};
 use crate::queue::{self, Queue};
 use crate::report::{AttemptReport, Failure, FailureKind, Report, Status};
 use crate::store::{self, AttemptRecord, Claimed, Lease, Outcome};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// How often a running job's task beats its slot's heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Runs a started job in its slot, as the job's task: beats the slot's
+/// heartbeat while the attempt runs, turns a host-side panic into a failed
+/// attempt with a host-made report (the policy decides: retried, or dead
+/// on the last attempt), frees the slot and hands the result to the
+/// recorder. Whatever happens in here, the job gets an outcome.
+pub(super) async fn supervised(
+    queue: Queue,
+    job: Buffered,
+    slot: Occupied,
+    progress: ProgressCell,
+    fault: Option<Fault>,
+    results: mpsc::UnboundedSender<Finished>,
+) {
+    let Buffered { claimed, cancel } = job;
+    let held = claimed.job.clone();
+    let lease = Lease {
+        id: held.id,
+        token: claimed.token.clone(),
+    };
+    let started_at = queue.now();
+    let span = tracing::info_span!(
+        "job",
+        job_id = held.id,
+        queue = %held.queue,
+        module = %held.module,
+        attempt = held.attempt,
+        slot = slot.id(),
+    );
+    let attempt = async {
+        tracing::debug!("attempt started");
+        match fault {
+            Some(Fault::Panic) => panic!("injected fault: a host-side panic"),
+            Some(Fault::Hang) => std::future::pending::<()>().await,
+            Some(Fault::Block(gate)) => {
+                let _permit = gate.acquire().await;
+            }
+            None => {}
+        }
+        let finished = run(&queue, claimed, cancel, progress).await;
+        let failure = match &finished.outcome.attempt {
+            Some(AttemptRecord {
+                report: AttemptReport::Ran(report),
+                ..
+            }) => report.failure_kind().map(FailureKind::as_str),
+            Some(_) => Some("host_failed"),
+            None => None,
+        };
+        tracing::info!(
+            decision = finished.outcome.decision.as_str(),
+            failure,
+            "attempt ended"
+        );
+        finished
+    };
+    let attempt = AssertUnwindSafe(attempt.instrument(span.clone())).catch_unwind();
+    tokio::pin!(attempt);
+    let ended = loop {
+        tokio::select! {
+            biased;
+            ended = &mut attempt => break ended,
+            () = tokio::time::sleep(HEARTBEAT) => slot.beat(queue.now()),
+        }
+    };
+    let finished = match ended {
+        Ok(finished) => finished,
+        Err(panic) => {
+            let _entered = span.enter();
+            let message = panic_message(panic.as_ref());
+            tracing::error!(job_id = held.id, slot = slot.id(), %message,
+                "a worker panicked running a job; its slot is replaced");
+            queue.metrics().worker_panicked();
+            queue.registry().finished(&lease);
+            let why = format!(
+                "the host failed while running this attempt (worker slot {} panicked: {message}); \
+                 the slot was replaced",
+                slot.id()
+            );
+            host_failure(&queue, held, lease, started_at, why)
+        }
+    };
+    let failed = matches!(
+        finished.outcome.decision,
+        Decision::Retry { .. } | Decision::DeadLetter
+    );
+    slot.finish(failed, queue.now());
+    // The recorder outlives every job task.
+    let _ = results.send(finished);
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// An attempt the host failed (its worker panicked, or its slot got
+/// stuck): a failed attempt with a host-made report saying so, which
+/// another attempt may not repeat (retryable).
+pub(super) fn host_failure(
+    queue: &Queue,
+    job: Job,
+    lease: Lease,
+    started_at: Millis,
+    message: String,
+) -> Finished {
+    let now = queue.now();
+    let decision = queue
+        .policy()
+        .decide(&job, Ending::HostFailed { retryable: true }, now);
+    let outcome = Outcome {
+        lease,
+        decision,
+        attempt: Some(AttemptRecord {
+            started_at,
+            report: AttemptReport::HostFailed {
+                message,
+                retryable: true,
+            },
+        }),
+        output: None,
+        follow_ups: Vec::new(),
+        at: now,
+    };
+    Finished { job, outcome }
+}
 
 /// Runs one claimed job and returns what to record. The job must already
 /// be marked running in the registry (`progress` is its cell there).
-pub(super) async fn run(
+async fn run(
     queue: &Queue,
     claimed: Claimed,
     cancel: CancelToken,

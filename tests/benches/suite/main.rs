@@ -1,4 +1,4 @@
-//! The benchmark suite: eight scenarios against a real host, printed as a
+//! The benchmark suite: nine scenarios against a real host, printed as a
 //! table and written as JSON.
 //!
 //! ```text
@@ -16,9 +16,12 @@
 //! 7. scheduling: delayed-job and cron lateness, cancelling a running job,
 //!    a 10,000-node fan-out/fan-in workflow;
 //! 8. jobs that call a service: HTTP to a local server, concurrency 8 and
-//!    64, against the same request made natively.
+//!    64, against the same request made natively;
+//! 9. operating: throughput with and without a `/metrics` scrape every
+//!    second; a mixed service-call and CPU load on the fixed default pool
+//!    and with auto-scaling.
 //!
-//! Scenarios 2 to 8 run the host as a child process (this binary, re-run
+//! Scenarios 2 to 9 run the host as a child process (this binary, re-run
 //! as `wasmjob serve` with default settings on a temp dir), so host
 //! figures are not mixed with the load generator's. `--quick` shrinks every
 //! scenario to seconds and checks correctness only: no figure is judged.
@@ -32,6 +35,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod concurrent;
 mod host;
 mod latency;
+mod operating;
 mod outbound;
 mod overhead;
 mod report;
@@ -78,7 +82,7 @@ fn main() -> ExitCode {
                 let list = rest.next().expect("--only takes a list such as 2,3");
                 only = Some(
                     list.split(',')
-                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-8"))
+                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-9"))
                         .collect(),
                 );
             }
@@ -93,7 +97,7 @@ fn main() -> ExitCode {
     }
     let settings = Settings { quick };
     let wanted = |n: u32| only.as_ref().is_none_or(|list| list.contains(&n));
-    let scenarios: [(u32, Scenario); 8] = [
+    let scenarios: [(u32, Scenario); 9] = [
         (1, overhead::run),
         (2, throughput::run),
         (3, latency::run),
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         (6, restart::run),
         (7, scheduling::run),
         (8, outbound::run),
+        (9, operating::run),
     ];
     let mut sections = Vec::new();
     for (n, scenario) in scenarios {

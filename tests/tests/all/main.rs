@@ -13,4 +13,5 @@ mod queue;
 mod retries;
 mod schedules;
 mod wat;
+mod workers;
 mod workflows;
