@@ -59,6 +59,64 @@ pub struct Config {
     pub secrets: BTreeMap<String, SecretSource>,
     /// Plain configuration values grants may name: `[config] NAME = "value"`.
     pub config: BTreeMap<String, String>,
+    /// Per-minute history: `[history]`.
+    pub history: HistorySection,
+}
+
+/// `[history]`: the per-minute history of each queue.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySection {
+    /// How long rows are kept (e.g. `48h`); at least a day.
+    pub keep: String,
+    /// How often this host writes what it counted (e.g. `10s`).
+    pub flush: String,
+}
+
+/// The shortest `history.keep`: the day the charts look back on.
+pub const HISTORY_KEEP_MIN: Duration = Duration::from_secs(24 * 3_600);
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection {
+            keep: "48h".to_owned(),
+            flush: "10s".to_owned(),
+        }
+    }
+}
+
+impl HistorySection {
+    /// The keep age, or the problem naming the field.
+    pub fn keep(&self) -> Result<Duration, String> {
+        let keep = duration("history.keep", &self.keep)?;
+        if keep < HISTORY_KEEP_MIN {
+            return Err(format!(
+                "history.keep `{}` must be at least 24h (the charts look back a day)",
+                self.keep
+            ));
+        }
+        Ok(keep)
+    }
+
+    /// The flush interval, or the problem naming the field.
+    pub fn flush(&self) -> Result<Duration, String> {
+        let flush = duration("history.flush", &self.flush)?;
+        if flush.is_zero() || flush > Duration::from_secs(60) {
+            return Err(format!(
+                "history.flush `{}` must be more than 0 and at most 1m",
+                self.flush
+            ));
+        }
+        Ok(flush)
+    }
+}
+
+/// Parses a duration field (`7d`, `48h`, `10s`), naming it when it does
+/// not parse.
+fn duration(field: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{field} `{text}` is not a duration: {e} (expected e.g. 10s, 48h, 7d)")
+    })
 }
 
 /// `[http]`: bounds on every job's outbound requests.
@@ -173,6 +231,7 @@ impl Default for Config {
             grants: BTreeMap::new(),
             secrets: BTreeMap::new(),
             config: BTreeMap::new(),
+            history: HistorySection::default(),
         }
     }
 }
@@ -293,6 +352,8 @@ impl Config {
         if let Err(grants) = self.grants() {
             problems.extend(grants);
         }
+        problems.extend(self.history.keep().err());
+        problems.extend(self.history.flush().err());
         match (listen, problems.is_empty()) {
             (Ok(addr), true) => Ok(addr),
             _ => Err(problems),
@@ -339,6 +400,16 @@ impl Config {
                 .filter_map(|(name, queue)| Some((name.clone(), queue.concurrency?)))
                 .collect(),
             grants: Arc::new(self.grants()?),
+            history_keep_ms: self
+                .history
+                .keep()
+                .map_err(|problem| vec![problem])?
+                .as_millis() as i64,
+            history_flush_ms: self
+                .history
+                .flush()
+                .map_err(|problem| vec![problem])?
+                .as_millis() as u64,
         })
     }
 
@@ -431,6 +502,30 @@ mod tests {
         assert!(
             problems[0].contains("queues.emails.concurrency"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn history_takes_durations_and_names_a_bad_one() {
+        let config = Config::from_toml("[history]\nkeep = \"3d\"\nflush = \"5s\"\n").unwrap();
+        let queue = config.queue_config().unwrap();
+        assert_eq!(queue.history_keep_ms, 3 * 86_400_000);
+        assert_eq!(queue.history_flush_ms, 5_000);
+        let defaults = Config::default().queue_config().unwrap();
+        assert_eq!(defaults.history_keep_ms, 48 * 3_600_000);
+        let bad = Config::from_toml("[history]\nkeep = \"2x\"\nflush = \"0s\"\n").unwrap();
+        let problems = bad.validate().unwrap_err();
+        assert!(problems[0].starts_with("history.keep `2x`"), "{problems:?}");
+        assert!(
+            problems[1].starts_with("history.flush `0s`"),
+            "{problems:?}"
+        );
+        let short = Config::from_toml("[history]\nkeep = \"1h\"\n").unwrap();
+        assert!(short.validate().unwrap_err()[0].contains("at least 24h"));
+        assert!(
+            Config::from_toml("[history]\nkeep_for = \"1d\"\n")
+                .unwrap_err()
+                .contains("keep_for")
         );
     }
 

@@ -20,6 +20,8 @@
 //!   background services (rescue, aging).
 //! - [`api`]: the only module that knows HTTP (as a server); [`client`]
 //!   and [`cli`]: the command line.
+//! - [`history`]: per-minute counts and duration buckets of each queue,
+//!   and the percentiles derived from them.
 //! - [`config`], [`clock`], [`units`]: configuration, time, and parsing of
 //!   human-friendly sizes and durations.
 //!
@@ -35,6 +37,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod grants;
+pub mod history;
 pub mod job;
 pub mod json;
 pub mod limits;

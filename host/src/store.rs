@@ -39,6 +39,7 @@ pub(crate) mod conformance;
 pub use sqlite::{SqliteStore, StoreConfig};
 
 use crate::clock::Millis;
+use crate::history::MinuteRow;
 use crate::job::{
     Job, JobDetail, JobId, JobState, NewJob, NewWorkflow, Resolved, Submitted, Workflow,
     WorkflowDetail, WorkflowId,
@@ -511,6 +512,26 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`insert_jobs`](Self::insert_jobs) would, naming the schedule. So
     /// each fire time creates one job, however many schedulers race.
     async fn fire_schedule(&self, tick: Tick, now: Millis) -> Result<Fired>;
+
+    /// Adds each row's counts to the stored row of its minute and queue
+    /// (creating it): rows of several flushes and several hosts merge by
+    /// addition. May be answered before it is durable against a power
+    /// loss (like [`claim_due`](Self::claim_due)): losing a flush loses
+    /// only a few seconds of statistics.
+    async fn add_history(&self, rows: Vec<MinuteRow>) -> Result<()>;
+
+    /// History rows of the minutes from `since` (inclusive) to `until`
+    /// (exclusive), of `queue` or of every queue, by minute then queue.
+    async fn history(
+        &self,
+        since: Millis,
+        until: Millis,
+        queue: Option<String>,
+    ) -> Result<Vec<MinuteRow>>;
+
+    /// Deletes the history rows of minutes before `before`; returns how
+    /// many.
+    async fn prune_history(&self, before: Millis) -> Result<u64>;
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;

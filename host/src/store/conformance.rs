@@ -15,6 +15,7 @@ pub(crate) mod aging;
 pub(crate) mod claiming;
 pub(crate) mod follow_ups;
 pub(crate) mod graph;
+pub(crate) mod history;
 pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod recovery;
@@ -309,6 +310,9 @@ macro_rules! conformance_tests {
             graph::a_fan_in_resolves_once_its_last_prerequisite_ends,
             graph::a_workflow_is_stored_and_read_as_one,
             graph::cancelling_a_workflow_cancels_every_unfinished_job,
+            history::history_rows_of_one_minute_and_queue_add_up,
+            history::history_is_read_by_minute_range_and_queue_oldest_first,
+            history::pruning_history_deletes_only_minutes_before_the_cutoff,
             modules::uploading_the_same_bytes_twice_is_idempotent,
             modules::a_name_resolves_to_the_module_that_was_given_it_last,
             modules::bytes_that_do_not_hash_to_their_name_are_refused,

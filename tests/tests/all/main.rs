@@ -4,6 +4,7 @@ mod api;
 mod command;
 mod component;
 mod follow_ups;
+mod history;
 mod leases;
 mod load;
 mod openapi;
