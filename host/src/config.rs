@@ -530,6 +530,25 @@ mod tests {
     }
 
     #[test]
+    fn every_configuration_example_of_the_readme_parses() {
+        let readme = include_str!("../../README.md");
+        let mut examples = 0;
+        for block in readme.split("```toml\n").skip(1) {
+            let text = block.split("```").next().unwrap_or_default();
+            if text.starts_with("# Cargo.toml") {
+                continue;
+            }
+            let config = Config::from_toml(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+            let durations = [config.history.keep(), config.history.flush()];
+            for checked in durations {
+                checked.unwrap_or_else(|e| panic!("{e}:\n{text}"));
+            }
+            examples += 1;
+        }
+        assert!(examples >= 1, "the README shows a configuration");
+    }
+
+    #[test]
     fn validation_lists_every_problem() {
         let mut config = Config::default();
         config.server.listen = "0.0.0.0:7878".to_owned();

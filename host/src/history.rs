@@ -376,8 +376,10 @@ mod tests {
 
     #[test]
     fn merging_adds_the_counts() {
-        let mut a = MinuteCounts::default();
-        a.completed = 2;
+        let mut a = MinuteCounts {
+            completed: 2,
+            ..MinuteCounts::default()
+        };
         a.failures.insert("timeout".to_owned(), 1);
         a.wait.record(10);
         let mut b = a.clone();
