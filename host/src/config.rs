@@ -12,6 +12,7 @@ use crate::policy::{
     Ceilings, Defaults, Escalation, LimitsSpec, Policy, QueueDefaults, RetryPolicy, RetrySpec,
 };
 use crate::queue::QueueConfig;
+use crate::store::Retention;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -61,6 +62,92 @@ pub struct Config {
     pub config: BTreeMap<String, String>,
     /// Per-minute history: `[history]`.
     pub history: HistorySection,
+    /// Deleting old finished jobs: `[retention]`.
+    pub retention: RetentionSection,
+}
+
+/// `[retention]`: finished jobs deleted after an age, by state.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Whether old finished jobs are deleted at all.
+    pub enabled: bool,
+    /// Completed jobs are deleted this long after they finished (`7d`).
+    pub completed: String,
+    /// Cancelled jobs, likewise; the same as `completed` when absent.
+    pub cancelled: Option<String>,
+    /// Dead-lettered jobs (`failed`), likewise: longer, someone may still
+    /// look into them (`30d`).
+    pub dead_letter: String,
+    /// At most this many jobs per write, so the writer is never held long.
+    pub batch: usize,
+    /// How often retention looks for old jobs (`1m`).
+    pub interval: String,
+}
+
+/// The largest `retention.batch`: a batch is one write transaction, and
+/// the writer serves nothing else meanwhile.
+pub const RETENTION_BATCH_MAX: usize = 10_000;
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            enabled: true,
+            completed: "7d".to_owned(),
+            cancelled: None,
+            dead_letter: "30d".to_owned(),
+            batch: 500,
+            interval: "1m".to_owned(),
+        }
+    }
+}
+
+impl RetentionSection {
+    /// What retention deletes (`None` when disabled) and how often it
+    /// looks, in ms; or every problem, naming the fields. A job with a
+    /// unique key is kept at least `unique_window_ms` (the ceiling of a
+    /// key's window).
+    pub fn retention(
+        &self,
+        unique_window_ms: u64,
+    ) -> Result<(Option<Retention>, u64), Vec<String>> {
+        let mut problems = Vec::new();
+        let mut age = |field: &str, text: &str| match duration(field, text) {
+            Ok(age) if !age.is_zero() => Some(age.as_millis() as i64),
+            Ok(_) => {
+                problems.push(format!("{field} `{text}` must be more than 0"));
+                None
+            }
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        };
+        let completed = age("retention.completed", &self.completed);
+        let cancelled = match &self.cancelled {
+            Some(text) => age("retention.cancelled", text),
+            None => completed,
+        };
+        let dead_letter = age("retention.dead_letter", &self.dead_letter);
+        let interval = age("retention.interval", &self.interval);
+        if !(1..=RETENTION_BATCH_MAX).contains(&self.batch) {
+            problems.push(format!(
+                "retention.batch {} must be 1 to {RETENTION_BATCH_MAX}",
+                self.batch
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let retention = self.enabled.then_some(Retention {
+            completed_ms: completed,
+            cancelled_ms: cancelled,
+            dead_letter_ms: dead_letter,
+            unique_window_ms: i64::try_from(unique_window_ms).unwrap_or(i64::MAX),
+            batch: self.batch,
+        });
+        Ok((retention, interval.unwrap_or_default() as u64))
+    }
 }
 
 /// `[history]`: the per-minute history of each queue.
@@ -232,6 +319,7 @@ impl Default for Config {
             secrets: BTreeMap::new(),
             config: BTreeMap::new(),
             history: HistorySection::default(),
+            retention: RetentionSection::default(),
         }
     }
 }
@@ -354,6 +442,9 @@ impl Config {
         }
         problems.extend(self.history.keep().err());
         problems.extend(self.history.flush().err());
+        if let Err(retention) = self.retention.retention(self.ceilings.unique_window_ms) {
+            problems.extend(retention);
+        }
         match (listen, problems.is_empty()) {
             (Ok(addr), true) => Ok(addr),
             _ => Err(problems),
@@ -410,7 +501,15 @@ impl Config {
                 .flush()
                 .map_err(|problem| vec![problem])?
                 .as_millis() as u64,
+            retention: self.retention()?.0,
+            retention_interval_ms: self.retention()?.1,
         })
+    }
+
+    /// What retention deletes and how often it looks (see
+    /// [`RetentionSection::retention`]).
+    pub fn retention(&self) -> Result<(Option<Retention>, u64), Vec<String>> {
+        self.retention.retention(self.ceilings.unique_window_ms)
     }
 
     /// The grants, with their secrets read from the environment and files.
@@ -530,6 +629,41 @@ mod tests {
     }
 
     #[test]
+    fn retention_takes_ages_by_state_and_names_every_bad_field() {
+        let config = Config::from_toml(
+            "[retention]\ncompleted = \"2d\"\ndead_letter = \"60d\"\nbatch = 50\ninterval = \"30s\"\n",
+        )
+        .unwrap();
+        let (retention, interval) = config.retention().unwrap();
+        let retention = retention.unwrap();
+        assert_eq!(retention.completed_ms, Some(2 * 86_400_000));
+        assert_eq!(
+            retention.cancelled_ms, retention.completed_ms,
+            "as completed"
+        );
+        assert_eq!(retention.dead_letter_ms, Some(60 * 86_400_000));
+        assert_eq!(retention.batch, 50);
+        assert_eq!(
+            retention.unique_window_ms as u64,
+            config.ceilings.unique_window_ms
+        );
+        assert_eq!(interval, 30_000);
+        let (off, _) = Config::from_toml("[retention]\nenabled = false\n")
+            .unwrap()
+            .retention()
+            .unwrap();
+        assert_eq!(off, None);
+        let bad =
+            Config::from_toml("[retention]\ncompleted = \"soon\"\ncancelled = \"0s\"\nbatch = 0\n")
+                .unwrap();
+        let problems = bad.validate().unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("retention.completed `soon`"));
+        assert!(problems[1].starts_with("retention.cancelled `0s`"));
+        assert!(problems[2].starts_with("retention.batch 0"));
+    }
+
+    #[test]
     fn every_configuration_example_of_the_readme_parses() {
         let readme = include_str!("../../README.md");
         let mut examples = 0;
@@ -543,6 +677,9 @@ mod tests {
             for checked in durations {
                 checked.unwrap_or_else(|e| panic!("{e}:\n{text}"));
             }
+            config
+                .retention()
+                .unwrap_or_else(|e| panic!("{e:?}:\n{text}"));
             examples += 1;
         }
         assert!(examples >= 1, "the README shows a configuration");

@@ -25,7 +25,8 @@ use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::{FollowUp, Progress};
 use crate::schedule::{Cadence, Schedule, ScheduleSpec};
 use crate::store::{
-    self, Fired, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts, Tick, WorkflowFilter,
+    self, Fired, JobFilter, JobStore, ModuleRecord, Pruned, QueueStats, Retention, StateCounts,
+    Tick, WorkflowFilter,
 };
 use crate::worker::Registry;
 use std::collections::{BTreeMap, HashMap};
@@ -105,6 +106,10 @@ pub struct QueueConfig {
     pub history_keep_ms: i64,
     /// How often this host writes what it counted to the history, in ms.
     pub history_flush_ms: u64,
+    /// What retention deletes; nothing when `None`.
+    pub retention: Option<Retention>,
+    /// How often retention looks for old jobs, in ms.
+    pub retention_interval_ms: u64,
 }
 
 /// History is kept two days by default: a day to look back on, and a
@@ -127,6 +132,8 @@ impl Default for QueueConfig {
             grants: Arc::new(Grants::default()),
             history_keep_ms: DEFAULT_HISTORY_KEEP_MS,
             history_flush_ms: DEFAULT_HISTORY_FLUSH_MS,
+            retention: None,
+            retention_interval_ms: 60_000,
         }
     }
 }
@@ -138,6 +145,18 @@ pub struct Live {
     pub progress: Option<Progress>,
     /// When its current attempt started running.
     pub running_since: Option<Millis>,
+}
+
+/// What one retention pass ([`Queue::prune_finished`]) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneRun {
+    /// Jobs and workflows deleted.
+    pub pruned: Pruned,
+    /// Store calls (write transactions) it took.
+    pub batches: u64,
+    /// The longest of them, from call to answer (measured, for reports and
+    /// logs; nothing depends on it).
+    pub longest_batch: Duration,
 }
 
 /// Module references already resolved, and how many times modules have
@@ -999,6 +1018,32 @@ impl Queue {
             .history(minute_of(since), until, queue.map(str::to_owned))
             .await?;
         Ok(rows.into_iter().map(HistoryMinute::from).collect())
+    }
+
+    // ---- retention ----
+
+    /// Deletes finished jobs past their age as `retention` says, one
+    /// batch (one short write) at a time, yielding between batches so
+    /// other writes go first, until a batch comes back short. Returns what
+    /// was deleted and the longest batch took.
+    pub async fn prune_finished(&self, retention: Retention) -> Result<PruneRun, Error> {
+        let mut run = PruneRun::default();
+        loop {
+            let started = std::time::Instant::now();
+            let pruned = self
+                .inner
+                .store
+                .prune_finished(retention, self.now())
+                .await?;
+            run.longest_batch = run.longest_batch.max(started.elapsed());
+            run.batches += 1;
+            run.pruned.jobs += pruned.jobs;
+            run.pruned.workflows += pruned.workflows;
+            if pruned.jobs < retention.batch as u64 {
+                return Ok(run);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {

@@ -3,7 +3,8 @@
 //! policy decides what follows), aging (long-waiting jobs gain priority
 //! so none starves), cron (schedules create their jobs on time) and the
 //! history writer (what this host counted, flushed every few seconds;
-//! rows past the keep age pruned).
+//! rows past the keep age pruned) and retention (finished jobs past their
+//! age deleted in small batches).
 
 use crate::clock::Millis;
 use crate::policy::Ending;
@@ -96,6 +97,33 @@ pub async fn run_history(queue: Queue) {
                     tracing::warn!(%error, "pruning the history failed");
                 }
             }
+        }
+    }
+}
+
+/// Runs retention until the task is aborted (at once when the queue has
+/// none configured): every `retention_interval_ms`, a pass of
+/// [`Queue::prune_finished`], deleting old finished jobs one short batch
+/// at a time.
+pub async fn run_retention(queue: Queue) {
+    let Some(retention) = queue.config().retention else {
+        return;
+    };
+    let every = Duration::from_millis(queue.config().retention_interval_ms.max(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match queue.prune_finished(retention).await {
+            Ok(run) if run.pruned.jobs > 0 => tracing::info!(
+                jobs = run.pruned.jobs,
+                workflows = run.pruned.workflows,
+                batches = run.batches,
+                longest_batch_ms = run.longest_batch.as_millis() as u64,
+                "deleted finished jobs past their age"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "deleting old finished jobs failed"),
         }
     }
 }

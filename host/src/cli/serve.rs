@@ -196,6 +196,7 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     let services = tokio::spawn(scheduler::run(queue.clone()));
     let cron = tokio::spawn(scheduler::run_cron(queue.clone()));
     let history = tokio::spawn(scheduler::run_history(queue.clone()));
+    let retention = tokio::spawn(scheduler::run_retention(queue.clone()));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -213,6 +214,7 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     services.abort();
     cron.abort();
     history.abort();
+    retention.abort();
     // The last outcomes' counts, written before the store closes.
     if let Err(error) = queue.flush_history().await {
         tracing::warn!(%error, "writing the history at shutdown failed");

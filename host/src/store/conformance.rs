@@ -20,6 +20,7 @@ pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod recovery;
 pub(crate) mod results;
+pub(crate) mod retention;
 pub(crate) mod schedules;
 pub(crate) mod unique;
 
@@ -342,6 +343,12 @@ macro_rules! conformance_tests {
             results::an_outcome_after_rescue_is_stale_even_once_reclaimed,
             results::one_call_applies_each_outcome_on_its_own,
             results::an_outcome_too_large_to_store_is_refused_alone,
+            retention::finished_jobs_past_their_age_are_deleted_with_their_attempts,
+            retention::the_dead_letter_is_kept_for_its_own_age_or_for_ever,
+            retention::a_finished_prerequisite_stays_while_a_dependent_needs_it,
+            retention::a_workflow_is_deleted_whole_once_every_job_is_past_its_age,
+            retention::a_unique_job_is_kept_while_its_key_may_be_held,
+            retention::one_call_deletes_at_most_a_batch,
             schedules::a_schedule_keeps_its_template_and_is_replaced_only_when_asked,
             schedules::a_fire_time_creates_one_job_and_moves_the_schedule_on,
             schedules::a_tick_without_a_job_advances_and_keeps_why,

@@ -10,8 +10,8 @@
 //! Submodules, one concern each: `connection` (pragmas, error mapping),
 //! `schema` (migrations), `writer` (group commit), `readers` (read pool),
 //! `rows` (row layouts), `jobs` and `outcomes` (job writes), `read` (job
-//! reads), `history` (per-minute history), `modules` (module metadata),
-//! `blobs` (module files).
+//! reads), `history` (per-minute history), `retention` (old finished jobs
+//! deleted), `modules` (module metadata), `blobs` (module files).
 
 mod blobs;
 mod connection;
@@ -22,6 +22,7 @@ mod modules;
 mod outcomes;
 mod read;
 mod readers;
+mod retention;
 mod rows;
 mod schedules;
 mod schema;
@@ -32,7 +33,8 @@ mod tests;
 
 use super::{
     ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
-    ModuleRecord, Outcome, QueueStats, Recorded, Result, StateCounts, Tick, WorkflowFilter,
+    ModuleRecord, Outcome, Pruned, QueueStats, Recorded, Result, Retention, StateCounts, Tick,
+    WorkflowFilter,
 };
 use crate::clock::Millis;
 use crate::history::MinuteRow;
@@ -488,6 +490,15 @@ impl JobStore for SqliteStore {
     async fn fire_schedule(&self, tick: Tick, now: Millis) -> Result<Fired> {
         self.writer
             .call(move |conn| schedules::fire(conn, &tick, now))
+            .await
+    }
+
+    async fn prune_finished(&self, retention: Retention, now: Millis) -> Result<Pruned> {
+        // Lazy: rows a power loss brings back are deleted again.
+        self.writer
+            .call_with(Durability::Lazy, move |conn| {
+                retention::prune(conn, &retention, now)
+            })
             .await
     }
 

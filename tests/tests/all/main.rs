@@ -10,6 +10,7 @@ mod load;
 mod openapi;
 mod outbound;
 mod queue;
+mod retention;
 mod retries;
 mod schedules;
 mod wat;
