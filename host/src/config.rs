@@ -3,6 +3,7 @@
 //! (flags win). Unknown keys are rejected naming them; every problem is
 //! listed at once by [`Config::validate`].
 
+use crate::alerts::{AlertEvent, Webhook};
 use crate::api::ApiConfig;
 use crate::engine::{EngineConfig, HttpLimits};
 use crate::grants::{GrantSpec, Grants, SecretSource};
@@ -64,6 +65,26 @@ pub struct Config {
     pub history: HistorySection,
     /// Deleting old finished jobs: `[retention]`.
     pub retention: RetentionSection,
+    /// Alert webhooks: `[alerts.NAME]`.
+    pub alerts: BTreeMap<String, AlertSpec>,
+}
+
+/// `[alerts.NAME]`: a webhook told of dead-lettered jobs and queues
+/// waiting too long.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSpec {
+    /// Where to `POST` the JSON (`http://` or `https://`).
+    pub url: String,
+    /// Signs each body: `X-Wasmjob-Signature: sha256=<hex HMAC-SHA256>`.
+    pub secret: Option<String>,
+    /// What to post: `dead_letter`, `queue_wait`.
+    pub events: Vec<AlertEvent>,
+    /// With `queue_wait`: alert when a queue's oldest due job has waited
+    /// longer than this, ms.
+    pub queue_wait_ms: Option<u64>,
+    /// Only these queues; every queue when absent.
+    pub queues: Option<Vec<String>>,
 }
 
 /// `[retention]`: finished jobs deleted after an age, by state.
@@ -320,6 +341,7 @@ impl Default for Config {
             config: BTreeMap::new(),
             history: HistorySection::default(),
             retention: RetentionSection::default(),
+            alerts: BTreeMap::new(),
         }
     }
 }
@@ -445,6 +467,9 @@ impl Config {
         if let Err(retention) = self.retention.retention(self.ceilings.unique_window_ms) {
             problems.extend(retention);
         }
+        if let Err(alerts) = self.webhooks() {
+            problems.extend(alerts);
+        }
         match (listen, problems.is_empty()) {
             (Ok(addr), true) => Ok(addr),
             _ => Err(problems),
@@ -510,6 +535,64 @@ impl Config {
     /// [`RetentionSection::retention`]).
     pub fn retention(&self) -> Result<(Option<Retention>, u64), Vec<String>> {
         self.retention.retention(self.ceilings.unique_window_ms)
+    }
+
+    /// The alert webhooks, or every problem naming its field.
+    pub fn webhooks(&self) -> Result<Vec<Webhook>, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut hooks = Vec::new();
+        for (name, spec) in &self.alerts {
+            let field = |key: &str| format!("alerts.{name}.{key}");
+            if !(spec.url.starts_with("http://") || spec.url.starts_with("https://"))
+                || spec.url.parse::<http::Uri>().is_err()
+            {
+                problems.push(format!(
+                    "{} `{}` must be an http:// or https:// URL",
+                    field("url"),
+                    spec.url
+                ));
+            }
+            let events: std::collections::BTreeSet<AlertEvent> =
+                spec.events.iter().copied().collect();
+            if events.is_empty() {
+                problems.push(format!(
+                    "{} must name at least one of dead_letter, queue_wait",
+                    field("events")
+                ));
+            }
+            let wants_wait = events.contains(&AlertEvent::QueueWait);
+            match spec.queue_wait_ms {
+                None | Some(0) if wants_wait => problems.push(format!(
+                    "{} must be set (more than 0) with the queue_wait event",
+                    field("queue_wait_ms")
+                )),
+                Some(_) if !wants_wait => problems.push(format!(
+                    "{} is set but events does not include queue_wait",
+                    field("queue_wait_ms")
+                )),
+                _ => {}
+            }
+            if let Some(queues) = &spec.queues {
+                for queue in queues {
+                    if let Err(invalid) = crate::policy::validate_queue_name(queue) {
+                        problems.push(format!("{}: {}", field("queues"), invalid.message));
+                    }
+                }
+            }
+            hooks.push(Webhook {
+                name: name.clone(),
+                url: spec.url.clone(),
+                secret: spec.secret.clone(),
+                events,
+                queue_wait_ms: spec.queue_wait_ms,
+                queues: spec.queues.as_ref().map(|q| q.iter().cloned().collect()),
+            });
+        }
+        if problems.is_empty() {
+            Ok(hooks)
+        } else {
+            Err(problems)
+        }
     }
 
     /// The grants, with their secrets read from the environment and files.
@@ -664,6 +747,31 @@ mod tests {
     }
 
     #[test]
+    fn alerts_are_checked_naming_the_field() {
+        let config = Config::from_toml(
+            "[alerts.ops]\nurl = \"https://hooks.example.com/x\"\nsecret = \"s\"\nevents = [\"dead_letter\", \"queue_wait\"]\nqueue_wait_ms = 60000\nqueues = [\"emails\"]\n",
+        )
+        .unwrap();
+        let hooks = config.webhooks().unwrap();
+        assert_eq!(hooks[0].name, "ops");
+        assert_eq!(hooks[0].queue_wait_ms, Some(60_000));
+        assert!(
+            Config::from_toml("[alerts.ops]\nurl = \"http://x\"\nevents = [\"fire\"]\n")
+                .unwrap_err()
+                .contains("fire")
+        );
+        let bad = Config::from_toml(
+            "[alerts.ops]\nurl = \"ftp://x\"\nevents = [\"queue_wait\"]\nqueues = [\"a b\"]\n",
+        )
+        .unwrap();
+        let problems = bad.validate().unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("alerts.ops.url `ftp://x`"));
+        assert!(problems[1].starts_with("alerts.ops.queue_wait_ms must be set"));
+        assert!(problems[2].starts_with("alerts.ops.queues"));
+    }
+
+    #[test]
     fn every_configuration_example_of_the_readme_parses() {
         let readme = include_str!("../../README.md");
         let mut examples = 0;
@@ -679,6 +787,9 @@ mod tests {
             }
             config
                 .retention()
+                .unwrap_or_else(|e| panic!("{e:?}:\n{text}"));
+            config
+                .webhooks()
                 .unwrap_or_else(|e| panic!("{e:?}:\n{text}"));
             examples += 1;
         }

@@ -13,6 +13,7 @@
 //! It knows the store only through [`JobStore`] and wasmtime only through
 //! [`Engine`]; it knows nothing of HTTP.
 
+use crate::alerts::Alerts;
 use crate::clock::{Clock, Millis};
 use crate::engine::{Engine, LoadError, Module};
 use crate::grants::{Capabilities, Grants};
@@ -200,6 +201,8 @@ struct Inner {
     resolved: Mutex<Resolved>,
     /// What this host counted for the history since its last flush.
     tally: Mutex<Tally>,
+    /// The operator's alert webhooks, once set.
+    alerts: std::sync::OnceLock<Alerts>,
 }
 
 impl Queue {
@@ -225,6 +228,7 @@ impl Queue {
                 changes: watch::Sender::new(0),
                 resolved: Mutex::new(Resolved::default()),
                 tally: Mutex::new(Tally::default()),
+                alerts: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -972,6 +976,24 @@ impl Queue {
     /// [`flush_history`](Self::flush_history).
     pub(crate) fn note_outcome(&self, job: &Job, outcome: &store::Outcome) {
         self.tally().note(job, outcome);
+        if outcome.decision == crate::policy::Decision::DeadLetter
+            && let Some(alerts) = self.inner.alerts.get()
+        {
+            let error = outcome.attempt.as_ref().and_then(|a| a.report.error());
+            alerts.dead_letter(job, error, outcome.at);
+        }
+    }
+
+    /// Gives the queue the operator's alert webhooks: dead-lettered jobs
+    /// are posted to them from then on. Set once; a second call is
+    /// ignored.
+    pub fn set_alerts(&self, alerts: Alerts) {
+        let _ = self.inner.alerts.set(alerts);
+    }
+
+    /// The alert webhooks, if set.
+    pub fn alerts(&self) -> Option<&Alerts> {
+        self.inner.alerts.get()
     }
 
     /// Writes what this host counted since the last flush to the store,

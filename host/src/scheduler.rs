@@ -3,8 +3,8 @@
 //! policy decides what follows), aging (long-waiting jobs gain priority
 //! so none starves), cron (schedules create their jobs on time) and the
 //! history writer (what this host counted, flushed every few seconds;
-//! rows past the keep age pruned) and retention (finished jobs past their
-//! age deleted in small batches).
+//! rows past the keep age pruned), retention (finished jobs past their
+//! age deleted in small batches) and the queue-wait alert check.
 
 use crate::clock::Millis;
 use crate::policy::Ending;
@@ -124,6 +124,38 @@ pub async fn run_retention(queue: Queue) {
             ),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "deleting old finished jobs failed"),
+        }
+    }
+}
+
+/// How often queue waits are checked against the alert thresholds.
+const ALERT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Checks queue waits against the alert webhooks' thresholds every few
+/// seconds until the task is aborted (at once when no webhook has one).
+pub async fn run_alerts(queue: Queue) {
+    if !queue.alerts().is_some_and(|alerts| alerts.checks_waits()) {
+        return;
+    }
+    let mut tick = tokio::time::interval(ALERT_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        check_waits_once(&queue).await;
+    }
+}
+
+/// One check of every queue's oldest wait against the alert thresholds;
+/// returns how many alerts were raised (a queue crossing a threshold).
+pub async fn check_waits_once(queue: &Queue) -> usize {
+    let Some(alerts) = queue.alerts() else {
+        return 0;
+    };
+    match queue.queues().await {
+        Ok(queues) => alerts.check_waits(&queues, queue.now()),
+        Err(error) => {
+            tracing::warn!(%error, "reading the queues for alerts failed");
+            0
         }
     }
 }

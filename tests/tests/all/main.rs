@@ -1,5 +1,6 @@
 //! wasmjob's integration tests: one binary, one module per area.
 
+mod alerts;
 mod api;
 mod command;
 mod component;
