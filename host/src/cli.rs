@@ -3,6 +3,7 @@
 //! are one line on stderr with exit code 2.
 
 mod exec;
+mod history;
 mod jobs;
 mod modules;
 mod queues;
@@ -169,6 +170,11 @@ pub enum Command {
     ///
     /// Example: wasmjob queue pause emails
     Queue(queues::QueueArgs),
+    /// Per-minute history: jobs completed, failed, retried and
+    /// dead-lettered, and wait and run percentiles, by queue.
+    ///
+    /// Example: wasmjob history --queue emails --last 15m
+    History(history::HistoryArgs),
     /// Submit, list, show (as a tree) or cancel workflows.
     ///
     /// Example: wasmjob workflow show 3
@@ -204,6 +210,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Stats(args) => modules::stats(args),
         Command::Queues(args) => queues::list(args.remote),
         Command::Queue(args) => queues::queue(args),
+        Command::History(args) => history::history(args),
         Command::Workflow(args) => workflows::workflow(args),
         Command::Schedules(args) => schedules::list(args.remote),
         Command::Schedule(args) => schedules::schedule(args),

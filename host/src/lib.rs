@@ -20,6 +20,10 @@
 //!   background services (rescue, aging).
 //! - [`api`]: the only module that knows HTTP (as a server); [`client`]
 //!   and [`cli`]: the command line.
+//! - [`alerts`]: webhooks for dead-lettered jobs and queues waiting too
+//!   long, delivered off the job path.
+//! - [`history`]: per-minute counts and duration buckets of each queue,
+//!   and the percentiles derived from them.
 //! - [`config`], [`clock`], [`units`]: configuration, time, and parsing of
 //!   human-friendly sizes and durations.
 //!
@@ -28,6 +32,7 @@
 
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod client;
@@ -35,6 +40,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod grants;
+pub mod history;
 pub mod job;
 pub mod json;
 pub mod limits;

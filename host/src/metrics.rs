@@ -15,6 +15,7 @@
 //! it). Label values are bounded by what the operator controls: queue
 //! names, module names (or a short hash), failure kinds.
 
+use crate::alerts::AlertCounts;
 use crate::job::{Job, ModuleRef};
 use crate::policy::Decision;
 use crate::report::AttemptReport;
@@ -73,6 +74,12 @@ struct RescueLabels {
     reason: &'static str,
 }
 
+/// How alert deliveries went.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    outcome: &'static str,
+}
+
 /// Why the pool changed size, and which way.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScalingLabels {
@@ -111,6 +118,8 @@ pub struct Snapshot {
     pub pool: PoolSnapshot,
     /// When the snapshot was taken, ms since the epoch.
     pub now: i64,
+    /// The alert webhooks' counters, when alerts are configured.
+    pub alerts: Option<AlertCounts>,
 }
 
 /// This host's metrics. Cheap to update from any thread.
@@ -140,6 +149,10 @@ pub struct Metrics {
     scaling: Family<ScalingLabels, Counter>,
     commit_seconds: Histogram,
     commit_batch: Histogram,
+    alerts: Family<AlertLabels, Counter>,
+    /// The alert counters as of the last scrape (they are counted by the
+    /// alerts' own thread; a scrape adds what is new).
+    alerts_seen: Mutex<AlertCounts>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -308,8 +321,16 @@ impl Metrics {
             "Writes committed together in one store commit",
             commit_batch.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alert webhook deliveries: delivered, failed (gave up after retries), dropped (queue full), retried",
+            alerts.clone(),
+        );
         Metrics {
             registry,
+            alerts,
+            alerts_seen: Mutex::new(AlertCounts::default()),
             scrape: Mutex::new(()),
             jobs,
             oldest_wait,
@@ -473,6 +494,20 @@ impl Metrics {
                 .set(n as i64);
         }
         self.workers_target.set(pool.target as i64);
+        if let Some(now) = snapshot.alerts {
+            let mut seen = self.alerts_seen.lock().unwrap_or_else(|e| e.into_inner());
+            for (outcome, total, before) in [
+                ("delivered", now.delivered, seen.delivered),
+                ("failed", now.failed, seen.failed),
+                ("dropped", now.dropped, seen.dropped),
+                ("retried", now.retried, seen.retried),
+            ] {
+                self.alerts
+                    .get_or_create(&AlertLabels { outcome })
+                    .inc_by(total.saturating_sub(before));
+            }
+            *seen = now;
+        }
         let mut text = String::with_capacity(16 * 1024);
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");

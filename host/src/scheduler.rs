@@ -1,10 +1,12 @@
 //! Background services that keep the queue moving: the rescuer (jobs whose
 //! lease expired because their host died get a `lost` attempt, and the
 //! policy decides what follows), aging (long-waiting jobs gain priority
-//! so none starves) and cron (schedules create their jobs on time).
+//! so none starves), cron (schedules create their jobs on time) and the
+//! history writer (what this host counted, flushed every few seconds;
+//! rows past the keep age pruned), retention (finished jobs past their
+//! age deleted in small batches) and the queue-wait alert check.
 
 use crate::clock::Millis;
-use crate::job::Job;
 use crate::metrics::Rescue;
 use crate::policy::Ending;
 use crate::queue::Queue;
@@ -71,6 +73,94 @@ pub async fn run_cron(queue: Queue) {
     }
 }
 
+/// How often the history writer prunes rows past the keep age.
+const HISTORY_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs the history writer until the task is aborted: flushes this host's
+/// tally every [`history_flush_ms`](crate::queue::QueueConfig) and prunes
+/// old rows every minute. (At shutdown, call
+/// [`Queue::flush_history`] once more after the worker pool stopped.)
+pub async fn run_history(queue: Queue) {
+    let flush_every = Duration::from_millis(queue.config().history_flush_ms.max(10));
+    let mut flush = tokio::time::interval(flush_every);
+    let mut prune = tokio::time::interval(HISTORY_PRUNE_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = flush.tick() => {
+                if let Err(error) = queue.flush_history().await {
+                    tracing::warn!(%error, "writing the history failed; will retry");
+                }
+            }
+            _ = prune.tick() => {
+                if let Err(error) = queue.prune_history().await {
+                    tracing::warn!(%error, "pruning the history failed");
+                }
+            }
+        }
+    }
+}
+
+/// Runs retention until the task is aborted (at once when the queue has
+/// none configured): every `retention_interval_ms`, a pass of
+/// [`Queue::prune_finished`], deleting old finished jobs one short batch
+/// at a time.
+pub async fn run_retention(queue: Queue) {
+    let Some(retention) = queue.config().retention else {
+        return;
+    };
+    let every = Duration::from_millis(queue.config().retention_interval_ms.max(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match queue.prune_finished(retention).await {
+            Ok(run) if run.pruned.jobs > 0 => tracing::info!(
+                jobs = run.pruned.jobs,
+                workflows = run.pruned.workflows,
+                batches = run.batches,
+                longest_batch_ms = run.longest_batch.as_millis() as u64,
+                "deleted finished jobs past their age"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "deleting old finished jobs failed"),
+        }
+    }
+}
+
+/// How often queue waits are checked against the alert thresholds.
+const ALERT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Checks queue waits against the alert webhooks' thresholds every few
+/// seconds until the task is aborted (at once when no webhook has one).
+pub async fn run_alerts(queue: Queue) {
+    if !queue.alerts().is_some_and(|alerts| alerts.checks_waits()) {
+        return;
+    }
+    let mut tick = tokio::time::interval(ALERT_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        check_waits_once(&queue).await;
+    }
+}
+
+/// One check of every queue's oldest wait against the alert thresholds;
+/// returns how many alerts were raised (a queue crossing a threshold).
+pub async fn check_waits_once(queue: &Queue) -> usize {
+    let Some(alerts) = queue.alerts() else {
+        return 0;
+    };
+    match queue.queues().await {
+        Ok(queues) => alerts.check_waits(&queues, queue.now()),
+        Err(error) => {
+            tracing::warn!(%error, "reading the queues for alerts failed");
+            0
+        }
+    }
+}
+
 /// Rescues the jobs whose lease expired: a `lost` attempt each, then what
 /// the policy decides (a retry after the backoff, or the dead letter).
 /// Returns how many.
@@ -119,16 +209,14 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
             }
         };
         let full_page = leased.len() == RESCUE_PAGE;
-        let jobs: Vec<Job> = leased.iter().map(|leased| leased.job.clone()).collect();
-        let outcomes: Vec<Outcome> = leased
+        let (jobs, outcomes): (Vec<_>, Vec<Outcome>) = leased
             .into_iter()
-            .map(|leased| lost(queue, leased, now, which))
-            .collect();
+            .map(|leased| (leased.job.clone(), lost(queue, leased, now, which)))
+            .unzip();
         let ids: Vec<_> = outcomes.iter().map(|o| o.lease.id).collect();
-        let recorded = outcomes.clone();
         let results = match which {
-            Which::Expired => queue.store().rescue_if_expired(outcomes, now).await,
-            Which::All => queue.store().record_if_leased(outcomes).await,
+            Which::Expired => queue.store().rescue_if_expired(outcomes.clone(), now).await,
+            Which::All => queue.store().record_if_leased(outcomes.clone()).await,
         };
         let results = match results {
             Ok(results) => results,
@@ -144,10 +232,10 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
         let applied: Vec<_> = ids
             .into_iter()
             .zip(results)
-            .zip(jobs.iter().zip(&recorded))
+            .zip(jobs.iter().zip(&outcomes))
             .filter_map(|((id, result), (job, outcome))| match result {
                 Ok(Recorded::Applied) => {
-                    queue.metrics().recorded(job, outcome);
+                    queue.note_outcome(job, outcome);
                     Some(id)
                 }
                 Ok(Recorded::Stale) => None,

@@ -108,6 +108,7 @@ fn every_command_has_help_with_an_example() {
         "stats",
         "queues",
         "queue",
+        "history",
         "new",
         "build",
     ];

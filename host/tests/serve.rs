@@ -702,4 +702,30 @@ fn json_logs_follow_a_job_from_submission_to_its_record() {
         "{steps:?}"
     );
     server.signal("TERM");
+fn history_written_at_shutdown_is_shown_by_the_cli_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    cli(&server, &["upload", guests::HELLO, "--name", "hello"]);
+    let out = cli(
+        &server,
+        &["submit", "hello", "--input", r#"{"name":"Ada"}"#, "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Well before the 10 s flush: only the flush at shutdown writes it.
+    server.signal("TERM");
+    let server = Server::start(dir.path(), &[]);
+    let out = cli(&server, &["history", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let history: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let minute = &history["minutes"][0];
+    assert_eq!(minute["queue"], "default", "{history}");
+    assert_eq!(minute["completed"], 1, "{history}");
+    assert_eq!(minute["run"]["count"], 1, "{history}");
+    let out = cli(&server, &["history", "--queue", "default", "--last", "15m"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("COMPLETED") && table.contains("default"),
+        "{table}"
+    );
 }

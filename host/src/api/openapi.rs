@@ -10,7 +10,9 @@
 mod contract;
 
 use super::error::ErrorBody;
-use super::{ApiConfig, AppState, host_info, jobs, metrics, modules, queues, schedules, workflows};
+use super::{
+    ApiConfig, AppState, history, host_info, jobs, metrics, modules, queues, schedules, workflows,
+};
 use crate::policy::Policy;
 use axum::extract::State;
 use axum::http::header;
@@ -82,6 +84,7 @@ needs the token too unless the operator sets `server.metrics_public`.";
         host_info::stats,
         host_info::workers,
         metrics::metrics,
+        history::get,
         serve,
         super::healthz,
         super::readyz,

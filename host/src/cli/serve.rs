@@ -189,12 +189,21 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
         .queue_config()
         .map_err(|problems| problems.join("; "))?;
     let queue = Queue::new(store.clone(), engine, Arc::new(SystemClock), queue_config);
+    let webhooks = config.webhooks().map_err(|problems| problems.join("; "))?;
+    if !webhooks.is_empty() {
+        let alerts = crate::alerts::Alerts::start(webhooks, crate::alerts::Delivery::default())
+            .map_err(|e| format!("starting alerts: {e}"))?;
+        queue.set_alerts(alerts);
+    }
     // The store holds the data directory exclusively: whatever is still
     // running was left by a previous process of this host, which is gone.
     scheduler::recover(&queue).await;
     let pool = worker::Pool::start(queue.clone()).map_err(|e| format!("starting workers: {e}"))?;
     let services = tokio::spawn(scheduler::run(queue.clone()));
     let cron = tokio::spawn(scheduler::run_cron(queue.clone()));
+    let history = tokio::spawn(scheduler::run_history(queue.clone()));
+    let retention = tokio::spawn(scheduler::run_retention(queue.clone()));
+    let alerts = tokio::spawn(scheduler::run_alerts(queue.clone()));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -211,6 +220,13 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     pool.shutdown().await;
     services.abort();
     cron.abort();
+    history.abort();
+    retention.abort();
+    alerts.abort();
+    // The last outcomes' counts, written before the store closes.
+    if let Err(error) = queue.flush_history().await {
+        tracing::warn!(%error, "writing the history at shutdown failed");
+    }
     store.close().await;
     served.map_err(|e| format!("server failed: {e}"))
 }

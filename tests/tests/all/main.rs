@@ -1,15 +1,18 @@
 //! wasmjob's integration tests: one binary, one module per area.
 
+mod alerts;
 mod api;
 mod command;
 mod component;
 mod follow_ups;
+mod history;
 mod leases;
 mod load;
 mod metrics;
 mod openapi;
 mod outbound;
 mod queue;
+mod retention;
 mod retries;
 mod schedules;
 mod wat;
