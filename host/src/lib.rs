@@ -18,8 +18,9 @@
 //!   scheduler.
 //! - [`worker`] and [`scheduler`]: the pool (claim, run, record) and the
 //!   background services (rescue, aging).
-//! - [`api`]: the only module that knows HTTP (as a server); [`client`]
-//!   and [`cli`]: the command line.
+//! - [`api`]: the only module that knows HTTP (as a server), with
+//!   [`dashboard`], its HTML pages; [`client`] and [`cli`]: the command
+//!   line.
 //! - [`config`], [`clock`], [`units`]: configuration, time, and parsing of
 //!   human-friendly sizes and durations.
 //!
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod grants;
 pub mod job;
