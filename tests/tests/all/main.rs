@@ -3,6 +3,7 @@
 mod api;
 mod command;
 mod component;
+mod dashboard;
 mod follow_ups;
 mod leases;
 mod load;
