@@ -1,6 +1,7 @@
 //! wasmjob's integration tests: one binary, one module per area.
 
 mod api;
+mod browser;
 mod command;
 mod component;
 mod dashboard;
