@@ -170,10 +170,10 @@ fn set_cookie(value: &str, max_age_ms: Millis) -> HeaderValue {
 /// `Sec-Fetch-Site` (and `Origin` on POSTs); a request carrying neither is
 /// not from a browser page, so not a cross-site forgery.
 fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.to_str(), Ok("same-origin" | "none")) {
-            return false;
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.to_str(), Ok("same-origin" | "none"))
+    {
+        return false;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;

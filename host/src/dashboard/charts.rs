@@ -4,7 +4,7 @@
 //! [`Activity`] is what a chart shows, whatever it was read from; the
 //! functions here only draw it.
 
-use super::format::{clock, escape};
+use super::format::{clock, day_clock, escape};
 use crate::clock::Millis;
 
 /// What happened in one time bucket.
@@ -77,9 +77,19 @@ fn frame(title: &str, body: &str, activity: &Activity, top_label: &str) -> Strin
         lx = LEFT - 4.0,
         ty = TOP + 8.0,
         top = escape(top_label),
-        from = clock(activity.start),
-        to = clock(activity.end()),
+        from = axis_time(activity, activity.start),
+        to = axis_time(activity, activity.end()),
     )
+}
+
+/// A time on the axis: the hour and minute, with the day when the span is
+/// long enough to cross one.
+fn axis_time(activity: &Activity, at: Millis) -> String {
+    if activity.end() - activity.start > 12 * 60 * 60 * 1000 {
+        day_clock(at)
+    } else {
+        clock(at)
+    }
 }
 
 fn bucket_x(activity: &Activity, index: usize) -> (f64, f64) {
@@ -265,6 +275,18 @@ mod tests {
         assert!(svg.contains("<polyline class=\"p50\""), "{svg}");
         assert!(svg.contains("<polyline class=\"p95\""), "{svg}");
         assert!(svg.contains(">40 ms</text>"), "{svg}");
+    }
+
+    #[test]
+    fn a_day_long_axis_names_the_days() {
+        let day = Activity {
+            start: 1_767_225_600_000,
+            width_ms: 15 * 60_000,
+            buckets: vec![Bucket::default(); 96],
+        };
+        let svg = throughput(&day);
+        assert!(svg.contains(">Jan 01 00:00</text>"), "{svg}");
+        assert!(svg.contains(">Jan 02 00:00</text>"), "{svg}");
     }
 
     #[test]

@@ -18,6 +18,15 @@ pub fn clock(at: Millis) -> String {
     }
 }
 
+/// An instant as a day and a time (UTC), for axes longer than a day's
+/// half: `Jan 01 00:15`.
+pub fn day_clock(at: Millis) -> String {
+    match jiff::Timestamp::from_millisecond(at) {
+        Ok(ts) => ts.strftime("%b %d %H:%M").to_string(),
+        Err(_) => at.to_string(),
+    }
+}
+
 /// How long ago `at` was, seen at `now`: `3 s ago`, `in 2 min`.
 pub fn relative(now: Millis, at: Millis) -> String {
     if at <= now {
@@ -67,7 +76,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{202f}');
         }
         out.push(c);
@@ -99,6 +108,7 @@ mod tests {
     #[test]
     fn people_read_these() {
         assert_eq!(time(1_767_225_603_000), "2026-01-01 00:00:03");
+        assert_eq!(day_clock(1_767_225_600_000 + 15 * 60_000), "Jan 01 00:15");
         assert_eq!(millis(850), "850 ms");
         assert_eq!(millis(12_500), "12.5 s");
         assert_eq!(millis(250_000), "4 min 10 s");
