@@ -10,6 +10,7 @@
 
 mod body;
 mod error;
+mod history;
 mod host_info;
 mod jobs;
 mod modules;
@@ -153,6 +154,7 @@ fn table() -> Vec<RouteEntry> {
             "/v1/dead-letter/{id}",
             jobs::purge_one,
         ),
+        entry(Jobs, Method::GET, "/v1/history", history::get),
         entry(Jobs, Method::GET, "/v1/queues", queues::list),
         entry(Jobs, Method::GET, "/v1/queues/{queue}", queues::get),
         entry(

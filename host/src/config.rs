@@ -12,6 +12,7 @@ use crate::policy::{
     Ceilings, Defaults, Escalation, LimitsSpec, Policy, QueueDefaults, RetryPolicy, RetrySpec,
 };
 use crate::queue::QueueConfig;
+use crate::store::Retention;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -59,6 +60,150 @@ pub struct Config {
     pub secrets: BTreeMap<String, SecretSource>,
     /// Plain configuration values grants may name: `[config] NAME = "value"`.
     pub config: BTreeMap<String, String>,
+    /// Per-minute history: `[history]`.
+    pub history: HistorySection,
+    /// Deleting old finished jobs: `[retention]`.
+    pub retention: RetentionSection,
+}
+
+/// `[retention]`: finished jobs deleted after an age, by state.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Whether old finished jobs are deleted at all.
+    pub enabled: bool,
+    /// Completed jobs are deleted this long after they finished (`7d`).
+    pub completed: String,
+    /// Cancelled jobs, likewise; the same as `completed` when absent.
+    pub cancelled: Option<String>,
+    /// Dead-lettered jobs (`failed`), likewise: longer, someone may still
+    /// look into them (`30d`).
+    pub dead_letter: String,
+    /// At most this many jobs per write, so the writer is never held long.
+    pub batch: usize,
+    /// How often retention looks for old jobs (`1m`).
+    pub interval: String,
+}
+
+/// The largest `retention.batch`: a batch is one write transaction, and
+/// the writer serves nothing else meanwhile.
+pub const RETENTION_BATCH_MAX: usize = 10_000;
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            enabled: true,
+            completed: "7d".to_owned(),
+            cancelled: None,
+            dead_letter: "30d".to_owned(),
+            batch: 500,
+            interval: "1m".to_owned(),
+        }
+    }
+}
+
+impl RetentionSection {
+    /// What retention deletes (`None` when disabled) and how often it
+    /// looks, in ms; or every problem, naming the fields. A job with a
+    /// unique key is kept at least `unique_window_ms` (the ceiling of a
+    /// key's window).
+    pub fn retention(
+        &self,
+        unique_window_ms: u64,
+    ) -> Result<(Option<Retention>, u64), Vec<String>> {
+        let mut problems = Vec::new();
+        let mut age = |field: &str, text: &str| match duration(field, text) {
+            Ok(age) if !age.is_zero() => Some(age.as_millis() as i64),
+            Ok(_) => {
+                problems.push(format!("{field} `{text}` must be more than 0"));
+                None
+            }
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        };
+        let completed = age("retention.completed", &self.completed);
+        let cancelled = match &self.cancelled {
+            Some(text) => age("retention.cancelled", text),
+            None => completed,
+        };
+        let dead_letter = age("retention.dead_letter", &self.dead_letter);
+        let interval = age("retention.interval", &self.interval);
+        if !(1..=RETENTION_BATCH_MAX).contains(&self.batch) {
+            problems.push(format!(
+                "retention.batch {} must be 1 to {RETENTION_BATCH_MAX}",
+                self.batch
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let retention = self.enabled.then_some(Retention {
+            completed_ms: completed,
+            cancelled_ms: cancelled,
+            dead_letter_ms: dead_letter,
+            unique_window_ms: i64::try_from(unique_window_ms).unwrap_or(i64::MAX),
+            batch: self.batch,
+        });
+        Ok((retention, interval.unwrap_or_default() as u64))
+    }
+}
+
+/// `[history]`: the per-minute history of each queue.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySection {
+    /// How long rows are kept (e.g. `48h`); at least a day.
+    pub keep: String,
+    /// How often this host writes what it counted (e.g. `10s`).
+    pub flush: String,
+}
+
+/// The shortest `history.keep`: the day the charts look back on.
+pub const HISTORY_KEEP_MIN: Duration = Duration::from_secs(24 * 3_600);
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection {
+            keep: "48h".to_owned(),
+            flush: "10s".to_owned(),
+        }
+    }
+}
+
+impl HistorySection {
+    /// The keep age, or the problem naming the field.
+    pub fn keep(&self) -> Result<Duration, String> {
+        let keep = duration("history.keep", &self.keep)?;
+        if keep < HISTORY_KEEP_MIN {
+            return Err(format!(
+                "history.keep `{}` must be at least 24h (the charts look back a day)",
+                self.keep
+            ));
+        }
+        Ok(keep)
+    }
+
+    /// The flush interval, or the problem naming the field.
+    pub fn flush(&self) -> Result<Duration, String> {
+        let flush = duration("history.flush", &self.flush)?;
+        if flush.is_zero() || flush > Duration::from_secs(60) {
+            return Err(format!(
+                "history.flush `{}` must be more than 0 and at most 1m",
+                self.flush
+            ));
+        }
+        Ok(flush)
+    }
+}
+
+/// Parses a duration field (`7d`, `48h`, `10s`), naming it when it does
+/// not parse.
+fn duration(field: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{field} `{text}` is not a duration: {e} (expected e.g. 10s, 48h, 7d)")
+    })
 }
 
 /// `[http]`: bounds on every job's outbound requests.
@@ -173,6 +318,8 @@ impl Default for Config {
             grants: BTreeMap::new(),
             secrets: BTreeMap::new(),
             config: BTreeMap::new(),
+            history: HistorySection::default(),
+            retention: RetentionSection::default(),
         }
     }
 }
@@ -293,6 +440,11 @@ impl Config {
         if let Err(grants) = self.grants() {
             problems.extend(grants);
         }
+        problems.extend(self.history.keep().err());
+        problems.extend(self.history.flush().err());
+        if let Err(retention) = self.retention.retention(self.ceilings.unique_window_ms) {
+            problems.extend(retention);
+        }
         match (listen, problems.is_empty()) {
             (Ok(addr), true) => Ok(addr),
             _ => Err(problems),
@@ -339,7 +491,25 @@ impl Config {
                 .filter_map(|(name, queue)| Some((name.clone(), queue.concurrency?)))
                 .collect(),
             grants: Arc::new(self.grants()?),
+            history_keep_ms: self
+                .history
+                .keep()
+                .map_err(|problem| vec![problem])?
+                .as_millis() as i64,
+            history_flush_ms: self
+                .history
+                .flush()
+                .map_err(|problem| vec![problem])?
+                .as_millis() as u64,
+            retention: self.retention()?.0,
+            retention_interval_ms: self.retention()?.1,
         })
+    }
+
+    /// What retention deletes and how often it looks (see
+    /// [`RetentionSection::retention`]).
+    pub fn retention(&self) -> Result<(Option<Retention>, u64), Vec<String>> {
+        self.retention.retention(self.ceilings.unique_window_ms)
     }
 
     /// The grants, with their secrets read from the environment and files.
@@ -432,6 +602,87 @@ mod tests {
             problems[0].contains("queues.emails.concurrency"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn history_takes_durations_and_names_a_bad_one() {
+        let config = Config::from_toml("[history]\nkeep = \"3d\"\nflush = \"5s\"\n").unwrap();
+        let queue = config.queue_config().unwrap();
+        assert_eq!(queue.history_keep_ms, 3 * 86_400_000);
+        assert_eq!(queue.history_flush_ms, 5_000);
+        let defaults = Config::default().queue_config().unwrap();
+        assert_eq!(defaults.history_keep_ms, 48 * 3_600_000);
+        let bad = Config::from_toml("[history]\nkeep = \"2x\"\nflush = \"0s\"\n").unwrap();
+        let problems = bad.validate().unwrap_err();
+        assert!(problems[0].starts_with("history.keep `2x`"), "{problems:?}");
+        assert!(
+            problems[1].starts_with("history.flush `0s`"),
+            "{problems:?}"
+        );
+        let short = Config::from_toml("[history]\nkeep = \"1h\"\n").unwrap();
+        assert!(short.validate().unwrap_err()[0].contains("at least 24h"));
+        assert!(
+            Config::from_toml("[history]\nkeep_for = \"1d\"\n")
+                .unwrap_err()
+                .contains("keep_for")
+        );
+    }
+
+    #[test]
+    fn retention_takes_ages_by_state_and_names_every_bad_field() {
+        let config = Config::from_toml(
+            "[retention]\ncompleted = \"2d\"\ndead_letter = \"60d\"\nbatch = 50\ninterval = \"30s\"\n",
+        )
+        .unwrap();
+        let (retention, interval) = config.retention().unwrap();
+        let retention = retention.unwrap();
+        assert_eq!(retention.completed_ms, Some(2 * 86_400_000));
+        assert_eq!(
+            retention.cancelled_ms, retention.completed_ms,
+            "as completed"
+        );
+        assert_eq!(retention.dead_letter_ms, Some(60 * 86_400_000));
+        assert_eq!(retention.batch, 50);
+        assert_eq!(
+            retention.unique_window_ms as u64,
+            config.ceilings.unique_window_ms
+        );
+        assert_eq!(interval, 30_000);
+        let (off, _) = Config::from_toml("[retention]\nenabled = false\n")
+            .unwrap()
+            .retention()
+            .unwrap();
+        assert_eq!(off, None);
+        let bad =
+            Config::from_toml("[retention]\ncompleted = \"soon\"\ncancelled = \"0s\"\nbatch = 0\n")
+                .unwrap();
+        let problems = bad.validate().unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("retention.completed `soon`"));
+        assert!(problems[1].starts_with("retention.cancelled `0s`"));
+        assert!(problems[2].starts_with("retention.batch 0"));
+    }
+
+    #[test]
+    fn every_configuration_example_of_the_readme_parses() {
+        let readme = include_str!("../../README.md");
+        let mut examples = 0;
+        for block in readme.split("```toml\n").skip(1) {
+            let text = block.split("```").next().unwrap_or_default();
+            if text.starts_with("# Cargo.toml") {
+                continue;
+            }
+            let config = Config::from_toml(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+            let durations = [config.history.keep(), config.history.flush()];
+            for checked in durations {
+                checked.unwrap_or_else(|e| panic!("{e}:\n{text}"));
+            }
+            config
+                .retention()
+                .unwrap_or_else(|e| panic!("{e:?}:\n{text}"));
+            examples += 1;
+        }
+        assert!(examples >= 1, "the README shows a configuration");
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! - [`api`]: the only module that knows HTTP (as a server), with
 //!   [`dashboard`], its HTML pages; [`client`] and [`cli`]: the command
 //!   line.
+//! - [`history`]: per-minute counts and duration buckets of each queue,
+//!   and the percentiles derived from them.
 //! - [`config`], [`clock`], [`units`]: configuration, time, and parsing of
 //!   human-friendly sizes and durations.
 //!
@@ -37,6 +39,7 @@ pub mod config;
 pub mod dashboard;
 pub mod engine;
 pub mod grants;
+pub mod history;
 pub mod job;
 pub mod json;
 pub mod limits;

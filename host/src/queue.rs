@@ -16,6 +16,7 @@
 use crate::clock::{Clock, Millis};
 use crate::engine::{Engine, LoadError, Module};
 use crate::grants::{Capabilities, Grants};
+use crate::history::{HistoryMinute, Tally, minute_of};
 use crate::job::{
     Dependency, Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, OnFailure, Prereq,
     Submitted, Workflow, WorkflowDetail, WorkflowId,
@@ -24,7 +25,8 @@ use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::{FollowUp, Progress};
 use crate::schedule::{Cadence, Schedule, ScheduleSpec};
 use crate::store::{
-    self, Fired, JobFilter, JobStore, ModuleRecord, QueueStats, StateCounts, Tick, WorkflowFilter,
+    self, Fired, JobFilter, JobStore, ModuleRecord, Pruned, QueueStats, Retention, StateCounts,
+    Tick, WorkflowFilter,
 };
 use crate::worker::Registry;
 use std::collections::{BTreeMap, HashMap};
@@ -100,7 +102,22 @@ pub struct QueueConfig {
     pub caps: BTreeMap<String, usize>,
     /// What modules may be granted (HTTP origins, secrets, configuration).
     pub grants: Arc<Grants>,
+    /// How long per-minute history is kept, in ms.
+    pub history_keep_ms: i64,
+    /// How often this host writes what it counted to the history, in ms.
+    pub history_flush_ms: u64,
+    /// What retention deletes; nothing when `None`.
+    pub retention: Option<Retention>,
+    /// How often retention looks for old jobs, in ms.
+    pub retention_interval_ms: u64,
 }
+
+/// History is kept two days by default: a day to look back on, and a
+/// margin for the day before.
+pub const DEFAULT_HISTORY_KEEP_MS: i64 = 48 * 3_600_000;
+/// History is flushed every ten seconds by default: charts lag at most
+/// that, and a crash loses at most that.
+pub const DEFAULT_HISTORY_FLUSH_MS: u64 = 10_000;
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -113,6 +130,10 @@ impl Default for QueueConfig {
             policy: Policy::default(),
             caps: BTreeMap::new(),
             grants: Arc::new(Grants::default()),
+            history_keep_ms: DEFAULT_HISTORY_KEEP_MS,
+            history_flush_ms: DEFAULT_HISTORY_FLUSH_MS,
+            retention: None,
+            retention_interval_ms: 60_000,
         }
     }
 }
@@ -124,6 +145,18 @@ pub struct Live {
     pub progress: Option<Progress>,
     /// When its current attempt started running.
     pub running_since: Option<Millis>,
+}
+
+/// What one retention pass ([`Queue::prune_finished`]) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneRun {
+    /// Jobs and workflows deleted.
+    pub pruned: Pruned,
+    /// Store calls (write transactions) it took.
+    pub batches: u64,
+    /// The longest of them, from call to answer (measured, for reports and
+    /// logs; nothing depends on it).
+    pub longest_batch: Duration,
 }
 
 /// Module references already resolved, and how many times modules have
@@ -165,6 +198,8 @@ struct Inner {
     /// cache whenever it does, so an entry is never stale. (A second host
     /// on a shared store would need to hear of other hosts' changes.)
     resolved: Mutex<Resolved>,
+    /// What this host counted for the history since its last flush.
+    tally: Mutex<Tally>,
 }
 
 impl Queue {
@@ -189,6 +224,7 @@ impl Queue {
                 no_capabilities: Capabilities::none(),
                 changes: watch::Sender::new(0),
                 resolved: Mutex::new(Resolved::default()),
+                tally: Mutex::new(Tally::default()),
             }),
         }
     }
@@ -927,6 +963,91 @@ impl Queue {
             progress: self.inner.registry.progress(id),
             running_since: self.inner.registry.running_since(id),
         }
+    }
+
+    // ---- history ----
+
+    /// Counts an outcome the store applied in this host's history tally
+    /// (`job` as claimed). Written to the store by
+    /// [`flush_history`](Self::flush_history).
+    pub(crate) fn note_outcome(&self, job: &Job, outcome: &store::Outcome) {
+        self.tally().note(job, outcome);
+    }
+
+    /// Writes what this host counted since the last flush to the store,
+    /// in one write. If the write fails, the counts are kept for the next
+    /// flush. Returns how many rows (minutes × queues) were written.
+    pub async fn flush_history(&self) -> Result<usize, Error> {
+        let rows = self.tally().take();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let written = rows.len();
+        if let Err(error) = self.inner.store.add_history(rows.clone()).await {
+            self.tally().restore(rows);
+            return Err(error.into());
+        }
+        Ok(written)
+    }
+
+    /// Deletes history older than the keep age
+    /// ([`QueueConfig::history_keep_ms`]); returns how many rows.
+    pub async fn prune_history(&self) -> Result<u64, Error> {
+        let before = minute_of(self.now().saturating_sub(self.inner.config.history_keep_ms));
+        Ok(self.inner.store.prune_history(before).await?)
+    }
+
+    /// Per-minute history of `queue` (or of every queue, one row per queue
+    /// and minute) for the minutes that start from `since` (rounded down
+    /// to its minute) up to before `until`, oldest first. Only minutes in
+    /// which something ended have a row. What this host counted since its
+    /// last flush is not in it yet (see
+    /// [`QueueConfig::history_flush_ms`]).
+    pub async fn history(
+        &self,
+        since: Millis,
+        until: Millis,
+        queue: Option<&str>,
+    ) -> Result<Vec<HistoryMinute>, Error> {
+        if until < since {
+            return Err(Invalid::new("until", "must not be before `since`").into());
+        }
+        let rows = self
+            .inner
+            .store
+            .history(minute_of(since), until, queue.map(str::to_owned))
+            .await?;
+        Ok(rows.into_iter().map(HistoryMinute::from).collect())
+    }
+
+    // ---- retention ----
+
+    /// Deletes finished jobs past their age as `retention` says, one
+    /// batch (one short write) at a time, yielding between batches so
+    /// other writes go first, until a batch comes back short. Returns what
+    /// was deleted and the longest batch took.
+    pub async fn prune_finished(&self, retention: Retention) -> Result<PruneRun, Error> {
+        let mut run = PruneRun::default();
+        loop {
+            let started = std::time::Instant::now();
+            let pruned = self
+                .inner
+                .store
+                .prune_finished(retention, self.now())
+                .await?;
+            run.longest_batch = run.longest_batch.max(started.elapsed());
+            run.batches += 1;
+            run.pruned.jobs += pruned.jobs;
+            run.pruned.workflows += pruned.workflows;
+            if pruned.jobs < retention.batch as u64 {
+                return Ok(run);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.inner.tally.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     // ---- signals ----

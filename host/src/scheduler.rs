@@ -1,7 +1,10 @@
 //! Background services that keep the queue moving: the rescuer (jobs whose
 //! lease expired because their host died get a `lost` attempt, and the
 //! policy decides what follows), aging (long-waiting jobs gain priority
-//! so none starves) and cron (schedules create their jobs on time).
+//! so none starves), cron (schedules create their jobs on time) and the
+//! history writer (what this host counted, flushed every few seconds;
+//! rows past the keep age pruned) and retention (finished jobs past their
+//! age deleted in small batches).
 
 use crate::clock::Millis;
 use crate::policy::Ending;
@@ -69,6 +72,62 @@ pub async fn run_cron(queue: Queue) {
     }
 }
 
+/// How often the history writer prunes rows past the keep age.
+const HISTORY_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs the history writer until the task is aborted: flushes this host's
+/// tally every [`history_flush_ms`](crate::queue::QueueConfig) and prunes
+/// old rows every minute. (At shutdown, call
+/// [`Queue::flush_history`] once more after the worker pool stopped.)
+pub async fn run_history(queue: Queue) {
+    let flush_every = Duration::from_millis(queue.config().history_flush_ms.max(10));
+    let mut flush = tokio::time::interval(flush_every);
+    let mut prune = tokio::time::interval(HISTORY_PRUNE_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = flush.tick() => {
+                if let Err(error) = queue.flush_history().await {
+                    tracing::warn!(%error, "writing the history failed; will retry");
+                }
+            }
+            _ = prune.tick() => {
+                if let Err(error) = queue.prune_history().await {
+                    tracing::warn!(%error, "pruning the history failed");
+                }
+            }
+        }
+    }
+}
+
+/// Runs retention until the task is aborted (at once when the queue has
+/// none configured): every `retention_interval_ms`, a pass of
+/// [`Queue::prune_finished`], deleting old finished jobs one short batch
+/// at a time.
+pub async fn run_retention(queue: Queue) {
+    let Some(retention) = queue.config().retention else {
+        return;
+    };
+    let every = Duration::from_millis(queue.config().retention_interval_ms.max(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match queue.prune_finished(retention).await {
+            Ok(run) if run.pruned.jobs > 0 => tracing::info!(
+                jobs = run.pruned.jobs,
+                workflows = run.pruned.workflows,
+                batches = run.batches,
+                longest_batch_ms = run.longest_batch.as_millis() as u64,
+                "deleted finished jobs past their age"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "deleting old finished jobs failed"),
+        }
+    }
+}
+
 /// Rescues the jobs whose lease expired: a `lost` attempt each, then what
 /// the policy decides (a retry after the backoff, or the dead letter).
 /// Returns how many.
@@ -117,14 +176,14 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
             }
         };
         let full_page = leased.len() == RESCUE_PAGE;
-        let outcomes: Vec<Outcome> = leased
+        let (jobs, outcomes): (Vec<_>, Vec<Outcome>) = leased
             .into_iter()
-            .map(|leased| lost(queue, leased, now, which))
-            .collect();
+            .map(|leased| (leased.job.clone(), lost(queue, leased, now, which)))
+            .unzip();
         let ids: Vec<_> = outcomes.iter().map(|o| o.lease.id).collect();
         let results = match which {
-            Which::Expired => queue.store().rescue_if_expired(outcomes, now).await,
-            Which::All => queue.store().record_if_leased(outcomes).await,
+            Which::Expired => queue.store().rescue_if_expired(outcomes.clone(), now).await,
+            Which::All => queue.store().record_if_leased(outcomes.clone()).await,
         };
         let results = match results {
             Ok(results) => results,
@@ -136,8 +195,12 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
         let applied: Vec<_> = ids
             .into_iter()
             .zip(results)
-            .filter_map(|(id, result)| match result {
-                Ok(Recorded::Applied) => Some(id),
+            .zip(jobs.iter().zip(&outcomes))
+            .filter_map(|((id, result), (job, outcome))| match result {
+                Ok(Recorded::Applied) => {
+                    queue.note_outcome(job, outcome);
+                    Some(id)
+                }
                 Ok(Recorded::Stale) => None,
                 Err(error) => {
                     tracing::error!(%error, job_id = id, "rescuing a job failed");

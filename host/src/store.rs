@@ -39,6 +39,7 @@ pub(crate) mod conformance;
 pub use sqlite::{SqliteStore, StoreConfig};
 
 use crate::clock::Millis;
+use crate::history::MinuteRow;
 use crate::job::{
     Job, JobDetail, JobId, JobState, NewJob, NewWorkflow, Resolved, Submitted, Workflow,
     WorkflowDetail, WorkflowId,
@@ -310,6 +311,33 @@ pub enum Fired {
     Lost,
 }
 
+/// What retention deletes: finished jobs older than their state's age.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Completed jobs this long after they finished, ms; never when `None`.
+    pub completed_ms: Option<i64>,
+    /// Cancelled jobs this long after they ended, ms; never when `None`.
+    pub cancelled_ms: Option<i64>,
+    /// Dead-lettered (`failed`) jobs this long after they failed, ms;
+    /// never when `None`.
+    pub dead_letter_ms: Option<i64>,
+    /// A job with a unique key is kept at least this long after it
+    /// finished, ms, whatever its age: a new submission's window may reach
+    /// back this far (the operator's longest window).
+    pub unique_window_ms: i64,
+    /// At most this many jobs per call: one short write.
+    pub batch: usize,
+}
+
+/// What one retention call deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Jobs deleted, with their attempts, outputs, logs and edges.
+    pub jobs: u64,
+    /// Workflows deleted because none of their jobs was left.
+    pub workflows: u64,
+}
+
 /// Counts of jobs by state, every state present, in lifecycle order.
 pub type StateCounts = Vec<(JobState, u64)>;
 
@@ -511,6 +539,39 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`insert_jobs`](Self::insert_jobs) would, naming the schedule. So
     /// each fire time creates one job, however many schedulers race.
     async fn fire_schedule(&self, tick: Tick, now: Millis) -> Result<Fired>;
+
+    /// Deletes up to `retention.batch` final jobs past their state's age
+    /// at `now` (by when they finished), with their attempts, outputs,
+    /// logs and dependency edges, in one short transaction; the caller
+    /// calls again while a full batch was deleted. Never deletes a job
+    /// that a dependent which is not final still needs (its output is
+    /// given to the dependent), nor one whose unique key may still be held
+    /// (see [`Retention::unique_window_ms`]), nor a job of a workflow in
+    /// which any job is not final or not yet past its age: a workflow is
+    /// deleted whole, its own row once no job is left. May be answered
+    /// before it is durable against a power loss (rows a power loss brings
+    /// back are deleted again).
+    async fn prune_finished(&self, retention: Retention, now: Millis) -> Result<Pruned>;
+
+    /// Adds each row's counts to the stored row of its minute and queue
+    /// (creating it): rows of several flushes and several hosts merge by
+    /// addition. May be answered before it is durable against a power
+    /// loss (like [`claim_due`](Self::claim_due)): losing a flush loses
+    /// only a few seconds of statistics.
+    async fn add_history(&self, rows: Vec<MinuteRow>) -> Result<()>;
+
+    /// History rows of the minutes from `since` (inclusive) to `until`
+    /// (exclusive), of `queue` or of every queue, by minute then queue.
+    async fn history(
+        &self,
+        since: Millis,
+        until: Millis,
+        queue: Option<String>,
+    ) -> Result<Vec<MinuteRow>>;
+
+    /// Deletes the history rows of minutes before `before`; returns how
+    /// many.
+    async fn prune_history(&self, before: Millis) -> Result<u64>;
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;

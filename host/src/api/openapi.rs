@@ -10,7 +10,7 @@
 mod contract;
 
 use super::error::ErrorBody;
-use super::{ApiConfig, AppState, host_info, jobs, modules, queues, schedules, workflows};
+use super::{ApiConfig, AppState, history, host_info, jobs, modules, queues, schedules, workflows};
 use crate::policy::Policy;
 use axum::extract::State;
 use axum::http::header;
@@ -80,6 +80,7 @@ route except `/v1/openapi.json` needs `Authorization: Bearer <token>`; \
         workflows::cancel,
         host_info::stats,
         host_info::workers,
+        history::get,
         serve,
         super::healthz,
         super::readyz,

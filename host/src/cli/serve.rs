@@ -195,6 +195,8 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     let pool = worker::Pool::start(queue.clone()).map_err(|e| format!("starting workers: {e}"))?;
     let services = tokio::spawn(scheduler::run(queue.clone()));
     let cron = tokio::spawn(scheduler::run_cron(queue.clone()));
+    let history = tokio::spawn(scheduler::run_history(queue.clone()));
+    let retention = tokio::spawn(scheduler::run_retention(queue.clone()));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -211,6 +213,12 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     pool.shutdown().await;
     services.abort();
     cron.abort();
+    history.abort();
+    retention.abort();
+    // The last outcomes' counts, written before the store closes.
+    if let Err(error) = queue.flush_history().await {
+        tracing::warn!(%error, "writing the history at shutdown failed");
+    }
     store.close().await;
     served.map_err(|e| format!("server failed: {e}"))
 }

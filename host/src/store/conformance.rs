@@ -15,10 +15,12 @@ pub(crate) mod aging;
 pub(crate) mod claiming;
 pub(crate) mod follow_ups;
 pub(crate) mod graph;
+pub(crate) mod history;
 pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod recovery;
 pub(crate) mod results;
+pub(crate) mod retention;
 pub(crate) mod schedules;
 pub(crate) mod unique;
 
@@ -309,6 +311,9 @@ macro_rules! conformance_tests {
             graph::a_fan_in_resolves_once_its_last_prerequisite_ends,
             graph::a_workflow_is_stored_and_read_as_one,
             graph::cancelling_a_workflow_cancels_every_unfinished_job,
+            history::history_rows_of_one_minute_and_queue_add_up,
+            history::history_is_read_by_minute_range_and_queue_oldest_first,
+            history::pruning_history_deletes_only_minutes_before_the_cutoff,
             modules::uploading_the_same_bytes_twice_is_idempotent,
             modules::a_name_resolves_to_the_module_that_was_given_it_last,
             modules::bytes_that_do_not_hash_to_their_name_are_refused,
@@ -338,6 +343,12 @@ macro_rules! conformance_tests {
             results::an_outcome_after_rescue_is_stale_even_once_reclaimed,
             results::one_call_applies_each_outcome_on_its_own,
             results::an_outcome_too_large_to_store_is_refused_alone,
+            retention::finished_jobs_past_their_age_are_deleted_with_their_attempts,
+            retention::the_dead_letter_is_kept_for_its_own_age_or_for_ever,
+            retention::a_finished_prerequisite_stays_while_a_dependent_needs_it,
+            retention::a_workflow_is_deleted_whole_once_every_job_is_past_its_age,
+            retention::a_unique_job_is_kept_while_its_key_may_be_held,
+            retention::one_call_deletes_at_most_a_batch,
             schedules::a_schedule_keeps_its_template_and_is_replaced_only_when_asked,
             schedules::a_fire_time_creates_one_job_and_moves_the_schedule_on,
             schedules::a_tick_without_a_job_advances_and_keeps_why,

@@ -10,16 +10,19 @@
 //! Submodules, one concern each: `connection` (pragmas, error mapping),
 //! `schema` (migrations), `writer` (group commit), `readers` (read pool),
 //! `rows` (row layouts), `jobs` and `outcomes` (job writes), `read` (job
-//! reads), `modules` (module metadata), `blobs` (module files).
+//! reads), `history` (per-minute history), `retention` (old finished jobs
+//! deleted), `modules` (module metadata), `blobs` (module files).
 
 mod blobs;
 mod connection;
 mod graph;
+mod history;
 mod jobs;
 mod modules;
 mod outcomes;
 mod read;
 mod readers;
+mod retention;
 mod rows;
 mod schedules;
 mod schema;
@@ -30,9 +33,11 @@ mod tests;
 
 use super::{
     ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
-    ModuleRecord, Outcome, QueueStats, Recorded, Result, StateCounts, Tick, WorkflowFilter,
+    ModuleRecord, Outcome, Pruned, QueueStats, Recorded, Result, Retention, StateCounts, Tick,
+    WorkflowFilter,
 };
 use crate::clock::Millis;
+use crate::history::MinuteRow;
 use crate::job::{
     Job, JobDetail, JobId, NewJob, NewWorkflow, Submitted, Workflow, WorkflowDetail, WorkflowId,
 };
@@ -485,6 +490,42 @@ impl JobStore for SqliteStore {
     async fn fire_schedule(&self, tick: Tick, now: Millis) -> Result<Fired> {
         self.writer
             .call(move |conn| schedules::fire(conn, &tick, now))
+            .await
+    }
+
+    async fn prune_finished(&self, retention: Retention, now: Millis) -> Result<Pruned> {
+        // Lazy: rows a power loss brings back are deleted again.
+        self.writer
+            .call_with(Durability::Lazy, move |conn| {
+                retention::prune(conn, &retention, now)
+            })
+            .await
+    }
+
+    async fn add_history(&self, rows: Vec<MinuteRow>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // Lazy: a flush a power loss undoes costs only statistics.
+        self.writer
+            .call_with(Durability::Lazy, move |conn| history::add(conn, &rows))
+            .await
+    }
+
+    async fn history(
+        &self,
+        since: Millis,
+        until: Millis,
+        queue: Option<String>,
+    ) -> Result<Vec<MinuteRow>> {
+        self.readers
+            .read(move |conn| history::read(conn, since, until, queue.as_deref()))
+            .await
+    }
+
+    async fn prune_history(&self, before: Millis) -> Result<u64> {
+        self.writer
+            .call_with(Durability::Lazy, move |conn| history::prune(conn, before))
             .await
     }
 

@@ -6,6 +6,9 @@
 //! to [`LINGER`] for more outcomes to share it. When no other job is
 //! claimed or running it writes at once: an idle host adds no latency.
 //!
+//! Every outcome applied is counted in the queue's history tally (flushed
+//! to the store every few seconds, not one write per job).
+//!
 //! Each outcome is written or retried on its own merits. One too large to
 //! store becomes a recorded failure of its job (a host-made report saying
 //! why, and the decision for that). One that hit a passing failure (a busy
@@ -137,6 +140,7 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
             match result {
                 Ok(recorded) => {
                     if recorded == Recorded::Applied {
+                        queue.note_outcome(&finished.job, &finished.outcome);
                         changed.push(finished.outcome.lease.id);
                         due |= !matches!(finished.outcome.decision, Decision::Retry { .. });
                     }

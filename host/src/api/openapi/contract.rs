@@ -90,6 +90,7 @@ fn parameters(document: &mut Value, api: &ApiConfig) {
         ("list_jobs", "queue", queue_schema()),
         ("list_jobs", "schedule", queue_schema()),
         ("get_queue", "queue", queue_schema()),
+        ("history", "queue", queue_schema()),
         ("pause_queue", "queue", queue_schema()),
         ("resume_queue", "queue", queue_schema()),
         ("get_schedule", "name", queue_schema()),

@@ -45,6 +45,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/v6.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("schema/v7.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this code reads and writes.
@@ -290,6 +294,20 @@ mod tests {
         };
         let inserted = store.insert_jobs(vec![new], 2_000).await.unwrap();
         assert_eq!(inserted[0].job.id, 11, "upgrade from {from}");
+        // Version 7: the history table takes rows and gives them back.
+        let mut minute = crate::history::MinuteRow {
+            at: 60_000,
+            queue: "emails".to_owned(),
+            ..Default::default()
+        };
+        minute.counts.completed = 2;
+        minute.counts.wait.record(1_500);
+        store.add_history(vec![minute.clone()]).await.unwrap();
+        assert_eq!(
+            store.history(0, 120_000, None).await.unwrap(),
+            vec![minute],
+            "upgrade from {from}"
+        );
         store.close().await;
     }
 
