@@ -181,9 +181,11 @@ fn job_view(
         .attempts
         .iter()
         .map(|attempt| {
-            let left = 100.0 * (attempt.started_at - span_start).max(0) as f64 / span;
-            let width = (100.0 * (attempt.finished_at - attempt.started_at).max(0) as f64 / span)
-                .clamp(0.8, 100.0 - left.min(99.2));
+            let (left, width) = bar(
+                attempt.started_at - span_start,
+                attempt.finished_at - attempt.started_at,
+                span,
+            );
             let mut row = AttemptRow {
                 number: attempt.number,
                 outcome: "ok",
@@ -322,6 +324,18 @@ fn job_view(
     }
 }
 
+/// Where an attempt's bar sits on the timeline, in percent of `span`:
+/// its left edge and its width, at least a sliver wide and never past the
+/// end.
+fn bar(offset: Millis, duration: Millis, span: f64) -> (f64, f64) {
+    const SLIVER: f64 = 0.8;
+    let left = (100.0 * offset.max(0) as f64 / span).clamp(0.0, 100.0 - SLIVER);
+    let width = (100.0 * duration.max(0) as f64 / span)
+        .max(SLIVER)
+        .min(100.0 - left);
+    (left, width)
+}
+
 /// The workflow's jobs in id order (prerequisites are stored before their
 /// dependents), each indented one step deeper than its deepest
 /// prerequisite.
@@ -376,5 +390,23 @@ fn workflow_view(detail: WorkflowDetail, current: JobId) -> WorkflowView {
         name: detail.workflow.name.clone().unwrap_or_default(),
         state: detail.workflow.state().as_str(),
         nodes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn bars_stay_on_the_timeline() {
+        assert_eq!(bar(0, 50, 100.0), (0.0, 50.0));
+        let (left, width) = bar(99, 1, 100.0);
+        assert!(left + width <= 100.0 && width >= 0.8, "{left} {width}");
+        let (left, width) = bar(100, 0, 100.0);
+        assert!(left + width <= 100.0 && width >= 0.8, "{left} {width}");
+        // Instants past the span (a clock step) stay on it too.
+        let (left, width) = bar(250, 10, 100.0);
+        assert!(left + width <= 100.0 + 1e-9, "{left} {width}");
+        assert_eq!(bar(-5, -5, 100.0).0, 0.0);
     }
 }
