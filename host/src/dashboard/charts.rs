@@ -18,6 +18,10 @@ pub struct Bucket {
     pub p50_ms: Option<f64>,
     /// 95th percentile run time, in ms, when known.
     pub p95_ms: Option<f64>,
+    /// Median wait (from due to started), in ms, when known.
+    pub wait_p50_ms: Option<f64>,
+    /// 95th percentile wait, in ms, when known.
+    pub wait_p95_ms: Option<f64>,
 }
 
 /// Equal time buckets from `start`, oldest first.
@@ -169,55 +173,64 @@ pub fn failure_rate(activity: &Activity) -> String {
 
 /// Run time percentiles per bucket, as two lines (p50 and p95).
 pub fn latency(activity: &Activity) -> String {
+    percentile_lines(activity, "run time p50 and p95", |b| (b.p50_ms, b.p95_ms))
+}
+
+/// Wait percentiles per bucket (from due to started), as two lines.
+pub fn wait(activity: &Activity) -> String {
+    percentile_lines(activity, "wait p50 and p95", |b| {
+        (b.wait_p50_ms, b.wait_p95_ms)
+    })
+}
+
+type Pick = fn(&Bucket) -> (Option<f64>, Option<f64>);
+
+fn percentile_lines(activity: &Activity, title: &str, pick: Pick) -> String {
     let max = activity
         .buckets
         .iter()
-        .filter_map(|b| b.p95_ms.or(b.p50_ms))
+        .filter_map(|b| {
+            let (p50, p95) = pick(b);
+            p95.or(p50)
+        })
         .fold(0.0_f64, f64::max)
         .max(1.0);
     let mut body = String::new();
-    for (class, pick) in [
-        ("p95", (|b: &Bucket| b.p95_ms) as fn(&Bucket) -> Option<f64>),
-        ("p50", |b: &Bucket| b.p50_ms),
-    ] {
-        let points: Vec<String> = activity
+    for (class, second) in [("p95", true), ("p50", false)] {
+        let points: Vec<(f64, f64)> = activity
             .buckets
             .iter()
             .enumerate()
             .filter_map(|(i, b)| {
+                let (p50, p95) = pick(b);
+                let value = if second { p95 } else { p50 };
                 let (x, step) = bucket_x(activity, i);
-                pick(b).map(|v| format!("{:.1},{:.1}", x + step / 2.0, y_of(v, max)))
+                value.map(|v| (x + step / 2.0, y_of(v, max)))
             })
             .collect();
-        if points.len() == 1 {
-            body.push_str(&format!(
-                "<circle class=\"{class}\" cx=\"{}\" cy=\"{}\" r=\"2.5\"/>",
-                points[0].split(',').next().unwrap_or("0"),
-                points[0].split(',').nth(1).unwrap_or("0"),
-            ));
-        } else if !points.is_empty() {
-            body.push_str(&format!(
-                "<polyline class=\"{class}\" points=\"{}\"/>",
-                points.join(" ")
-            ));
+        match points.as_slice() {
+            [] => {}
+            [(x, y)] => body.push_str(&format!(
+                "<circle class=\"{class}\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\"/>"
+            )),
+            points => {
+                let list: Vec<String> = points
+                    .iter()
+                    .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                    .collect();
+                body.push_str(&format!(
+                    "<polyline class=\"{class}\" points=\"{}\"/>",
+                    list.join(" ")
+                ));
+            }
         }
     }
     frame(
-        "run time p50 and p95",
+        title,
         &body,
         activity,
         &super::format::millis(max.round() as i64),
     )
-}
-
-/// The `q` quantile (0 to 1) of `values`, nearest rank; `None` when empty.
-pub fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    Some(values[rank - 1])
 }
 
 #[cfg(test)]
@@ -234,6 +247,8 @@ mod tests {
                     failed: 1,
                     p50_ms: Some(10.0),
                     p95_ms: Some(40.0),
+                    wait_p50_ms: Some(2.0),
+                    wait_p95_ms: Some(3.0),
                 },
                 Bucket::default(),
                 Bucket {
@@ -241,6 +256,8 @@ mod tests {
                     failed: 2,
                     p50_ms: Some(5.0),
                     p95_ms: Some(5.0),
+                    wait_p50_ms: None,
+                    wait_p95_ms: None,
                 },
             ],
         }
@@ -275,6 +292,12 @@ mod tests {
         assert!(svg.contains("<polyline class=\"p50\""), "{svg}");
         assert!(svg.contains("<polyline class=\"p95\""), "{svg}");
         assert!(svg.contains(">40 ms</text>"), "{svg}");
+        let svg = wait(&activity());
+        assert!(
+            svg.contains("<circle class=\"p95\""),
+            "one bucket has waits: {svg}"
+        );
+        assert!(svg.contains(">3 ms</text>"), "{svg}");
     }
 
     #[test]
@@ -287,13 +310,5 @@ mod tests {
         let svg = throughput(&day);
         assert!(svg.contains(">Jan 01 00:00</text>"), "{svg}");
         assert!(svg.contains(">Jan 02 00:00</text>"), "{svg}");
-    }
-
-    #[test]
-    fn quantiles_by_nearest_rank() {
-        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
-        assert_eq!(quantile(&mut v, 0.5), Some(3.0));
-        assert_eq!(quantile(&mut v, 0.95), Some(5.0));
-        assert_eq!(quantile(&mut [], 0.5), None);
     }
 }

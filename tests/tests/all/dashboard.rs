@@ -182,11 +182,30 @@ async fn the_overview_shows_the_real_counts_and_failures() {
         page.body
             .contains("<span class=\"badge paused\">paused</span>")
     );
-    // The charts count what finished: 3 completed and 1 failed this hour.
+    // The charts are drawn from the per-minute history: nothing until the
+    // host writes what it counted, then 3 completed and 1 failed.
     assert!(
         page.body
-            .contains("3 completed · 1 failed · failure rate 25.0%"),
+            .contains("0 completed · 0 failed attempts (0 dead-lettered) · failure rate –"),
         "{}",
+        page.body
+    );
+    dash.host.queue.flush_history().await.unwrap();
+    let page = dash.get("/", None).await;
+    for span in ["activity-1", "activity-2"] {
+        let at = page.body.find(&format!("id=\"{span}\"")).unwrap();
+        assert!(
+            page.body[at..].starts_with(&format!(
+                "id=\"{span}\">3 completed · 1 failed attempts (1 dead-lettered) · \
+                 failure rate 25.0%"
+            )),
+            "{}",
+            &page.body[at..at + 200]
+        );
+    }
+    assert!(
+        page.body.contains("00:00: 3 completed, 1 failed"),
+        "a bar's tip: {}",
         page.body
     );
     assert!(page.body.contains("<svg class=\"chart\""));

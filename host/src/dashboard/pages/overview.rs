@@ -7,6 +7,7 @@ use crate::clock::Millis;
 use crate::dashboard::auth::Session;
 use crate::dashboard::charts::{self, Activity, Bucket};
 use crate::dashboard::format;
+use crate::history::{MINUTE_MS, MinuteCounts};
 use crate::job::{Job, JobId, JobState};
 use crate::queue;
 use crate::worker::Phase;
@@ -15,10 +16,6 @@ use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use std::collections::{BTreeMap, HashMap};
-
-/// How many finished jobs of each kind the charts read when built from
-/// the job list.
-const CHART_JOBS: usize = 1_000;
 
 /// One state and how many jobs are in it.
 pub struct StateCount {
@@ -51,8 +48,10 @@ pub struct ChartSet {
     throughput: String,
     failure_rate: String,
     latency: String,
+    wait: String,
     completed: String,
     failed: String,
+    dead_lettered: String,
     rate: String,
 }
 
@@ -207,77 +206,61 @@ async fn waiting_by_priority(state: &AppState) -> Result<(Vec<(u8, u64)>, bool),
     Ok((by_priority.into_iter().collect(), partial))
 }
 
-/// The last hour per minute and the last day per 15 minutes.
+/// The last hour per minute and the last day per 15 minutes, from the
+/// queue's per-minute history.
 async fn chart_sets(
     state: &AppState,
     now: Millis,
 ) -> Result<(Vec<ChartSet>, String), queue::Error> {
-    const MINUTE: Millis = 60_000;
-    let mut finished = list(state, Some(JobState::Completed), CHART_JOBS).await?;
-    let failed = list(state, Some(JobState::Failed), CHART_JOBS).await?;
-    let partial = finished.len() == CHART_JOBS || failed.len() == CHART_JOBS;
-    finished.extend(failed);
-    let spans = [("last hour", MINUTE, 60), ("last day", 15 * MINUTE, 96)];
-    let charts = spans
-        .into_iter()
-        .map(|(span, width, n)| {
-            let activity = activity_of(&finished, now, width, n);
-            ChartSet {
-                span,
-                throughput: charts::throughput(&activity),
-                failure_rate: charts::failure_rate(&activity),
-                latency: charts::latency(&activity),
-                completed: format::count(activity.completed()),
-                failed: format::count(activity.failed()),
-                rate: activity
-                    .failure_rate()
-                    .map_or_else(|| "–".to_owned(), |r| format!("{r:.1}%")),
-            }
-        })
-        .collect();
-    let mut source = "Jobs by the time they finished: completed, or failed into the dead letter \
-                      (retried attempts are not counted); run time from start to finish of the \
-                      last attempt."
-        .to_owned();
-    if partial {
-        source.push_str(&format!(
-            " Drawn from the latest {CHART_JOBS} completed and {CHART_JOBS} failed jobs only."
-        ));
+    let spans = [
+        ("last hour", MINUTE_MS, 60),
+        ("last day", 15 * MINUTE_MS, 96),
+    ];
+    let mut charts = Vec::new();
+    for (span, width, n) in spans {
+        // The buckets end with the one holding now.
+        let end = (now / width + 1) * width;
+        let start = end - width * n as Millis;
+        let counts = state.queue.history_spans(start, end, width).await?;
+        let activity = Activity {
+            start,
+            width_ms: width,
+            buckets: counts.iter().map(bucket_of).collect(),
+        };
+        let dead_lettered: u64 = counts.iter().map(|c| c.dead_lettered).sum();
+        charts.push(ChartSet {
+            span,
+            throughput: charts::throughput(&activity),
+            failure_rate: charts::failure_rate(&activity),
+            latency: charts::latency(&activity),
+            wait: charts::wait(&activity),
+            completed: format::count(activity.completed()),
+            failed: format::count(activity.failed()),
+            dead_lettered: format::count(dead_lettered),
+            rate: activity
+                .failure_rate()
+                .map_or_else(|| "–".to_owned(), |r| format!("{r:.1}%")),
+        });
     }
+    let flush = format::millis(state.queue.config().history_flush_ms as i64);
+    let source = format!(
+        "From the per-minute history of every queue: jobs completed and attempts failed \
+         (retried or dead-lettered), run time from start to end of each attempt, wait from \
+         due to started. This host writes what it counted every {flush}; percentiles are \
+         within about 20%."
+    );
     Ok((charts, source))
 }
 
-/// Buckets of `width` ending at the one holding `now`, filled from the
-/// finished jobs.
-fn activity_of(jobs: &[Job], now: Millis, width: Millis, n: usize) -> Activity {
-    let end = (now / width + 1) * width;
-    let start = end - width * n as Millis;
-    let mut buckets = vec![Bucket::default(); n];
-    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); n];
-    for job in jobs {
-        let Some(finished) = job.finished_at else {
-            continue;
-        };
-        if finished < start || finished >= end {
-            continue;
-        }
-        let i = ((finished - start) / width) as usize;
-        match job.state {
-            JobState::Completed => buckets[i].completed += 1,
-            JobState::Failed => buckets[i].failed += 1,
-            _ => continue,
-        }
-        if let Some(started) = job.started_at {
-            runs[i].push((finished - started).max(0) as f64);
-        }
-    }
-    for (bucket, runs) in buckets.iter_mut().zip(&mut runs) {
-        bucket.p50_ms = charts::quantile(runs, 0.5);
-        bucket.p95_ms = charts::quantile(runs, 0.95);
-    }
-    Activity {
-        start,
-        width_ms: width,
-        buckets,
+/// A chart bucket from a span of history.
+fn bucket_of(counts: &MinuteCounts) -> Bucket {
+    let ms = |h: &crate::history::Histogram, q: f64| h.quantile_ms(q).map(|v| v as f64);
+    Bucket {
+        completed: counts.completed,
+        failed: counts.failed,
+        p50_ms: ms(&counts.run, 0.5),
+        p95_ms: ms(&counts.run, 0.95),
+        wait_p50_ms: ms(&counts.wait, 0.5),
+        wait_p95_ms: ms(&counts.wait, 0.95),
     }
 }
