@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tower::ServiceExt;
 use wasmjob::api::{ApiConfig, router};
 use wasmjob::job::JobState;
+use wasmjob::policy::JobSpec;
 use wasmjob::queue::QueueConfig;
 use wasmjob_tests::HANG;
 use wasmjob_tests::guests;
@@ -214,6 +216,49 @@ async fn the_dashboard_in_a_real_browser() {
         paused: false,
     };
     host.queue.put_schedule(schedule, false).await.unwrap();
+    // A paused queue with work waiting.
+    for name in ["monthly", "weekly"] {
+        let spec = JobSpec {
+            queue: Some("reports".to_owned()),
+            ..host.job("hello", json!({"name": name}))
+        };
+        host.submit(spec).await;
+    }
+    host.queue.set_paused("reports", true).await.unwrap();
+    // A workflow, for its graph.
+    let order = json!({"name": "order-42", "jobs": [
+        {"name": "payment", "module": "hello", "input": {"name": "payment"}},
+        {"name": "inventory", "module": "hello", "input": {"name": "inventory"}},
+        {"name": "shipping", "module": "hello", "input": {"name": "shipping"},
+         "depends_on": ["payment", "inventory"]},
+        {"name": "email", "module": "hello", "input": {"name": "email"},
+         "depends_on": ["shipping"]},
+    ]});
+    let response = router(host.queue.clone(), ApiConfig::default())
+        .oneshot(
+            axum::http::Request::post("/v1/workflows")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(order.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let workflow: Value = serde_json::from_slice(&body).unwrap();
+    for node in workflow["nodes"].as_array().unwrap() {
+        done.push(node["id"].as_i64().unwrap());
+    }
+    let shipping = workflow["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "shipping")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
     host.start_workers();
     for &id in &done {
         host.wait_job(id, |d| d.job.state.is_final())
@@ -221,6 +266,8 @@ async fn the_dashboard_in_a_real_browser() {
             .expect("the job ends");
     }
     host.wait_for(dead, JobState::Failed).await;
+    // What the charts draw: the host writes its counts every few seconds.
+    host.queue.flush_history().await.unwrap();
     let completed = host
         .queue
         .counts()
@@ -289,6 +336,14 @@ async fn the_dashboard_in_a_real_browser() {
         .unwrap();
     text_of(&client, "#attempts").await;
     screenshot(&client, "job-logs").await;
+
+    // A job of a workflow shows its graph.
+    client
+        .goto(&format!("{base}/jobs/{shipping}"))
+        .await
+        .unwrap();
+    assert!(text_of(&client, "#workflow").await.contains("email"));
+    screenshot(&client, "workflow").await;
 
     // The dead letter, and a requeue from it: the job runs again (and,
     // being fatal, fails again), which its page shows live.
