@@ -76,6 +76,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// This host's OpenAPI document (its ceilings are the policy's).
     openapi: Arc<str>,
+    /// The dashboard's session and CSRF keys.
+    pub(crate) sessions: Arc<crate::dashboard::Sessions>,
 }
 
 /// Which part of the app a route belongs to: decides where it is mounted,
@@ -234,13 +236,17 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 /// `/v1/openapi.json`; so does `/metrics` unless `metrics_public`;
 /// `/healthz` and `/readyz` are public. Module uploads
 /// are bounded by `max_module_bytes`, every other body by `max_body_bytes`.
-/// Unknown paths are a JSON 404.
+/// Unknown paths are a JSON 404. The dashboard's HTML pages
+/// ([`crate::dashboard`]) are merged in at `/` and beside it; they are not
+/// part of the route table nor of the OpenAPI document.
 pub fn router(queue: Queue, config: ApiConfig) -> Router {
     let openapi = openapi::json_for(queue.policy(), &config).into();
+    let sessions = Arc::new(crate::dashboard::Sessions::new(config.token.as_deref()));
     let state = AppState {
         queue,
         config: Arc::new(config),
         openapi,
+        sessions,
     };
     let mut modules = Router::new();
     let mut jobs = Router::new();
@@ -270,6 +276,7 @@ pub fn router(queue: Queue, config: ApiConfig) -> Router {
         scraped = scraped.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     }
     root.merge(scraped)
+        .merge(crate::dashboard::router(state.clone()))
         .nest("/v1", v1)
         .fallback(not_found)
         .with_state(state)

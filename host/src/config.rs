@@ -13,9 +13,9 @@ use crate::policy::{
     Ceilings, Defaults, Escalation, LimitsSpec, Policy, QueueDefaults, RetryPolicy, RetrySpec,
 };
 use crate::queue::QueueConfig;
+use crate::store::Retention;
 use crate::worker::Scaling;
 use crate::worker::scale::{DEFAULT_CPU_BUSY, DEFAULT_IDLE_MS};
-use crate::store::Retention;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -18,10 +18,12 @@
 //!   scheduler.
 //! - [`worker`] and [`scheduler`]: the pool (claim, run, record) and the
 //!   background services (rescue, aging).
-//! - [`api`]: the only module that knows HTTP (as a server); [`client`]
-//!   and [`cli`]: the command line.
+//! - [`api`]: the only module that knows HTTP (as a server), with
+//!   [`dashboard`], its HTML pages; [`client`] and [`cli`]: the command
+//!   line.
 //! - [`alerts`]: webhooks for dead-lettered jobs and queues waiting too
 //!   long, delivered off the job path.
+//! - [`metrics`]: this host's Prometheus metrics.
 //! - [`history`]: per-minute counts and duration buckets of each queue,
 //!   and the percentiles derived from them.
 //! - [`config`], [`clock`], [`units`]: configuration, time, and parsing of
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod grants;
 pub mod history;

@@ -702,6 +702,9 @@ fn json_logs_follow_a_job_from_submission_to_its_record() {
         "{steps:?}"
     );
     server.signal("TERM");
+}
+
+#[test]
 fn history_written_at_shutdown_is_shown_by_the_cli_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);

@@ -2,8 +2,10 @@
 
 mod alerts;
 mod api;
+mod browser;
 mod command;
 mod component;
+mod dashboard;
 mod follow_ups;
 mod history;
 mod leases;
