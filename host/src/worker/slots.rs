@@ -3,7 +3,7 @@
 //!
 //! A slot is a place for one running job. The pool runs at most
 //! [`Slots::target`] jobs at once: the dispatcher takes a permit of the
-//! slots' semaphore before it starts a job, then [`Slots::occupy`] puts the
+//! slots' semaphore before it starts a job, then `Slots::occupy` puts the
 //! job in an idle slot. The scaler moves the target between the pool's
 //! minimum and maximum ([`Slots::set_target`]); the watchdog declares a
 //! slot stuck when its job has not come back long after its deadline

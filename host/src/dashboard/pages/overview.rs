@@ -65,6 +65,12 @@ pub struct OverviewView {
     concurrency: usize,
     busy: usize,
     buffered: usize,
+    /// Slots declared stuck.
+    stuck: usize,
+    /// The pool's bounds, when it scales (`min`, `max`).
+    scaling: Option<(usize, usize)>,
+    /// The latest resizes, newest first: (when, from, to, why).
+    resizes: Vec<(String, usize, usize, &'static str)>,
     running: Vec<RunningRow>,
     failures: Vec<FailureRow>,
     charts: Vec<ChartSet>,
@@ -128,6 +134,8 @@ async fn overview_view(state: &AppState) -> Result<OverviewView, queue::Error> {
         .collect();
     let (priorities, priorities_partial) = waiting_by_priority(state).await?;
     let held = queue.registry().snapshot();
+    let slots = queue.slots().counts();
+    let scaling = queue.config().scaling();
     let running_jobs: HashMap<JobId, Job> = list(state, Some(JobState::Running), 1_000)
         .await?
         .into_iter()
@@ -180,9 +188,19 @@ async fn overview_view(state: &AppState) -> Result<OverviewView, queue::Error> {
         queues,
         priorities,
         priorities_partial,
-        concurrency: queue.config().concurrency,
+        concurrency: slots.target,
         busy: running.len(),
         buffered,
+        stuck: slots.stuck,
+        scaling: (!scaling.is_fixed()).then_some((scaling.min, scaling.max)),
+        resizes: queue
+            .slots()
+            .changes()
+            .into_iter()
+            .rev()
+            .take(3)
+            .map(|r| (format::millis(now - r.at), r.from, r.to, r.reason))
+            .collect(),
         running,
         failures,
         charts,
