@@ -247,7 +247,9 @@ impl From<MinuteRow> for HistoryMinute {
 
 /// The minute `at` falls in.
 pub fn minute_of(at: Millis) -> Millis {
-    at.div_euclid(MINUTE_MS) * MINUTE_MS
+    // Saturating: the earliest representable minute starts before the
+    // earliest representable millisecond.
+    at.div_euclid(MINUTE_MS).saturating_mul(MINUTE_MS)
 }
 
 /// What one host counted since its last flush, by minute and queue.
