@@ -43,33 +43,22 @@ pub struct Cli {
     /// life).
     #[arg(long, global = true, env = "WASMJOB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Export spans (a job's submission and each attempt, joined to the
+    /// trace of the request's `traceparent`) to this OTLP/HTTP collector,
+    /// e.g. `http://127.0.0.1:4318`. The standard `OTEL_EXPORTER_OTLP_*`
+    /// variables are honoured too. Needs a build with the `otel` feature.
+    #[arg(long, global = true, env = "WASMJOB_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Text for a person.
-    Human,
-    /// One JSON object per line, for a log pipeline.
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
-/// Sends `tracing` events to stderr in `format`, filtered by `RUST_LOG`
-/// (default `warn`).
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-    }
+/// Installs the process's logging (and span export, when `cli` asks for
+/// it); the guard keeps the export running. An error is the one line to
+/// print before exiting with [`EXIT_USAGE`].
+pub fn init_logging(cli: &Cli) -> Result<crate::telemetry::Guard, String> {
+    let export = crate::telemetry::Export::from_environment(cli.otlp_endpoint.clone());
+    crate::telemetry::init(cli.log_format, &export)
 }
 
 /// The subcommands.

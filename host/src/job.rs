@@ -9,6 +9,9 @@ use crate::policy::RetryPolicy;
 use crate::report::AttemptReport;
 use std::fmt;
 
+mod trace;
+pub use trace::TraceParent;
+
 /// Most urgent priority.
 pub const PRIORITY_CRITICAL: u8 = 0;
 /// Least urgent priority.
@@ -149,6 +152,9 @@ pub struct NewJob {
     pub node: Option<String>,
     /// The grants of its module it runs with; all of them when `None`.
     pub grants: Option<Vec<String>>,
+    /// The trace its attempts join: the submitting request's
+    /// `traceparent`, or its parent job's span.
+    pub trace: Option<TraceParent>,
 }
 
 /// What a dependent does when a prerequisite ends without completing.
@@ -284,6 +290,8 @@ pub struct Job {
     pub schedule: Option<String>,
     /// The grants of its module it runs with; all of them when `None`.
     pub grants: Option<Vec<String>>,
+    /// The trace its attempts join, if its submission carried one.
+    pub trace: Option<TraceParent>,
 }
 
 /// A submitted job: stored now, or an existing job with the same unique

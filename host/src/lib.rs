@@ -23,7 +23,8 @@
 //!   line.
 //! - [`alerts`]: webhooks for dead-lettered jobs and queues waiting too
 //!   long, delivered off the job path.
-//! - [`metrics`]: this host's Prometheus metrics.
+//! - [`metrics`]: this host's Prometheus metrics; [`telemetry`]: its logs
+//!   and traces (OTLP export with the `otel` feature).
 //! - [`history`]: per-minute counts and duration buckets of each queue,
 //!   and the percentiles derived from them.
 //! - [`config`], [`clock`], [`units`]: configuration, time, and parsing of
@@ -54,5 +55,6 @@ pub mod report;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;
+pub mod telemetry;
 pub mod units;
 pub mod worker;

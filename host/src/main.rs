@@ -32,6 +32,12 @@ fn main() -> ExitCode {
         default_hook(info);
     }));
     let cli = wasmjob::cli::Cli::parse();
-    wasmjob::cli::init_logging(cli.log_format);
+    let _telemetry = match wasmjob::cli::init_logging(&cli) {
+        Ok(guard) => guard,
+        Err(message) => {
+            eprintln!("wasmjob: {message}");
+            return ExitCode::from(wasmjob::cli::EXIT_USAGE);
+        }
+    };
     wasmjob::cli::run(cli)
 }

@@ -20,7 +20,7 @@ use crate::grants::{Capabilities, Grants};
 use crate::history::{HistoryMinute, MinuteCounts, Tally, minute_of};
 use crate::job::{
     Dependency, Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, OnFailure, Prereq,
-    Submitted, Workflow, WorkflowDetail, WorkflowId,
+    Submitted, TraceParent, Workflow, WorkflowDetail, WorkflowId,
 };
 use crate::metrics::{Metrics, PoolSnapshot, Snapshot};
 use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
@@ -606,6 +606,7 @@ impl Queue {
     pub async fn admit_follow_ups(
         &self,
         follow_ups: Vec<FollowUp>,
+        trace: Option<TraceParent>,
         now: Millis,
     ) -> Result<Vec<NewJob>, FollowUpRefused> {
         let names: Vec<Option<String>> = follow_ups.iter().map(|f| f.name.clone()).collect();
@@ -631,6 +632,7 @@ impl Queue {
                 delay_ms: follow_up.delay_ms,
                 depends_on,
                 node: follow_up.name,
+                trace,
                 ..JobSpec::new(follow_up.module, follow_up.input)
             };
             match self.admit(spec, index, now).await {

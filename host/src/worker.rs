@@ -41,6 +41,8 @@ use tokio::task::JoinHandle;
 pub(crate) struct Finished {
     job: Job,
     outcome: Outcome,
+    /// The attempt's span, kept open until its outcome is recorded.
+    span: tracing::Span,
 }
 
 /// How long interrupted jobs get to end at shutdown before their tasks
@@ -238,6 +240,7 @@ fn release(
         let _ = results.send(Finished {
             job: claimed.job,
             outcome,
+            span: tracing::Span::none(),
         });
     }
 }

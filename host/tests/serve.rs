@@ -21,6 +21,11 @@ impl Server {
     /// no test here is about a lease expiring, and a host starved of CPU
     /// for a moment must not see its live jobs rescued.
     fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`start`](Self::start) with environment variables set.
+    fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let lease: &[&str] = if extra.contains(&"--lease") {
             &[]
         } else {
@@ -32,6 +37,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -634,6 +640,11 @@ fn a_failed_attempt_replays_locally_exactly_as_it_ran() {
     }
 }
 
+/// A caller's trace context (the W3C specification's example).
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// Its trace id.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
 #[test]
 fn json_logs_follow_a_job_from_submission_to_its_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -663,8 +674,16 @@ fn json_logs_follow_a_job_from_submission_to_its_record() {
     };
     let mut server = Server { child, base };
     let hello = server.upload(guests::HELLO);
-    let id = server.submit(json!({"module": hello, "input": {"name": "logs"}}));
-    server.wait_final(id);
+    let mut response = ureq::post(&server.url("/v1/jobs"))
+        .header("traceparent", TRACEPARENT)
+        .send_json(json!({"module": hello, "input": {"name": "logs"}}))
+        .unwrap();
+    let id = response.body_mut().read_json::<Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let job = server.wait_final(id);
+    // Spans are not exported here: the job keeps the caller's context.
+    assert_eq!(job["traceparent"], TRACEPARENT, "{job}");
     // Every line after the address is one JSON object; this job's are
     // named by its id, its life's steps in order.
     let mut steps = Vec::new();
@@ -691,6 +710,7 @@ fn json_logs_follow_a_job_from_submission_to_its_record() {
                     "{event}"
                 );
                 assert_eq!(event["span"]["attempt"], 1, "{event}");
+                assert_eq!(event["span"]["trace_id"], TRACE_ID, "{event}");
                 assert_eq!(fields["decision"], "complete", "{event}");
             }
             steps.push(message);
@@ -731,4 +751,181 @@ fn history_written_at_shutdown_is_shown_by_the_cli_after_a_restart() {
         table.contains("COMPLETED") && table.contains("default"),
         "{table}"
     );
+}
+
+/// A stand-in OTLP/HTTP collector: answers every request 200 and keeps
+/// each body, by path.
+#[cfg(feature = "otel")]
+struct Collector {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+/// A request's path and body.
+#[cfg(feature = "otel")]
+type Received = (String, Vec<u8>);
+
+#[cfg(feature = "otel")]
+impl Collector {
+    fn start() -> Collector {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = std::sync::Arc::default();
+        let kept = std::sync::Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let kept = std::sync::Arc::clone(&kept);
+                std::thread::spawn(move || Collector::serve(stream, &kept));
+            }
+        });
+        Collector { url, received }
+    }
+
+    /// Reads HTTP/1.1 requests with a `content-length` off `stream` until
+    /// it closes.
+    fn serve(stream: std::net::TcpStream, kept: &std::sync::Mutex<Vec<(String, Vec<u8>)>>) {
+        use std::io::{Read, Write};
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        loop {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                return;
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap().to_owned();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(':').unwrap();
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            kept.lock().unwrap().push((path, body));
+            (&stream)
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                      content-length: 2\r\n\r\n{}",
+                )
+                .unwrap();
+        }
+    }
+
+    /// Every span received (OTLP JSON), with its resource's `service.name`
+    /// as `service`.
+    fn spans(&self) -> Vec<Value> {
+        let mut spans = Vec::new();
+        for (path, body) in self.received.lock().unwrap().iter() {
+            assert_eq!(path, "/v1/traces");
+            let export: Value = serde_json::from_slice(body).unwrap();
+            for resource in export["resourceSpans"].as_array().unwrap() {
+                let service = attribute(&resource["resource"], "service.name");
+                for scope in resource["scopeSpans"].as_array().unwrap() {
+                    for span in scope["spans"].as_array().unwrap() {
+                        let mut span = span.clone();
+                        span["service"] = service.clone();
+                        spans.push(span);
+                    }
+                }
+            }
+        }
+        spans
+    }
+}
+
+/// The value of an OTLP attribute of `holder` (a span or a resource), as
+/// a string or a number.
+#[cfg(feature = "otel")]
+fn attribute(holder: &Value, key: &str) -> Value {
+    let Some(found) = holder["attributes"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["key"] == key))
+    else {
+        return Value::Null;
+    };
+    let value = &found["value"];
+    if let Some(text) = value["stringValue"].as_str() {
+        return json!(text);
+    }
+    match &value["intValue"] {
+        // Protobuf's JSON mapping writes 64-bit integers as strings.
+        Value::String(text) => json!(text.parse::<i64>().unwrap()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(feature = "otel")]
+#[test]
+fn spans_are_exported_over_otlp_in_the_trace_of_the_submitting_request() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with_env(
+        dir.path(),
+        &["--otlp-endpoint", &collector.url],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+    );
+    let hello = server.upload(guests::HELLO);
+    let mut response = ureq::post(&server.url("/v1/jobs"))
+        .header("traceparent", TRACEPARENT)
+        .send_json(json!({"module": hello, "input": {"name": "traced"}}))
+        .unwrap();
+    let id = response.body_mut().read_json::<Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let job = server.wait_final(id);
+    assert_eq!(job["state"], "completed", "{job}");
+    // A job without a traceparent is in no caller's trace, but still in
+    // one: the host's submission span starts it.
+    let untraced = server.submit(json!({"module": hello, "input": {"name": "new trace"}}));
+    let untraced = server.wait_final(untraced);
+    // SIGTERM: the host sends the spans still buffered before it exits.
+    server.signal("TERM");
+
+    let spans = collector.spans();
+    let submit = spans
+        .iter()
+        .find(|s| s["name"] == "submit" && s["traceId"] == TRACE_ID)
+        .unwrap_or_else(|| panic!("no submit span in the caller's trace: {spans:#?}"));
+    assert_eq!(submit["parentSpanId"], "00f067aa0ba902b7", "{submit}");
+    assert_eq!(submit["service"], "wasmjob", "{submit}");
+    // The job carries the submission span as its parent.
+    let submit_id = submit["spanId"].as_str().unwrap();
+    assert_eq!(
+        job["traceparent"],
+        format!("00-{TRACE_ID}-{submit_id}-01"),
+        "{job}"
+    );
+    let attempt = spans
+        .iter()
+        .find(|s| s["name"] == "job" && attribute(s, "job_id") == json!(id))
+        .unwrap_or_else(|| panic!("no span of job {id}: {spans:#?}"));
+    assert_eq!(attempt["traceId"], TRACE_ID, "{attempt}");
+    assert_eq!(attempt["parentSpanId"], submit_id, "{attempt}");
+    assert_eq!(attribute(attempt, "attempt"), json!(1), "{attempt}");
+    assert_eq!(attribute(attempt, "queue"), json!("default"), "{attempt}");
+    let events: Vec<&str> = attempt["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        events.contains(&"attempt ended") && events.contains(&"recorded"),
+        "the span lasts until the outcome is recorded: {events:?}"
+    );
+
+    let carried = untraced["traceparent"].as_str().unwrap();
+    let trace_id = &carried[3..35];
+    assert_ne!(trace_id, TRACE_ID);
+    let attempt = spans
+        .iter()
+        .find(|s| s["name"] == "job" && attribute(s, "job_id") == untraced["id"])
+        .unwrap_or_else(|| panic!("no span of the untraced job: {spans:#?}"));
+    assert_eq!(attempt["traceId"], trace_id, "{attempt}");
 }

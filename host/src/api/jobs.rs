@@ -7,16 +7,17 @@ use super::openapi::Unauthorized;
 use super::views::{self, BackoffView, JobSummary, JobView};
 use super::workflows::JobDependency;
 use super::{ApiError, AppState};
-use crate::job::{JobId, JobState};
+use crate::job::{JobId, JobState, TraceParent};
 use crate::policy::{Invalid, JobSpec, LimitsSpec, RetrySpec, UniqueSpec};
 use crate::queue;
 use crate::store::JobFilter;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 
 /// Most jobs in one batch submission.
@@ -118,6 +119,8 @@ impl SubmitJob {
             node: None,
             grants: self.grants,
             run_at,
+            // The request's `traceparent` header, set by the handler.
+            trace: None,
         })
     }
 }
@@ -248,6 +251,34 @@ pub(super) fn refused(error: queue::Error, batch: bool) -> ApiError {
     }
 }
 
+/// The trace header a submission may carry.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct TraceHeader {
+    /// The caller's W3C Trace Context (`00-<trace id>-<span id>-<flags>`):
+    /// the jobs' attempts join that trace (their spans descend from it,
+    /// and their log lines carry its `trace_id`). A malformed value is
+    /// ignored, as the Trace Context specification says.
+    #[allow(dead_code)]
+    traceparent: Option<String>,
+}
+
+/// Runs `submit`, a submission of jobs, in a `submit` span that descends
+/// from the request's `traceparent`, giving it the trace context its jobs
+/// carry.
+pub(super) async fn traced<F: Future>(
+    headers: &HeaderMap,
+    submit: impl FnOnce(Option<TraceParent>) -> F,
+) -> F::Output {
+    let incoming = headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceParent::parse);
+    let span = crate::telemetry::submit_span(incoming);
+    let trace = crate::telemetry::carried(&span, incoming);
+    submit(trace).instrument(span).await
+}
+
 /// Submit a job.
 ///
 /// Unset fields take the server's defaults; the job is stored durably
@@ -258,6 +289,7 @@ pub(super) fn refused(error: queue::Error, batch: bool) -> ApiError {
     operation_id = "submit_job",
     tag = "jobs",
     request_body = SubmitJob,
+    params(TraceHeader),
     responses(
         (status = 201, description = "Stored, durably.", body = JobSummary),
         (status = 200, description = "Not stored: a job with the same unique key in the \
@@ -278,17 +310,19 @@ pub(super) fn refused(error: queue::Error, batch: bool) -> ApiError {
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<SubmitJob>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
     let Json(request) = body?;
-    let spec = request
+    let mut spec = request
         .into_spec()
         .map_err(|invalid| ApiError::invalid(invalid.to_string()))?;
-    let mut jobs = state
-        .queue
-        .submit(vec![spec])
-        .await
-        .map_err(|e| refused(e, false))?;
+    let mut jobs = traced(&headers, |trace| {
+        spec.trace = trace;
+        state.queue.submit(vec![spec])
+    })
+    .await
+    .map_err(|e| refused(e, false))?;
     let submitted = jobs.remove(0);
     let status = if submitted.created {
         StatusCode::CREATED
@@ -307,6 +341,7 @@ pub async fn submit(
     operation_id = "submit_batch",
     tag = "jobs",
     request_body = SubmitBatch,
+    params(TraceHeader),
     responses(
         (status = 201, description = "Every job stored in one durable commit.",
             body = JobBatch),
@@ -324,6 +359,7 @@ pub async fn submit(
 )]
 pub async fn submit_batch(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<SubmitBatch>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobBatch>), ApiError> {
     let Json(batch) = body?;
@@ -336,7 +372,7 @@ pub async fn submit_batch(
             batch.jobs.len()
         )));
     }
-    let specs = batch
+    let mut specs: Vec<JobSpec> = batch
         .jobs
         .into_iter()
         .enumerate()
@@ -345,11 +381,14 @@ pub async fn submit_batch(
                 .map_err(|invalid| ApiError::invalid(invalid.within("jobs", index).to_string()))
         })
         .collect::<Result<_, _>>()?;
-    let jobs = state
-        .queue
-        .submit(specs)
-        .await
-        .map_err(|e| refused(e, true))?;
+    let jobs = traced(&headers, |trace| {
+        for spec in &mut specs {
+            spec.trace = trace;
+        }
+        state.queue.submit(specs)
+    })
+    .await
+    .map_err(|e| refused(e, true))?;
     Ok((
         StatusCode::CREATED,
         Json(JobBatch {

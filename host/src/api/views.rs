@@ -250,6 +250,17 @@ pub struct JobSummary {
     /// The grants of its module it runs with; `null`: all of them.
     #[schema(required = true)]
     grants: Option<Vec<String>>,
+    /// The W3C trace context its attempts' spans descend from: the
+    /// submitting request's `traceparent` (or, with span export on, the
+    /// host's submission span), or its parent job's attempt. Absent when
+    /// none was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        nullable = false,
+        pattern = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    )]
+    traceparent: Option<String>,
 }
 
 impl JobSummary {
@@ -278,6 +289,7 @@ impl JobSummary {
             parent: job.parent,
             schedule: job.schedule,
             grants: job.grants,
+            traceparent: job.trace.map(|trace| trace.to_string()),
         }
     }
 }

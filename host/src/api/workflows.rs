@@ -14,7 +14,7 @@ use crate::store::WorkflowFilter;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -348,6 +348,7 @@ impl SubmitWorkflow {
     operation_id = "submit_workflow",
     tag = "workflows",
     request_body = SubmitWorkflow,
+    params(super::jobs::TraceHeader),
     responses(
         (status = 201, description = "Stored, durably.", body = WorkflowView),
         (status = 400, description = "`invalid_json`: malformed, an unknown field or a wrong \
@@ -366,17 +367,21 @@ impl SubmitWorkflow {
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<SubmitWorkflow>, JsonRejection>,
 ) -> Result<(StatusCode, Json<WorkflowView>), ApiError> {
     let Json(workflow) = body?;
-    let spec = workflow
+    let mut spec = workflow
         .into_spec()
         .map_err(|invalid| ApiError::invalid(invalid.to_string()))?;
-    let (id, _) = state
-        .queue
-        .submit_workflow(spec)
-        .await
-        .map_err(|e| super::jobs::refused(e, true))?;
+    let (id, _) = super::jobs::traced(&headers, |trace| {
+        for node in &mut spec.jobs {
+            node.job.trace = trace;
+        }
+        state.queue.submit_workflow(spec)
+    })
+    .await
+    .map_err(|e| super::jobs::refused(e, true))?;
     let detail = state.queue.workflow(id).await?;
     Ok((StatusCode::CREATED, Json(detail.into())))
 }

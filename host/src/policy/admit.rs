@@ -4,7 +4,7 @@
 
 use super::{Backoff, Bound, Policy, RetryPolicy, UNIQUE_KEY_MAX, validate_queue_name};
 use crate::clock::Millis;
-use crate::job::{DEFAULT_QUEUE, Dependency, ModuleRef, NewJob, PRIORITY_LOW, Unique};
+use crate::job::{DEFAULT_QUEUE, Dependency, ModuleRef, NewJob, PRIORITY_LOW, TraceParent, Unique};
 use crate::json::Json;
 use crate::limits::Limits;
 use serde::Deserialize;
@@ -44,6 +44,8 @@ pub struct JobSpec {
     /// cannot have waited before it existed (aging counts from it). With
     /// `delay_ms` too, the later of the two holds.
     pub run_at: Option<Millis>,
+    /// The trace its attempts join (a submission's `traceparent`).
+    pub trace: Option<TraceParent>,
 }
 
 impl JobSpec {
@@ -63,6 +65,7 @@ impl JobSpec {
             node: None,
             grants: None,
             run_at: None,
+            trace: None,
         }
     }
 }
@@ -243,6 +246,7 @@ impl Policy {
             depends_on: spec.depends_on,
             node: spec.node,
             grants,
+            trace: spec.trace,
             // Both are "not before": the later one holds.
             run_at: now
                 .saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX))

@@ -146,6 +146,7 @@ mod tests {
             parent: None,
             schedule: None,
             grants: None,
+            trace: None,
         }
     }
 

@@ -138,6 +138,7 @@ impl Fixture {
             depends_on: Vec::new(),
             node: None,
             grants: None,
+            trace: None,
         }
     }
 

@@ -142,6 +142,7 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
                     if recorded == Recorded::Applied {
                         let metrics = queue.metrics();
                         queue.note_outcome(&finished.job, &finished.outcome);
+                        let _span = finished.span.enter();
                         tracing::info!(
                             job_id = finished.job.id,
                             queue = %finished.job.queue,
@@ -194,7 +195,7 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
 /// report says why, and the policy decides what follows (a result too
 /// large to store would be the same again, so that is not retryable).
 fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) -> Finished {
-    let Finished { job, outcome } = finished;
+    let Finished { job, outcome, span } = finished;
     tracing::warn!(job_id = job.id, %message);
     let ending = Ending::HostFailed { retryable };
     let decision = queue.policy().decide(&job, ending, outcome.at);
@@ -213,5 +214,5 @@ fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) 
         ..outcome
     };
     debug_assert_ne!(outcome.decision, Decision::Release);
-    Finished { job, outcome }
+    Finished { job, outcome, span }
 }

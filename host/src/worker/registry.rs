@@ -353,6 +353,7 @@ mod tests {
                 parent: None,
                 schedule: None,
                 grants: None,
+                trace: None,
             },
             input: Json::null(),
             token: token.to_owned(),

@@ -42,14 +42,7 @@ pub(super) async fn supervised(
         token: claimed.token.clone(),
     };
     let started_at = queue.now();
-    let span = tracing::info_span!(
-        "job",
-        job_id = held.id,
-        queue = %held.queue,
-        module = %held.module,
-        attempt = held.attempt,
-        slot = slot.id(),
-    );
+    let span = crate::telemetry::job_span(&held, slot.id());
     let attempt = async {
         tracing::debug!("attempt started");
         match fault {
@@ -85,7 +78,7 @@ pub(super) async fn supervised(
             () = tokio::time::sleep(HEARTBEAT) => slot.beat(queue.now()),
         }
     };
-    let finished = match ended {
+    let mut finished = match ended {
         Ok(finished) => finished,
         Err(panic) => {
             let _entered = span.enter();
@@ -107,6 +100,7 @@ pub(super) async fn supervised(
         Decision::Retry { .. } | Decision::DeadLetter
     );
     slot.finish(failed, queue.now());
+    finished.span = span;
     // The recorder outlives every job task.
     let _ = results.send(finished);
 }
@@ -150,7 +144,11 @@ pub(super) fn host_failure(
         follow_ups: Vec::new(),
         at: now,
     };
-    Finished { job, outcome }
+    Finished {
+        job,
+        outcome,
+        span: tracing::Span::none(),
+    }
 }
 
 /// Runs one claimed job and returns what to record. The job must already
@@ -182,7 +180,9 @@ async fn run(
             // at all: one the host refuses fails the attempt.
             let requested = std::mem::take(&mut report.follow_ups);
             if !requested.is_empty() && report.is_success() {
-                match queue.admit_follow_ups(requested, now).await {
+                // They join the trace of this attempt's span.
+                let trace = crate::telemetry::carried(&tracing::Span::current(), job.trace);
+                match queue.admit_follow_ups(requested, trace, now).await {
                     Ok(jobs) => follow_ups = jobs,
                     Err(refused) => refuse_follow_ups(&mut report, refused),
                 }
@@ -225,7 +225,11 @@ async fn run(
         follow_ups,
         at: now,
     };
-    Finished { job, outcome }
+    Finished {
+        job,
+        outcome,
+        span: tracing::Span::none(),
+    }
 }
 
 /// A successful attempt whose follow-ups the host refused becomes a

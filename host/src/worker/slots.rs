@@ -493,6 +493,7 @@ mod tests {
             parent: None,
             schedule: None,
             grants: None,
+            trace: None,
         };
         let lease = Lease {
             id,

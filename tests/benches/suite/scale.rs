@@ -169,6 +169,7 @@ fn claim_latency(dir: &Path, fill: Option<usize>) -> Claims {
                 depends_on: Vec::new(),
                 node: None,
                 grants: None,
+                trace: None,
             };
             for _ in 0..n.div_ceil(BATCH) {
                 store

@@ -1175,3 +1175,57 @@ async fn a_job_may_depend_on_stored_jobs_by_id() {
         (StatusCode::CONFLICT, "conflict")
     );
 }
+
+#[tokio::test]
+async fn a_submissions_traceparent_is_kept_with_its_jobs_and_a_malformed_one_ignored() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let post = |uri: &str, traceparent: &str, body: Value| {
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("traceparent", traceparent)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let job = json!({"module": "hello", "input": {"name": "Ada"}});
+
+    let (status, single) = api.call(post("/v1/jobs", TRACEPARENT, job.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{single}");
+    assert_eq!(single["traceparent"], TRACEPARENT, "{single}");
+    let (_, read) = api.get(&format!("/v1/jobs/{}", single["id"])).await;
+    assert_eq!(read["traceparent"], TRACEPARENT, "{read}");
+
+    let batch = json!({"jobs": [job.clone(), job.clone()]});
+    let (status, batch) = api.call(post("/v1/jobs/batch", TRACEPARENT, batch)).await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    for job in batch["jobs"].as_array().unwrap() {
+        assert_eq!(job["traceparent"], TRACEPARENT, "{job}");
+    }
+
+    let workflow = json!({"name": "w", "jobs": [
+        {"name": "a", "module": "hello", "input": {"name": "a"}},
+        {"name": "b", "module": "hello", "input": {"name": "b"}, "depends_on": ["a"]},
+    ]});
+    let (status, workflow) = api.call(post("/v1/workflows", TRACEPARENT, workflow)).await;
+    assert_eq!(status, StatusCode::CREATED, "{workflow}");
+    let nodes = workflow["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{workflow}");
+    for node in nodes {
+        assert_eq!(node["traceparent"], TRACEPARENT, "{node}");
+    }
+
+    // The Trace Context specification: a malformed header starts a new
+    // trace; the request is not refused for it.
+    for malformed in [
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "garbage",
+    ] {
+        let (status, job) = api.call(post("/v1/jobs", malformed, job.clone())).await;
+        assert_eq!(status, StatusCode::CREATED, "{job}");
+        assert!(job.get("traceparent").is_none(), "{job}");
+    }
+    // Without the header: none.
+    let (_, plain) = api.post_json("/v1/jobs", job).await;
+    assert!(plain.get("traceparent").is_none(), "{plain}");
+}

@@ -4,8 +4,8 @@
 //! retried, timed-out or cancelled attempt, and within the host's bounds.
 
 use serde_json::{Value, json};
-use wasmjob::job::{Job, JobId, JobState, WorkflowState};
-use wasmjob::policy::{Backoff, RetrySpec};
+use wasmjob::job::{Job, JobId, JobState, TraceParent, WorkflowState};
+use wasmjob::policy::{Backoff, JobSpec, RetrySpec};
 use wasmjob::queue::QueueConfig;
 use wasmjob::report::{AttemptReport, FailureKind};
 use wasmjob::store::JobFilter;
@@ -55,17 +55,28 @@ fn last_failure(detail: &wasmjob::job::JobDetail) -> (FailureKind, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completed_attempt_creates_its_follow_ups_in_its_workflow() {
     let mut host = host().await;
+    // Submitted in a caller's trace: the follow-ups join it (spans are not
+    // exported here, so they carry the parent's context as it is).
+    let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     let parent = host
-        .submit(host.job("split", json!({"numbers": [1, 2, 3, 4, 5], "chunk": 2})))
+        .submit(JobSpec {
+            trace,
+            ..host.job("split", json!({"numbers": [1, 2, 3, 4, 5], "chunk": 2}))
+        })
         .await
         .id;
     host.start_workers();
     let done = host.wait_for(parent, JobState::Completed).await;
     assert_eq!(output(&done), json!({"chunks": 3}));
+    assert_eq!(done.job.trace, trace);
 
     let jobs = children(&host, parent).await;
     let nodes: Vec<_> = jobs.iter().map(|j| j.node.clone().unwrap()).collect();
     assert_eq!(nodes, ["chunk-0", "chunk-1", "chunk-2", "total"]);
+    assert!(
+        jobs.iter().all(|job| job.trace == trace),
+        "follow-ups join their parent's trace: {jobs:?}"
+    );
     let total = host.wait_for(jobs[3].id, JobState::Completed).await;
     assert_eq!(
         output(&total),

@@ -85,6 +85,7 @@ async fn completed_backlog(host: &Host, module: &str, n: usize) {
         depends_on: Vec::new(),
         node: None,
         grants: None,
+        trace: None,
     };
     let mut left = n;
     while left > 0 {

@@ -118,6 +118,8 @@ pub(crate) async fn insert_keeps_every_field_as_given(open: OpenFn) {
     };
     new.module.name = Some("by-name".to_owned());
     new.input = Json::parse_str(r#"{"nested": [1, "two", null]}"#).unwrap();
+    new.trace =
+        crate::job::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     let job = f.submit(new.clone()).await;
     let stored = f.get(job.id).await;
     assert_eq!(stored.job, job, "the insert returns what is stored");
@@ -128,6 +130,8 @@ pub(crate) async fn insert_keeps_every_field_as_given(open: OpenFn) {
     assert_eq!((job.retry, job.limits), (new.retry, new.limits));
     assert_eq!((job.run_at, job.created_at), (T0 + 5, T0));
     assert_eq!(job.module, new.module);
+    assert_eq!((job.trace, new.trace.is_some()), (new.trace, true));
+    assert_eq!(f.claim(1, T0 + 5).await[0].job.trace, new.trace);
     assert_eq!(stored.input, new.input);
     assert_eq!((stored.output, stored.attempts.len()), (None, 0));
     assert_eq!(

@@ -56,10 +56,10 @@ pub(super) fn insert(
         "INSERT INTO jobs (module, module_name, input, priority, effective_priority, state,
                            max_attempts, run_at, created_at, {POLICY_COLUMNS}, queue,
                            unique_key, prereqs, waiting_on, workflow_id, node, parent_id,
-                           schedule, grants)
+                           schedule, grants, trace_parent)
          VALUES (?1, ?2, ?3, ?4, ?4, CASE WHEN ?22 > 0 THEN 'blocked' ELSE 'pending' END,
                  ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)
          RETURNING {JOB_COLUMNS}"
     );
     let mut insert = conn.prepare_cached(&sql)?;
@@ -118,6 +118,7 @@ pub(super) fn insert(
             origin.parent,
             origin.schedule,
             new.grants.as_ref().map(|grants| grants.join(" ")),
+            new.trace.map(|trace| trace.to_string()),
         ];
         let job = insert.query_row(values, rows::job)?;
         graph::insert_edges(conn, job.id, &prereqs)?;

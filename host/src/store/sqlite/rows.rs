@@ -4,7 +4,7 @@
 //! encoding (`store::encoding`); states and kinds are their snake_case
 //! names.
 
-use crate::job::{Attempt, Job, JobState, ModuleRef};
+use crate::job::{Attempt, Job, JobState, ModuleRef, TraceParent};
 use crate::json::Json;
 use crate::limits::Limits;
 use crate::policy::{Backoff, RetryPolicy};
@@ -18,10 +18,10 @@ pub(super) const JOB_COLUMNS: &str = "id, module, module_name, state, priority, 
      max_attempts, fuel, memory_bytes, timeout_ms, output_bytes, log_records, log_bytes, \
      stdio_tail_bytes, backoff, retry_base_ms, retry_max_delay_ms, retry_jitter, run_at, \
      created_at, started_at, finished_at, last_error, queue, unique_key, workflow_id, node, \
-     parent_id, schedule, grants";
+     parent_id, schedule, grants, trace_parent";
 
 /// How many columns [`JOB_COLUMNS`] has: further columns start here.
-pub(super) const JOB_COLUMN_COUNT: usize = 30;
+pub(super) const JOB_COLUMN_COUNT: usize = 31;
 
 /// The limit and retry columns, in the order [`limit_columns`] and
 /// [`retry_columns`] give their values.
@@ -70,6 +70,10 @@ pub(super) fn job(row: &Row<'_>) -> rusqlite::Result<Job> {
         grants: row
             .get::<_, Option<String>>(29)?
             .map(|text| grants_column(&text)),
+        // Written only from a parsed value: anything else reads as none.
+        trace: row
+            .get::<_, Option<String>>(30)?
+            .and_then(|text| TraceParent::parse(&text)),
     })
 }
 

@@ -49,6 +49,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/v7.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("schema/v8.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this code reads and writes.
@@ -325,6 +329,7 @@ mod tests {
             depends_on: Vec::new(),
             node: None,
             grants: None,
+            trace: None,
         }
     }
 
