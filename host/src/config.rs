@@ -355,6 +355,9 @@ pub struct EngineSection {
     pub fuel_metering: bool,
     /// Most follow-up jobs one attempt may submit.
     pub max_follow_ups: u32,
+    /// Most modules compiling at once; uploads past it are answered 503
+    /// with `Retry-After`.
+    pub max_concurrent_compiles: usize,
 }
 
 impl Default for Config {
@@ -418,6 +421,7 @@ impl Default for EngineSection {
             compile_timeout_ms: e.compile_timeout.as_millis() as u64,
             fuel_metering: e.fuel_metering,
             max_follow_ups: e.max_follow_ups,
+            max_concurrent_compiles: e.max_concurrent_compiles,
         }
     }
 }
@@ -524,6 +528,9 @@ impl Config {
         if self.http.max_concurrent == 0 {
             problems.push("http.max_concurrent must be at least 1".to_owned());
         }
+        if self.engine.max_concurrent_compiles == 0 {
+            problems.push("engine.max_concurrent_compiles must be at least 1".to_owned());
+        }
         if let Err(grants) = self.grants() {
             problems.extend(grants);
         }
@@ -554,6 +561,7 @@ impl Config {
             max_module_bytes: self.engine.max_module_bytes,
             pooling: true,
             max_follow_ups: self.engine.max_follow_ups,
+            max_concurrent_compiles: self.engine.max_concurrent_compiles,
             http: HttpLimits {
                 connect_timeout: Duration::from_millis(self.http.connect_timeout_ms),
                 first_byte_timeout: Duration::from_millis(self.http.first_byte_timeout_ms),

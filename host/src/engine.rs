@@ -13,6 +13,7 @@ mod artifacts;
 mod bindings;
 mod cancel;
 mod classify;
+mod compiles;
 mod config;
 mod epoch;
 mod host_impl;
@@ -25,7 +26,8 @@ mod state;
 mod stdio;
 
 pub use cancel::CancelToken;
-pub use config::EngineConfig;
+pub use compiles::{Admission, Slot as CompileSlot};
+pub use config::{EngineConfig, default_max_concurrent_compiles};
 pub use load::{LoadError, Module};
 pub use outbound::HttpLimits;
 
@@ -224,6 +226,7 @@ struct Inner {
     linkers: state::Linkers,
     modules: Mutex<HashMap<blake3::Hash, Module>>,
     artifacts: Option<artifacts::ArtifactCache>,
+    compiles: Arc<compiles::Compiles>,
     _ticker: epoch::Ticker,
 }
 
@@ -242,6 +245,7 @@ impl Engine {
             None => None,
         };
         let ticker = epoch::Ticker::start(wasmtime.clone());
+        let compiles = compiles::Compiles::new(config.max_concurrent_compiles);
         Ok(Engine {
             inner: Arc::new(Inner {
                 wasmtime,
@@ -249,6 +253,7 @@ impl Engine {
                 linkers,
                 modules: Mutex::new(HashMap::new()),
                 artifacts,
+                compiles,
                 _ticker: ticker,
             }),
         })
@@ -260,10 +265,38 @@ impl Engine {
     }
 
     /// Validates and compiles `bytes`, or returns the module already loaded
-    /// with the same hash. Compiling is CPU-bound and may take seconds: call
-    /// this off the async runtime (e.g. in `spawn_blocking`).
+    /// with the same hash, waiting up to the compile timeout for a compile
+    /// slot. Compiling is CPU-bound and may take seconds: call this off the
+    /// async runtime (e.g. in `spawn_blocking`).
     pub fn load(&self, bytes: &[u8]) -> Result<Module, LoadError> {
-        load::load(self, bytes)
+        self.load_with(bytes, Admission::Wait(self.inner.config.compile_timeout))
+    }
+
+    /// [`load`](Self::load), taking a compile slot as `admission` says:
+    /// [`LoadError::Busy`] when none is free in time. Loads of the same
+    /// bytes at the same time compile once. The compiled artifact is
+    /// cached on disk only for a module the engine accepts.
+    pub fn load_with(&self, bytes: &[u8], admission: Admission) -> Result<Module, LoadError> {
+        load::load(self, bytes, admission)
+    }
+
+    /// Compiles finished since the engine started (cache hits and loads of
+    /// a module already loaded do not compile).
+    pub fn compiles_finished(&self) -> u64 {
+        self.inner.compiles.compiled()
+    }
+
+    /// Compiles running now, counting ones whose load gave up on the
+    /// timeout but whose compiler thread has not finished.
+    pub fn compiles_running(&self) -> usize {
+        self.inner.compiles.running()
+    }
+
+    /// Takes a compile slot as a compile would, until the slot is dropped:
+    /// for tests of what the host does when every slot is busy.
+    #[doc(hidden)]
+    pub fn occupy_compile_slot(&self) -> Option<CompileSlot> {
+        self.inner.compiles.slot(Admission::Refuse).ok()
     }
 
     /// The module with this hash, if it is loaded.
@@ -276,9 +309,24 @@ impl Engine {
             .cloned()
     }
 
-    /// Forgets a loaded module (its artifact stays on disk).
+    /// Forgets a module: the loaded form and its compiled artifacts on
+    /// disk (the module was deleted).
     pub fn unload(&self, hash: &blake3::Hash) {
         self.inner.modules.lock().expect("module map").remove(hash);
+        if let Some(cache) = &self.inner.artifacts {
+            cache.remove(hash);
+        }
+    }
+
+    /// Deletes the cached artifacts that no module in `keep` (hex hashes)
+    /// needs: those of deleted modules, of another engine configuration or
+    /// wasmtime version, and temporary files of an interrupted write.
+    /// Returns how many files were deleted.
+    pub fn collect_artifacts(&self, keep: &std::collections::HashSet<String>) -> usize {
+        match &self.inner.artifacts {
+            Some(cache) => cache.sweep(keep),
+            None => 0,
+        }
     }
 
     /// Runs one invocation in a fresh instance and reports what happened.

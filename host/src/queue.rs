@@ -15,7 +15,7 @@
 
 use crate::alerts::Alerts;
 use crate::clock::{Clock, Millis};
-use crate::engine::{Engine, LoadError, Module};
+use crate::engine::{Admission, Engine, LoadError, Module};
 use crate::grants::{Capabilities, Grants};
 use crate::history::{HistoryMinute, MinuteCounts, Tally, minute_of};
 use crate::job::{
@@ -349,7 +349,9 @@ impl Queue {
     // ---- modules ----
 
     /// Validates `bytes` with the engine (compiling them, off the async
-    /// threads) and stores them. Idempotent.
+    /// threads) and stores them. Idempotent. Refused as busy
+    /// ([`LoadError::Busy`]) when the engine already compiles as many
+    /// modules as it may.
     pub async fn upload(
         &self,
         bytes: Vec<u8>,
@@ -360,7 +362,7 @@ impl Queue {
         }
         let engine = self.inner.engine.clone();
         let (module, bytes) = tokio::task::spawn_blocking(move || {
-            let module = engine.load(&bytes);
+            let module = engine.load_with(&bytes, Admission::Refuse);
             (module, bytes)
         })
         .await
@@ -413,6 +415,24 @@ impl Queue {
             self.inner.engine.unload(&hash);
         }
         Ok(record)
+    }
+
+    /// Deletes the compiled artifacts no stored module needs (deleted
+    /// modules', another wasmtime version's); returns how many. Run at
+    /// start-up.
+    pub async fn collect_artifacts(&self) -> Result<usize, Error> {
+        let keep: std::collections::HashSet<String> = self
+            .inner
+            .store
+            .modules()
+            .await?
+            .into_iter()
+            .map(|module| module.hash)
+            .collect();
+        let engine = self.inner.engine.clone();
+        tokio::task::spawn_blocking(move || engine.collect_artifacts(&keep))
+            .await
+            .map_err(|e| Error::Internal(format!("artifact collection failed: {e}")))
     }
 
     fn forget_resolved(&self) {

@@ -16,7 +16,13 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header (a 503 the client should retry).
+    retry_after: Option<u32>,
 }
+
+/// When to retry an upload refused because the host compiles as many
+/// modules as it may.
+const RETRY_COMPILE_SECS: u32 = 1;
 
 impl ApiError {
     /// A client error with a status, a stable code and a message naming the
@@ -26,7 +32,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// With a `Retry-After` header of `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Status, code and message.
@@ -69,7 +82,7 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_json`, `invalid_request`,
     /// `invalid_module`, `invalid_query`, `not_found`, `conflict`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`,
-    /// `not_ready`, `internal`.
+    /// `busy`, `not_ready`, `internal`.
     #[schema(value_type = String, example = "not_found")]
     code: &'static str,
     /// For people: names the field or the problem.
@@ -84,7 +97,13 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -109,6 +128,11 @@ impl From<store::Error> for ApiError {
 impl From<queue::Error> for ApiError {
     fn from(error: queue::Error) -> Self {
         match error {
+            // Refused for the host's load, not for the bytes: come back.
+            queue::Error::InvalidModule(e) if e.is_transient() => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+                    .retry_after(RETRY_COMPILE_SECS)
+            }
             queue::Error::InvalidModule(e) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_module", e.to_string())
             }

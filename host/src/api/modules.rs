@@ -61,6 +61,11 @@ pub struct WasmBytes(Vec<u8>);
         (status = 401, response = Unauthorized),
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `engine.max_module_bytes`.", body = ErrorBody),
+        (status = 503, description = "`busy`: the host already compiles as many modules as \
+            `engine.max_concurrent_compiles` allows, or this compile ran past \
+            `engine.compile_timeout_ms`; nothing is stored. Retry after the `Retry-After` \
+            header's seconds.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
     ),
     security((), ("bearer" = [])),
 )]

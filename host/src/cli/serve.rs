@@ -198,6 +198,11 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     // The store holds the data directory exclusively: whatever is still
     // running was left by a previous process of this host, which is gone.
     scheduler::recover(&queue).await;
+    match queue.collect_artifacts().await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "deleted compiled artifacts no module needs"),
+        Err(error) => tracing::warn!(%error, "collecting compiled artifacts failed"),
+    }
     let pool = worker::Pool::start(queue.clone()).map_err(|e| format!("starting workers: {e}"))?;
     let services = tokio::spawn(scheduler::run(queue.clone()));
     let cron = tokio::spawn(scheduler::run_cron(queue.clone()));

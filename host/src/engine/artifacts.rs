@@ -73,6 +73,53 @@ impl ArtifactCache {
             .ok()
     }
 
+    /// Deletes the artifacts of `hash` (both kinds; a missing file is
+    /// fine).
+    pub fn remove(&self, hash: &blake3::Hash) {
+        for kind in [ModuleKind::Component, ModuleKind::Command] {
+            let path = self.path(hash, kind);
+            if let Err(error) = std::fs::remove_file(&path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), %error, "cannot delete an artifact");
+            }
+        }
+    }
+
+    /// Deletes every file but the artifacts of this engine configuration
+    /// for the modules in `keep` (hex hashes): artifacts of deleted modules
+    /// or of another wasmtime version or setting, and temporary files an
+    /// interrupted write left. Returns how many it deleted.
+    pub fn sweep(&self, keep: &std::collections::HashSet<String>) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let kept = name
+                .strip_suffix(".cwasm")
+                .and_then(|stem| stem.split_once('-'))
+                .is_some_and(|(hash, rest)| {
+                    keep.contains(hash)
+                        && rest
+                            .split_once('.')
+                            .is_some_and(|(compat, _kind)| compat == self.compat)
+                });
+            if kept || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => deleted += 1,
+                Err(error) => {
+                    tracing::warn!(path = %entry.path().display(), %error, "cannot delete an artifact")
+                }
+            }
+        }
+        deleted
+    }
+
     /// Writes an artifact atomically: temp file, fsync, rename.
     pub fn store(
         &self,

@@ -50,6 +50,15 @@ pub struct EngineConfig {
     pub max_follow_ups: u32,
     /// Bounds on components' outbound HTTP requests.
     pub http: super::HttpLimits,
+    /// Most modules compiling at once (uploads past it are refused as
+    /// busy; loads for jobs wait); the number of cores by default.
+    pub max_concurrent_compiles: usize,
+}
+
+/// The default bound on concurrent compiles: one per core (Cranelift is
+/// CPU-bound; more only queue for the same cores).
+pub fn default_max_concurrent_compiles() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for EngineConfig {
@@ -64,6 +73,7 @@ impl Default for EngineConfig {
             pooling: true,
             max_follow_ups: DEFAULT_MAX_FOLLOW_UPS,
             http: super::HttpLimits::default(),
+            max_concurrent_compiles: default_max_concurrent_compiles(),
         }
     }
 }

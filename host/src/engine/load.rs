@@ -4,6 +4,7 @@
 
 use super::Engine;
 use super::bindings::JobPre;
+use super::compiles::Admission;
 use super::state::{CommandState, ComponentState};
 use crate::report::ModuleKind;
 use std::sync::Arc;
@@ -107,6 +108,11 @@ pub enum LoadError {
     /// Compiling took longer than the configured limit.
     #[error("compiling the module took longer than the limit of {0:?}")]
     CompileTimeout(Duration),
+    /// Every compile slot was busy (`engine.max_concurrent_compiles`).
+    #[error(
+        "the host is already compiling as many modules as it allows ({0} at once); try again shortly"
+    )]
+    Busy(usize),
 }
 
 impl LoadError {
@@ -114,12 +120,16 @@ impl LoadError {
     /// ran out of time (under load it may not next time). Every other
     /// refusal is about the bytes and will stand.
     pub fn is_transient(&self) -> bool {
-        matches!(self, LoadError::CompileTimeout(_))
+        matches!(self, LoadError::CompileTimeout(_) | LoadError::Busy(_))
     }
 }
 
-/// Loads `bytes` into `engine` (see [`Engine::load`]).
-pub(super) fn load(engine: &Engine, bytes: &[u8]) -> Result<Module, LoadError> {
+/// Loads `bytes` into `engine` (see [`Engine::load_with`]).
+pub(super) fn load(
+    engine: &Engine,
+    bytes: &[u8],
+    admission: Admission,
+) -> Result<Module, LoadError> {
     let inner = &engine.inner;
     let size = bytes.len() as u64;
     if size > inner.config.max_module_bytes {
@@ -144,19 +154,36 @@ pub(super) fn load(engine: &Engine, bytes: &[u8]) -> Result<Module, LoadError> {
             limit,
         });
     }
+    if kind == ModuleKind::Command && !facts.exports_start {
+        return Err(LoadError::NotACommand(
+            "it does not export a `_start` function".to_owned(),
+        ));
+    }
+    // One load per hash at a time: a second upload of the same bytes waits
+    // for the first and finds its module.
+    let timeout = inner.config.compile_timeout;
+    let Some(_flight) = inner.compiles.flight(hash, timeout) else {
+        return Err(LoadError::CompileTimeout(timeout));
+    };
+    if let Some(module) = engine.get(&hash) {
+        return Ok(module);
+    }
     let mut from_cache = false;
     let prepared = match kind {
-        ModuleKind::Component => {
-            Prepared::Component(prepare_component(engine, &hash, bytes, &mut from_cache)?)
-        }
-        ModuleKind::Command => {
-            if !facts.exports_start {
-                return Err(LoadError::NotACommand(
-                    "it does not export a `_start` function".to_owned(),
-                ));
-            }
-            Prepared::Command(prepare_command(engine, &hash, bytes, &mut from_cache)?)
-        }
+        ModuleKind::Component => Prepared::Component(prepare_component(
+            engine,
+            &hash,
+            bytes,
+            admission,
+            &mut from_cache,
+        )?),
+        ModuleKind::Command => Prepared::Command(prepare_command(
+            engine,
+            &hash,
+            bytes,
+            admission,
+            &mut from_cache,
+        )?),
     };
     let module = Module {
         hash,
@@ -232,6 +259,7 @@ fn prepare_component(
     engine: &Engine,
     hash: &blake3::Hash,
     bytes: &[u8],
+    admission: Admission,
     from_cache: &mut bool,
 ) -> Result<JobPre<ComponentState>, LoadError> {
     let inner = &engine.inner;
@@ -244,12 +272,9 @@ fn prepare_component(
         Some(component) => component,
         None => {
             let wasm = inner.wasmtime.clone();
-            let component =
-                compile_with_timeout(bytes, inner.config.compile_timeout, move |bytes| {
-                    wasmtime::component::Component::new(&wasm, bytes)
-                })?;
-            persist(engine, hash, ModuleKind::Component, component.serialize());
-            component
+            compile_with_timeout(engine, bytes, admission, move |bytes| {
+                wasmtime::component::Component::new(&wasm, bytes)
+            })?
         }
     };
     check_job_exports(&inner.wasmtime, &component)?;
@@ -258,13 +283,19 @@ fn prepare_component(
         .component
         .instantiate_pre(&component)
         .map_err(|e| LoadError::UnknownImport(root_message(&e)))?;
-    JobPre::new(pre).map_err(|e| LoadError::NotAJob(root_message(&e)))
+    let pre = JobPre::new(pre).map_err(|e| LoadError::NotAJob(root_message(&e)))?;
+    // Only an accepted module's artifact is kept.
+    if !*from_cache {
+        persist(engine, hash, ModuleKind::Component, component.serialize());
+    }
+    Ok(pre)
 }
 
 fn prepare_command(
     engine: &Engine,
     hash: &blake3::Hash,
     bytes: &[u8],
+    admission: Admission,
     from_cache: &mut bool,
 ) -> Result<wasmtime::InstancePre<CommandState>, LoadError> {
     let inner = &engine.inner;
@@ -277,18 +308,21 @@ fn prepare_command(
         Some(module) => module,
         None => {
             let wasm = inner.wasmtime.clone();
-            let module = compile_with_timeout(bytes, inner.config.compile_timeout, move |bytes| {
+            compile_with_timeout(engine, bytes, admission, move |bytes| {
                 wasmtime::Module::new(&wasm, bytes)
-            })?;
-            persist(engine, hash, ModuleKind::Command, module.serialize());
-            module
+            })?
         }
     };
-    inner
+    let pre = inner
         .linkers
         .command
         .instantiate_pre(&module)
-        .map_err(|e| LoadError::UnknownImport(root_message(&e)))
+        .map_err(|e| LoadError::UnknownImport(root_message(&e)))?;
+    // Only an accepted module's artifact is kept.
+    if !*from_cache {
+        persist(engine, hash, ModuleKind::Command, module.serialize());
+    }
+    Ok(pre)
 }
 
 /// Says which part of the job world is missing, before the bindings'
@@ -315,20 +349,31 @@ fn check_job_exports(
     )))
 }
 
-/// Compiles on a separate thread so a pathological module cannot hold the
-/// caller past `timeout`. The thread cannot be killed: on timeout it runs on
-/// to completion in the background and its result is discarded.
+/// Compiles in a compile slot (taken as `admission` says), on a separate
+/// thread so a pathological module cannot hold the caller past the
+/// compile timeout. The thread cannot be killed: on timeout it runs on to
+/// completion in the background, still holding its slot (so runaway
+/// compiles stay bounded), and its result is discarded.
 fn compile_with_timeout<T: Send + 'static>(
+    engine: &Engine,
     bytes: &[u8],
-    timeout: Duration,
+    admission: Admission,
     compile: impl FnOnce(&[u8]) -> wasmtime::Result<T> + Send + 'static,
 ) -> Result<T, LoadError> {
+    let inner = &engine.inner;
+    let timeout = inner.config.compile_timeout;
+    let slot = inner
+        .compiles
+        .slot(admission)
+        .map_err(|_| LoadError::Busy(inner.config.max_concurrent_compiles))?;
     let (tx, rx) = mpsc::channel();
     let bytes = bytes.to_vec();
     std::thread::Builder::new()
         .name("wasmjob-compile".to_owned())
         .spawn(move || {
-            let _ = tx.send(compile(&bytes));
+            let result = compile(&bytes);
+            drop(slot);
+            let _ = tx.send(result);
         })
         .map_err(|e| LoadError::Invalid(format!("cannot start compiler thread: {e}")))?;
     match rx.recv_timeout(timeout) {

@@ -12,7 +12,7 @@ use wasmjob_tests::host::{Host, eventually};
 
 pub(crate) struct Api {
     pub(crate) host: Host,
-    config: ApiConfig,
+    pub(crate) config: ApiConfig,
 }
 
 impl Api {

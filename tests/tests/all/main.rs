@@ -4,6 +4,7 @@ mod alerts;
 mod api;
 mod browser;
 mod command;
+mod compiles;
 mod component;
 mod dashboard;
 mod follow_ups;
