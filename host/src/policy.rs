@@ -117,9 +117,10 @@ pub fn validate_queue_name(name: &str) -> Result<(), Invalid> {
     }
 }
 
-/// Default fuel ceiling: 10^12 units, a few minutes of straight-line wasm
-/// here; a job needing more belongs outside a job queue.
-pub const CEILING_FUEL: u64 = 1_000_000_000_000;
+/// Default fuel ceiling: 10^13 units, the order of the timeout ceiling's
+/// hour at the rates of `limits::DEFAULT_FUEL`; a job needing more belongs
+/// outside a job queue.
+pub const CEILING_FUEL: u64 = 10_000_000_000_000;
 /// Default memory ceiling: 1 GiB. It is also the size of a sandbox slot,
 /// so it is reserved (as address space) once per concurrent job.
 pub const CEILING_MEMORY_BYTES: u64 = 1024 * 1024 * 1024;
@@ -500,7 +501,7 @@ mod tests {
     #[test]
     fn every_ceiling_is_enforced_naming_the_field_and_the_ceiling() {
         let ceilings = Ceilings {
-            fuel: 10_000_000_000,
+            fuel: 200_000_000_000,
             memory_bytes: 128 << 20,
             timeout_ms: 60_000,
             output_bytes: 2 << 20,
@@ -514,7 +515,7 @@ mod tests {
             unique_window_ms: 60_000,
         };
         let escalation = Escalation {
-            max_fuel: 10_000_000_000,
+            max_fuel: 200_000_000_000,
             max_memory_bytes: 128 << 20,
             max_timeout_ms: 60_000,
             ..Escalation::default()

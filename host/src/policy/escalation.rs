@@ -26,7 +26,9 @@ impl Default for Escalation {
     fn default() -> Self {
         Escalation {
             factor: 2.0,
-            max_fuel: 50_000_000_000,
+            // Ten times the default, as the timeout's 300 s are ten times
+            // its 30 s.
+            max_fuel: 1_000_000_000_000,
             max_memory_bytes: 512 * 1024 * 1024,
             max_timeout_ms: 300_000,
         }

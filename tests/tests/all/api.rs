@@ -290,7 +290,7 @@ async fn client_mistakes_get_4xx_with_a_code_naming_the_problem() {
             json!({"module": "hello", "limits": {"fuel": 1u64 << 50}}).to_string(),
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "limits.fuel: 1125899906842624 is above this host's ceiling of 1000000000000",
+            "limits.fuel: 1125899906842624 is above this host's ceiling of 10000000000000",
         ),
         (
             "delay above ceiling",

@@ -765,7 +765,7 @@ fn operations_that_create_link_to_those_that_act() {
 #[tokio::test]
 async fn a_host_serves_a_document_with_its_own_ceilings() {
     let ceilings = Ceilings {
-        fuel: 50_000_000_000,
+        fuel: 2_000_000_000_000,
         delay_ms: 60_000,
         ..Ceilings::default()
     };
@@ -785,7 +785,7 @@ async fn a_host_serves_a_document_with_its_own_ceilings() {
     let served: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(
         submit_field(&served, "limits.fuel")["maximum"],
-        json!(50_000_000_000u64)
+        json!(2_000_000_000_000u64)
     );
     assert_eq!(submit_field(&served, "delay_ms")["maximum"], json!(60_000));
 }
