@@ -16,6 +16,7 @@ pub(crate) mod claiming;
 pub(crate) mod follow_ups;
 pub(crate) mod graph;
 pub(crate) mod history;
+pub(crate) mod model;
 pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod recovery;
@@ -290,6 +291,7 @@ macro_rules! conformance_tests {
             aging::missed_steps_are_caught_up_one_per_call_without_drift,
             aging::a_retry_starts_aging_over_and_zero_turns_it_off,
             aging::a_requeue_and_a_rescue_start_aging_over_and_a_release_keeps_it,
+            model::random_operations_leave_the_store_as_a_model_predicts,
             claiming::claim_takes_the_most_urgent_priority_then_the_oldest_run_at,
             claiming::a_batch_claim_returns_jobs_in_claim_order_up_to_the_limit,
             claiming::claim_starts_an_attempt_with_a_fresh_token_per_job,
