@@ -8,6 +8,7 @@ mod compiles;
 mod component;
 mod dashboard;
 mod follow_ups;
+mod fuzz;
 mod history;
 mod leases;
 mod load;
