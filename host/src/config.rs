@@ -472,6 +472,19 @@ impl Config {
                  (WASMJOB_TOKEN) or server.allow_unauthenticated = true"
             ));
         }
+        if self
+            .server
+            .token
+            .as_deref()
+            .is_some_and(|token| token.trim().is_empty())
+        {
+            // An empty token would be a password anyone can guess; a blank
+            // `WASMJOB_TOKEN` in a unit file is a mistake, not a choice.
+            problems.push(
+                "server.token is empty: set a secret token, or remove the key to serve without one"
+                    .to_owned(),
+            );
+        }
         if self.queue.concurrency == 0 {
             problems.push("queue.concurrency must be at least 1".to_owned());
         }
@@ -914,5 +927,16 @@ mod tests {
         config.queue.concurrency = 1;
         config.server.max_wait_ms = MAX_WAIT_CEILING_MS;
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn an_empty_token_is_refused() {
+        for empty in ["", "  "] {
+            let mut config = Config::default();
+            config.server.token = Some(empty.to_owned());
+            let problems = config.validate().unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].starts_with("server.token is empty"));
+        }
     }
 }

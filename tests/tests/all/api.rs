@@ -388,6 +388,29 @@ async fn a_token_is_required_when_configured() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let api = Api::with(ApiConfig {
+        token: Some("s3cret".to_owned()),
+        ..ApiConfig::default()
+    });
+    for (header, expected) in [
+        ("bearer s3cret", StatusCode::OK),
+        ("BEARER s3cret", StatusCode::OK),
+        ("Bearer  s3cret", StatusCode::OK),
+        ("Basic s3cret", StatusCode::UNAUTHORIZED),
+        ("bearer s3cre", StatusCode::UNAUTHORIZED),
+        ("bearer ", StatusCode::UNAUTHORIZED),
+    ] {
+        let request = Request::get("/v1/jobs")
+            .header(header::AUTHORIZATION, header)
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = api.call(request).await;
+        assert_eq!(status, expected, "{header}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn a_module_over_the_upload_limit_is_413() {
     let api = Api::with(ApiConfig {
         max_module_bytes: 1024,
@@ -655,6 +678,12 @@ async fn readyz_answers_503_while_the_store_is_unreachable() {
     let (status, body) = api.get("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body), "not_ready");
+    // The store's own error text (here: its writer stopped) is logged,
+    // never shown on the public endpoint.
+    assert_eq!(
+        error_message(&body),
+        "store unreachable (the host's log says why)"
+    );
     let (status, _) = api.get("/healthz").await;
     assert_eq!(status, StatusCode::OK, "alive, if not ready");
 }
