@@ -732,3 +732,52 @@ fn history_written_at_shutdown_is_shown_by_the_cli_after_a_restart() {
         "{table}"
     );
 }
+
+/// A WASI command module that writes `text` to stderr and exits with 1.
+fn stderr_writer(text: &str) -> Vec<u8> {
+    let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 100) "{escaped}")
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 100))
+            (i32.store (i32.const 4) (i32.const {len}))
+            (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 12)))
+            (call $proc_exit (i32.const 1))))"#,
+        len = text.len()
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_guests_terminal_sequences_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let module = dir.path().join("hostile.wasm");
+    // Sets the terminal's title, turns text red, and a one-character CSI.
+    std::fs::write(
+        &module,
+        stderr_writer("\x1b]0;pwned\x07\x1b[31mred\u{9b}2J\nsecond\tline\n"),
+    )
+    .unwrap();
+    let out = cli(&server, &["upload", module.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let hash = stdout(&out).trim().to_owned();
+    let id = server.submit(json!({"module": hash, "max_attempts": 1}));
+    assert_eq!(server.wait_final(id)["state"], "failed");
+
+    let out = cli(&server, &["logs", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\x07') && !shown.contains('\u{9b}'),
+        "raw control characters reached the terminal: {shown:?}"
+    );
+    assert!(
+        shown.contains("\\x1b]0;pwned\\x07\\x1b[31mred\\u{9b}2J\nsecond\tline"),
+        "{shown:?}"
+    );
+}
