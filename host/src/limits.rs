@@ -27,6 +27,11 @@ pub const DEFAULT_LOG_RECORDS: u32 = 1_000;
 pub const DEFAULT_LOG_BYTES: u64 = 256 * 1024;
 /// Default bytes kept from the end of stdout and of stderr for the report.
 pub const DEFAULT_STDIO_TAIL_BYTES: u64 = 16 * 1024;
+/// Bytes kept of a guest's own error message (its `job-error`): 4 KiB. A
+/// failure message is a line for a person, stored with the attempt and as
+/// the job's last error and shown in listings, so a guest must not be able
+/// to make it as large as its memory; the report keeps the original length.
+pub const ERROR_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// Limits for one invocation, with explicit units in the field names. In
 /// the config file, the `[limits]` section (the defaults of a job).
