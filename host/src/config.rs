@@ -305,6 +305,10 @@ pub struct QueueSection {
     /// A slot whose job is still out this long after its deadline is
     /// declared stuck, abandoned and replaced, in ms.
     pub stuck_grace_ms: i64,
+    /// Host memory for the reports of jobs in flight (running, or ended
+    /// and not yet written), in bytes: a job starts once the most its
+    /// report can keep fits.
+    pub report_memory_bytes: u64,
 }
 
 /// Most worker slots a host may have (each may hold a sandbox).
@@ -406,6 +410,7 @@ impl Default for QueueSection {
             max_workers: None,
             scale_down_idle_ms: DEFAULT_IDLE_MS,
             stuck_grace_ms: q.stuck_grace_ms,
+            report_memory_bytes: q.report_memory_bytes,
         }
     }
 }
@@ -528,6 +533,15 @@ impl Config {
                 "server.max_wait_ms must be at most {MAX_WAIT_CEILING_MS} (an hour)"
             ));
         }
+        let largest_report = self.ceilings.largest_limits().report_bytes();
+        if largest_report > self.queue.report_memory_bytes {
+            problems.push(format!(
+                "queue.report_memory_bytes ({}) is below what one job at the ceilings may keep \
+                 in its report ({largest_report} bytes: output, stdio tails, logs): raise it or \
+                 lower the ceilings",
+                self.queue.report_memory_bytes
+            ));
+        }
         if self.queue.aging_ms < 1 {
             problems.push("queue.aging_ms must be at least 1".to_owned());
         }
@@ -610,6 +624,7 @@ impl Config {
                 .as_millis() as u64,
             retention: self.retention()?.0,
             retention_interval_ms: self.retention()?.1,
+            report_memory_bytes: self.queue.report_memory_bytes,
         })
     }
 

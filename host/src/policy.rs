@@ -200,6 +200,21 @@ impl Default for Ceilings {
     }
 }
 
+impl Ceilings {
+    /// The largest limits a job may have: every limit at its ceiling.
+    pub fn largest_limits(&self) -> Limits {
+        Limits {
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            timeout_ms: self.timeout_ms,
+            output_bytes: self.output_bytes,
+            log_records: u32::try_from(self.log_records).unwrap_or(u32::MAX),
+            log_bytes: self.log_bytes,
+            stdio_tail_bytes: self.stdio_tail_bytes,
+        }
+    }
+}
+
 /// The smallest memory limit: one 64 KiB wasm page.
 pub const MIN_MEMORY_BYTES: u64 = 64 * 1024;
 

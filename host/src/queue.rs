@@ -120,6 +120,9 @@ pub struct QueueConfig {
     pub retention: Option<Retention>,
     /// How often retention looks for old jobs, in ms.
     pub retention_interval_ms: u64,
+    /// Host memory for the reports of jobs in flight, in bytes (see
+    /// [`ReportBudget`](crate::worker::ReportBudget)).
+    pub report_memory_bytes: u64,
 }
 
 /// History is kept two days by default: a day to look back on, and a
@@ -147,6 +150,7 @@ impl Default for QueueConfig {
             history_flush_ms: DEFAULT_HISTORY_FLUSH_MS,
             retention: None,
             retention_interval_ms: 60_000,
+            report_memory_bytes: crate::worker::DEFAULT_REPORT_MEMORY_BYTES,
         }
     }
 }
@@ -225,6 +229,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// The pool's slots (the pool uses them; the API shows them).
     slots: Arc<Slots>,
+    /// Host memory for the reports of jobs in flight.
+    budget: crate::worker::ReportBudget,
     /// Module references (hash or name) already resolved. Per host: only
     /// this host's queue changes modules in its store, and it clears the
     /// cache whenever it does, so an entry is never stale. (A second host
@@ -251,10 +257,12 @@ impl Queue {
             .concurrency
             .clamp(scaling.min, scaling.max.max(scaling.min));
         let slots = Arc::new(Slots::new(size, clock.now()));
+        let budget = crate::worker::ReportBudget::new(config.report_memory_bytes);
         Queue {
             inner: Arc::new(Inner {
                 metrics,
                 slots,
+                budget,
                 store,
                 engine,
                 clock,
@@ -276,6 +284,11 @@ impl Queue {
     /// The pool's slots.
     pub fn slots(&self) -> &Arc<Slots> {
         &self.inner.slots
+    }
+
+    /// Host memory reserved for the reports of jobs in flight.
+    pub fn report_budget(&self) -> &crate::worker::ReportBudget {
+        &self.inner.budget
     }
 
     /// This host's metrics.

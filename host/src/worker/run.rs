@@ -3,7 +3,7 @@
 use super::dispatch::Buffered;
 use super::registry::{ProgressCell, Stop};
 use super::slots::Occupied;
-use super::{Fault, Finished};
+use super::{Fault, Finished, Reservation};
 use crate::clock::Millis;
 use crate::engine::{self, CancelToken, DependencyState, Invocation, JobInfo, ProgressSink};
 use crate::job::{Job, JobState, Resolved};
@@ -31,6 +31,7 @@ pub(super) async fn supervised(
     queue: Queue,
     job: Buffered,
     slot: Occupied,
+    reserved: Reservation,
     progress: ProgressCell,
     fault: Option<Fault>,
     results: mpsc::UnboundedSender<Finished>,
@@ -85,7 +86,7 @@ pub(super) async fn supervised(
             () = tokio::time::sleep(HEARTBEAT) => slot.beat(queue.now()),
         }
     };
-    let finished = match ended {
+    let mut finished = match ended {
         Ok(finished) => finished,
         Err(panic) => {
             let _entered = span.enter();
@@ -107,6 +108,8 @@ pub(super) async fn supervised(
         Decision::Retry { .. } | Decision::DeadLetter
     );
     slot.finish(failed, queue.now());
+    // The report stays counted in the budget until the recorder wrote it.
+    finished.reserved = Some(reserved);
     // The recorder outlives every job task.
     let _ = results.send(finished);
 }
@@ -150,7 +153,11 @@ pub(super) fn host_failure(
         follow_ups: Vec::new(),
         at: now,
     };
-    Finished { job, outcome }
+    Finished {
+        job,
+        outcome,
+        reserved: None,
+    }
 }
 
 /// Runs one claimed job and returns what to record. The job must already
@@ -225,7 +232,11 @@ async fn run(
         follow_ups,
         at: now,
     };
-    Finished { job, outcome }
+    Finished {
+        job,
+        outcome,
+        reserved: None,
+    }
 }
 
 /// A successful attempt whose follow-ups the host refused becomes a
