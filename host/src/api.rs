@@ -18,10 +18,12 @@ mod modules;
 pub mod openapi;
 mod queues;
 mod schedules;
+pub mod server;
 pub mod views;
 mod workflows;
 
 pub use error::ApiError;
+pub use server::{ServerLimits, serve};
 
 use error::ErrorBody;
 

@@ -4,7 +4,7 @@
 //! listed at once by [`Config::validate`].
 
 use crate::alerts::{AlertEvent, Webhook};
-use crate::api::ApiConfig;
+use crate::api::{ApiConfig, ServerLimits, server};
 use crate::engine::{EngineConfig, HttpLimits};
 use crate::grants::{GrantSpec, Grants, SecretSource};
 use crate::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY};
@@ -279,6 +279,15 @@ pub struct ServerSection {
     /// Serve `/metrics` without the token (a scraper on a trusted
     /// network); by default it needs the token like `/v1`.
     pub metrics_public: bool,
+    /// Longest wait for a request's whole head (also between requests on
+    /// a kept-alive connection), in ms.
+    pub header_read_timeout_ms: u64,
+    /// Longest a connection may stay without a byte read or written, in
+    /// ms; above `max_wait_ms` [default: 120 s, or `max_wait_ms` and a
+    /// minute if that is longer].
+    pub idle_timeout_ms: Option<u64>,
+    /// Most client connections at once; more are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 /// `[queue]`.
@@ -394,6 +403,9 @@ impl Default for ServerSection {
             max_body_bytes: ApiConfig::default().max_body_bytes,
             max_wait_ms: ApiConfig::default().max_wait_ms,
             metrics_public: false,
+            header_read_timeout_ms: server::DEFAULT_HEADER_READ_TIMEOUT_MS,
+            idle_timeout_ms: None,
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -541,6 +553,21 @@ impl Config {
                  lower the ceilings",
                 self.queue.report_memory_bytes
             ));
+        }
+        if self.server.header_read_timeout_ms < 1 {
+            problems.push("server.header_read_timeout_ms must be at least 1".to_owned());
+        }
+        if let Some(idle) = self.server.idle_timeout_ms
+            && idle <= self.server.max_wait_ms
+        {
+            problems.push(format!(
+                "server.idle_timeout_ms ({idle}) must be above server.max_wait_ms ({}): a long \
+                 poll sends nothing while it waits",
+                self.server.max_wait_ms
+            ));
+        }
+        if self.server.max_connections < 1 {
+            problems.push("server.max_connections must be at least 1".to_owned());
         }
         if self.queue.aging_ms < 1 {
             problems.push("queue.aging_ms must be at least 1".to_owned());
@@ -697,6 +724,19 @@ impl Config {
         Grants::load(&self.grants, &self.secrets, &self.config, |var| {
             std::env::var(var).ok()
         })
+    }
+
+    /// What the HTTP server bounds per connection and in all.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: Duration::from_millis(self.server.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(
+                self.server.idle_timeout_ms.unwrap_or(
+                    server::DEFAULT_IDLE_TIMEOUT_MS.max(self.server.max_wait_ms + 60_000),
+                ),
+            ),
+            max_connections: self.server.max_connections,
+        }
     }
 
     /// The API's configuration.
@@ -938,6 +978,13 @@ mod tests {
             problems[2].starts_with("server.max_wait_ms"),
             "{problems:?}"
         );
+        config.server.idle_timeout_ms = Some(1_000);
+        let problems = config.validate().unwrap_err();
+        assert!(
+            problems[3].starts_with("server.idle_timeout_ms (1000) must be above"),
+            "{problems:?}"
+        );
+        config.server.idle_timeout_ms = None;
         config.server.token = Some("secret".to_owned());
         config.queue.concurrency = 1;
         config.server.max_wait_ms = MAX_WAIT_CEILING_MS;

@@ -781,3 +781,97 @@ fn a_guests_terminal_sequences_are_printed_escaped() {
         "{shown:?}"
     );
 }
+
+/// Reads from `stream` until the server closes it: EOF, or a reset.
+/// Returns what was read. Panics if the server keeps it open past [`HANG`].
+fn read_until_closed(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(HANG)).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return seen,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return seen,
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+}
+
+/// A host started with `toml` as its configuration file.
+fn start_with_config(dir: &Path, toml: &str) -> Server {
+    let file = dir.join("wasmjob.toml");
+    std::fs::write(&file, toml).unwrap();
+    Server::start(&dir.join("data"), &["--config", file.to_str().unwrap()])
+}
+
+#[test]
+fn a_client_sending_half_a_header_is_disconnected() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_config(dir.path(), "[server]\nheader_read_timeout_ms = 200\n");
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let answer = read_until_closed(&mut slow);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "{answer:?}"
+    );
+    // A client that connects and sends nothing is closed the same way.
+    let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+    read_until_closed(&mut silent);
+    // The host still serves.
+    let mut response = ureq::get(&server.url("/healthz")).call().unwrap();
+    assert_eq!(
+        response.body_mut().read_json::<Value>().unwrap()["status"],
+        "ok"
+    );
+}
+
+#[test]
+fn connections_past_the_cap_are_refused_and_the_host_keeps_serving() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_config(
+        dir.path(),
+        "[server]\nmax_connections = 2\nheader_read_timeout_ms = 3600000\nidle_timeout_ms = 3600000\n",
+    );
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Two connections hold the cap: one mid-request, one kept alive
+    // after an answered request (so it is surely accepted).
+    let mut held = std::net::TcpStream::connect(&addr).unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    std::io::Read::read_exact(&mut held, &mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    // Past the cap: answered 503 (or reset before the answer is read),
+    // then closed. Accepts are in order, so the first two hold the cap.
+    for _ in 0..5 {
+        let mut refused = std::net::TcpStream::connect(&addr).unwrap();
+        let _ = refused.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let answer = String::from_utf8_lossy(&read_until_closed(&mut refused)).into_owned();
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+            "{answer}"
+        );
+    }
+    // One held connection goes: the host serves again.
+    drop(half);
+    let deadline = Instant::now() + HANG;
+    loop {
+        match ureq::get(&server.url("/healthz")).call() {
+            Ok(response) => {
+                assert_eq!(response.status(), 200);
+                break;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "never served again: {error}"),
+        }
+    }
+    drop(held);
+}
