@@ -930,8 +930,13 @@ impl Queue {
     /// to be final (completed, failed or cancelled). Returns the job as it
     /// is when it becomes final or the wait ends, whichever is first. The
     /// wait is wall-clock time: it bounds an HTTP request, not a job.
+    ///
+    /// Its registrations go when it ends, however it ends: also when the
+    /// future is dropped (the client went away), so abandoned long polls
+    /// leave nothing behind.
     pub async fn wait(&self, id: JobId, wait: Duration) -> Result<(JobDetail, Live), Error> {
         let deadline = tokio::time::Instant::now() + wait;
+        let _registered = Registered { queue: self, id };
         // Whether the last read found the job blocked.
         let mut blocked = false;
         loop {
@@ -960,7 +965,6 @@ impl Queue {
                 }
             };
             if !waited {
-                self.forget_waiters(id);
                 return if tokio::time::Instant::now() >= deadline {
                     self.job(id).await
                 } else {
@@ -1229,6 +1233,13 @@ impl Queue {
         self.inner.changes.subscribe()
     }
 
+    /// How many long-poll registrations this host holds, on any job, live
+    /// or abandoned (each [`wait`](Self::wait) holds at most one).
+    pub fn long_poll_registrations(&self) -> usize {
+        let by_job: usize = self.waiters().values().map(Vec::len).sum();
+        by_job + self.blocked_waiters().len()
+    }
+
     /// How many long polls ([`wait`](Self::wait)) are waiting on job `id`.
     pub fn long_polls(&self, id: JobId) -> usize {
         self.waiters().get(&id).map_or(0, |list| {
@@ -1254,6 +1265,19 @@ impl Queue {
                 waiters.remove(&id);
             }
         }
+    }
+}
+
+/// A [`Queue::wait`] in progress: its registrations are dropped with it,
+/// whether it returned or was dropped (its client disconnected).
+struct Registered<'a> {
+    queue: &'a Queue,
+    id: JobId,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.queue.forget_waiters(self.id);
     }
 }
 

@@ -510,6 +510,37 @@ async fn get_with_wait_ms_answers_once_the_job_is_final_or_the_wait_ends() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_and_expired_long_polls_leave_no_registrations() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    // A far-future job: no long poll on it ends by the job changing.
+    let (_, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "delay_ms": 86_400_000}),
+        )
+        .await;
+    let id = job["id"].as_i64().unwrap();
+    let queue = api.host.queue.clone();
+    for _ in 0..50 {
+        // Short polls that time out.
+        let (status, body) = api.get(&format!("/v1/jobs/{id}?wait_ms=1")).await;
+        assert_eq!(
+            (status, &body["state"]),
+            (StatusCode::OK, &json!("pending"))
+        );
+        // Clients that go away mid-poll: the request future is dropped.
+        let app = router(queue.clone(), api.config.clone());
+        let uri = format!("/v1/jobs/{id}?wait_ms=60000");
+        let waiting = tokio::spawn(app.oneshot(Request::get(uri).body(Body::empty()).unwrap()));
+        eventually("the request waits", || queue.long_polls(id) == 1).await;
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+    }
+    assert_eq!(queue.long_poll_registrations(), 0);
+}
+
 #[tokio::test]
 async fn submitting_by_name_follows_uploads_and_deletes() {
     let api = Api::new();
