@@ -898,8 +898,23 @@ impl Queue {
         Ok(job)
     }
 
-    /// Moves a dead-lettered job back to pending.
+    /// Moves a dead-lettered job back to pending, unless its attempts so
+    /// far and a fresh budget would pass
+    /// [`Ceilings::attempts_per_job`](crate::policy::Ceilings::attempts_per_job)
+    /// (a conflict: every attempt keeps its report).
     pub async fn requeue(&self, id: JobId) -> Result<Job, Error> {
+        let (detail, _) = self.job(id).await?;
+        let so_far = detail.attempts.last().map_or(0, |a| u64::from(a.number));
+        let most = self.policy().ceilings().attempts_per_job();
+        if detail.job.state == JobState::Failed
+            && so_far + u64::from(detail.job.max_attempts) > most
+        {
+            return Err(store::Error::Conflict(format!(
+                "job {id} has had {so_far} attempts: a requeue would allow more than the \
+                 {most} a job may have (ten times ceilings.max_attempts); submit it again instead"
+            ))
+            .into());
+        }
         let job = self.inner.store.requeue_if_failed(id, self.now()).await?;
         self.wake();
         self.changed([id]);
