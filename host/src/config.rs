@@ -1001,4 +1001,17 @@ mod tests {
             assert!(problems[0].starts_with("server.token is empty"));
         }
     }
+
+    #[test]
+    fn the_report_budget_must_hold_one_job_at_the_ceilings() {
+        let mut config = Config::default();
+        assert!(config.validate().is_ok(), "the defaults fit");
+        let largest = config.ceilings.largest_limits().report_bytes();
+        config.queue.report_memory_bytes = largest - 1;
+        let problems = config.validate().unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("queue.report_memory_bytes"));
+        config.queue.report_memory_bytes = largest;
+        assert!(config.validate().is_ok());
+    }
 }
