@@ -18,10 +18,12 @@ mod modules;
 pub mod openapi;
 mod queues;
 mod schedules;
+pub mod server;
 pub mod views;
 mod workflows;
 
 pub use error::ApiError;
+pub use server::{ServerLimits, serve};
 
 use error::ErrorBody;
 
@@ -336,12 +338,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
             })
             .into_response()
         }
-        Err(error) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("store unreachable: {error}"),
-        )
-        .into_response(),
+        Err(error) => {
+            // `/readyz` is public: the store's own words (paths, SQL) go
+            // to the log, the answer says only what is wrong.
+            tracing::error!(%error, "readiness check: the store does not answer");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "store unreachable (the host's log says why)",
+            )
+            .into_response()
+        }
     }
 }
 
@@ -362,7 +369,7 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
             .headers()
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_credentials);
         // blake3's `Hash` compares in constant time: how much of a guess
         // matches does not show in the answer's timing.
         let matches = given
@@ -377,4 +384,29 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
         }
     }
     next.run(request).await
+}
+
+/// The credentials of an `Authorization` header of the `Bearer` scheme.
+/// The scheme's name is case-insensitive (RFC 9110, section 11.1); one or
+/// more spaces separate it from the token.
+fn bearer_credentials(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_start_matches(' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credentials;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k"] {
+            assert_eq!(bearer_credentials(header), Some("t0k"), "{header}");
+        }
+        for header in ["Basic t0k", "Bearert0k", "Bearer", "t0k"] {
+            assert_eq!(bearer_credentials(header), None, "{header}");
+        }
+    }
 }

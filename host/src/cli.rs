@@ -12,6 +12,7 @@ mod replay;
 mod scaffold;
 mod schedules;
 mod serve;
+mod terminal;
 mod workflows;
 
 use clap::{Parser, Subcommand};
@@ -211,6 +212,6 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// Prints a one-line error and returns the usage exit code.
 fn usage_error(message: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {message}");
+    eprintln!("error: {}", terminal::line(&message.to_string()));
     EXIT_USAGE
 }

@@ -4,7 +4,7 @@
 //! listed at once by [`Config::validate`].
 
 use crate::alerts::{AlertEvent, Webhook};
-use crate::api::ApiConfig;
+use crate::api::{ApiConfig, ServerLimits, server};
 use crate::engine::{EngineConfig, HttpLimits};
 use crate::grants::{GrantSpec, Grants, SecretSource};
 use crate::job::{DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY};
@@ -279,6 +279,15 @@ pub struct ServerSection {
     /// Serve `/metrics` without the token (a scraper on a trusted
     /// network); by default it needs the token like `/v1`.
     pub metrics_public: bool,
+    /// Longest wait for a request's whole head (also between requests on
+    /// a kept-alive connection), in ms.
+    pub header_read_timeout_ms: u64,
+    /// Longest a connection may stay without a byte read or written, in
+    /// ms; above `max_wait_ms` [default: 120 s, or `max_wait_ms` and a
+    /// minute if that is longer].
+    pub idle_timeout_ms: Option<u64>,
+    /// Most client connections at once; more are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 /// `[queue]`.
@@ -305,6 +314,10 @@ pub struct QueueSection {
     /// A slot whose job is still out this long after its deadline is
     /// declared stuck, abandoned and replaced, in ms.
     pub stuck_grace_ms: i64,
+    /// Host memory for the reports of jobs in flight (running, or ended
+    /// and not yet written), in bytes: a job starts once the most its
+    /// report can keep fits.
+    pub report_memory_bytes: u64,
 }
 
 /// Most worker slots a host may have (each may hold a sandbox).
@@ -393,6 +406,9 @@ impl Default for ServerSection {
             max_body_bytes: ApiConfig::default().max_body_bytes,
             max_wait_ms: ApiConfig::default().max_wait_ms,
             metrics_public: false,
+            header_read_timeout_ms: server::DEFAULT_HEADER_READ_TIMEOUT_MS,
+            idle_timeout_ms: None,
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -409,6 +425,7 @@ impl Default for QueueSection {
             max_workers: None,
             scale_down_idle_ms: DEFAULT_IDLE_MS,
             stuck_grace_ms: q.stuck_grace_ms,
+            report_memory_bytes: q.report_memory_bytes,
         }
     }
 }
@@ -476,6 +493,19 @@ impl Config {
                  (WASMJOB_TOKEN) or server.allow_unauthenticated = true"
             ));
         }
+        if self
+            .server
+            .token
+            .as_deref()
+            .is_some_and(|token| token.trim().is_empty())
+        {
+            // An empty token would be a password anyone can guess; a blank
+            // `WASMJOB_TOKEN` in a unit file is a mistake, not a choice.
+            problems.push(
+                "server.token is empty: set a secret token, or remove the key to serve without one"
+                    .to_owned(),
+            );
+        }
         if self.queue.concurrency == 0 {
             problems.push("queue.concurrency must be at least 1".to_owned());
         }
@@ -518,6 +548,30 @@ impl Config {
             problems.push(format!(
                 "server.max_wait_ms must be at most {MAX_WAIT_CEILING_MS} (an hour)"
             ));
+        }
+        let largest_report = self.ceilings.largest_limits().report_bytes();
+        if largest_report > self.queue.report_memory_bytes {
+            problems.push(format!(
+                "queue.report_memory_bytes ({}) is below what one job at the ceilings may keep \
+                 in its report ({largest_report} bytes: output, stdio tails, logs): raise it or \
+                 lower the ceilings",
+                self.queue.report_memory_bytes
+            ));
+        }
+        if self.server.header_read_timeout_ms < 1 {
+            problems.push("server.header_read_timeout_ms must be at least 1".to_owned());
+        }
+        if let Some(idle) = self.server.idle_timeout_ms
+            && idle <= self.server.max_wait_ms
+        {
+            problems.push(format!(
+                "server.idle_timeout_ms ({idle}) must be above server.max_wait_ms ({}): a long \
+                 poll sends nothing while it waits",
+                self.server.max_wait_ms
+            ));
+        }
+        if self.server.max_connections < 1 {
+            problems.push("server.max_connections must be at least 1".to_owned());
         }
         if self.queue.aging_ms < 1 {
             problems.push("queue.aging_ms must be at least 1".to_owned());
@@ -605,6 +659,7 @@ impl Config {
                 .as_millis() as u64,
             retention: self.retention()?.0,
             retention_interval_ms: self.retention()?.1,
+            report_memory_bytes: self.queue.report_memory_bytes,
         })
     }
 
@@ -677,6 +732,19 @@ impl Config {
         Grants::load(&self.grants, &self.secrets, &self.config, |var| {
             std::env::var(var).ok()
         })
+    }
+
+    /// What the HTTP server bounds per connection and in all.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: Duration::from_millis(self.server.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(
+                self.server.idle_timeout_ms.unwrap_or(
+                    server::DEFAULT_IDLE_TIMEOUT_MS.max(self.server.max_wait_ms + 60_000),
+                ),
+            ),
+            max_connections: self.server.max_connections,
+        }
     }
 
     /// The API's configuration.
@@ -918,9 +986,40 @@ mod tests {
             problems[2].starts_with("server.max_wait_ms"),
             "{problems:?}"
         );
+        config.server.idle_timeout_ms = Some(1_000);
+        let problems = config.validate().unwrap_err();
+        assert!(
+            problems[3].starts_with("server.idle_timeout_ms (1000) must be above"),
+            "{problems:?}"
+        );
+        config.server.idle_timeout_ms = None;
         config.server.token = Some("secret".to_owned());
         config.queue.concurrency = 1;
         config.server.max_wait_ms = MAX_WAIT_CEILING_MS;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn an_empty_token_is_refused() {
+        for empty in ["", "  "] {
+            let mut config = Config::default();
+            config.server.token = Some(empty.to_owned());
+            let problems = config.validate().unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].starts_with("server.token is empty"));
+        }
+    }
+
+    #[test]
+    fn the_report_budget_must_hold_one_job_at_the_ceilings() {
+        let mut config = Config::default();
+        assert!(config.validate().is_ok(), "the defaults fit");
+        let largest = config.ceilings.largest_limits().report_bytes();
+        config.queue.report_memory_bytes = largest - 1;
+        let problems = config.validate().unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("queue.report_memory_bytes"));
+        config.queue.report_memory_bytes = largest;
         assert!(config.validate().is_ok());
     }
 }

@@ -31,6 +31,11 @@ pub const DEFAULT_LOG_RECORDS: u32 = 1_000;
 pub const DEFAULT_LOG_BYTES: u64 = 256 * 1024;
 /// Default bytes kept from the end of stdout and of stderr for the report.
 pub const DEFAULT_STDIO_TAIL_BYTES: u64 = 16 * 1024;
+/// Bytes kept of a guest's own error message (its `job-error`): 4 KiB. A
+/// failure message is a line for a person, stored with the attempt and as
+/// the job's last error and shown in listings, so a guest must not be able
+/// to make it as large as its memory; the report keeps the original length.
+pub const ERROR_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// Limits for one invocation, with explicit units in the field names. In
 /// the config file, the `[limits]` section (the defaults of a job).
@@ -67,7 +72,27 @@ impl Default for Limits {
     }
 }
 
+/// What one kept log record costs beside its message: its time, level
+/// and the message's allocation header.
+const LOG_RECORD_OVERHEAD_BYTES: u64 = 48;
+/// What else a report keeps, at most: figures, a backtrace, the records
+/// of outbound requests, follow-ups, a progress note.
+const REPORT_OTHER_BYTES: u64 = 64 * 1024;
+
 impl Limits {
+    /// The most host memory a report of an attempt under these limits
+    /// keeps: the output, the stdout and stderr tails, the log records,
+    /// the error message and the rest. The host reserves this much before
+    /// starting the attempt (see `queue.report_memory_bytes`).
+    pub fn report_bytes(&self) -> u64 {
+        self.output_bytes
+            .saturating_add(self.stdio_tail_bytes.saturating_mul(2))
+            .saturating_add(self.log_bytes)
+            .saturating_add(u64::from(self.log_records).saturating_mul(LOG_RECORD_OVERHEAD_BYTES))
+            .saturating_add(ERROR_MESSAGE_BYTES as u64)
+            .saturating_add(REPORT_OTHER_BYTES)
+    }
+
     /// The wall-clock timeout as a [`Duration`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)

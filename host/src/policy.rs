@@ -137,6 +137,11 @@ pub const CEILING_LOG_BYTES: u64 = 16 * 1024 * 1024;
 pub const CEILING_STDIO_TAIL_BYTES: u64 = 1024 * 1024;
 /// Default ceiling on attempts: 100. Every attempt keeps its report.
 pub const CEILING_MAX_ATTEMPTS: u64 = 100;
+/// A requeue gives a job a fresh attempt budget, but every attempt keeps
+/// its report: a job may have at most this many times
+/// `ceilings.max_attempts` attempts in its life (see
+/// [`Ceilings::attempts_per_job`]); past that, submit it again.
+pub const REQUEUE_ROUNDS: u64 = 10;
 /// Default ceiling on a retry's base delay: one day.
 pub const CEILING_RETRY_BASE_MS: u64 = 86_400_000;
 /// Default ceiling on a retry's largest delay: one week.
@@ -197,6 +202,27 @@ impl Default for Ceilings {
             retry_max_delay_ms: CEILING_RETRY_MAX_DELAY_MS,
             delay_ms: CEILING_DELAY_MS,
             unique_window_ms: CEILING_UNIQUE_WINDOW_MS,
+        }
+    }
+}
+
+impl Ceilings {
+    /// The most attempts one job may have in its life, requeues included:
+    /// [`REQUEUE_ROUNDS`] times `max_attempts`.
+    pub fn attempts_per_job(&self) -> u64 {
+        self.max_attempts.saturating_mul(REQUEUE_ROUNDS)
+    }
+
+    /// The largest limits a job may have: every limit at its ceiling.
+    pub fn largest_limits(&self) -> Limits {
+        Limits {
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            timeout_ms: self.timeout_ms,
+            output_bytes: self.output_bytes,
+            log_records: u32::try_from(self.log_records).unwrap_or(u32::MAX),
+            log_bytes: self.log_bytes,
+            stdio_tail_bytes: self.stdio_tail_bytes,
         }
     }
 }

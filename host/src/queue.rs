@@ -120,6 +120,9 @@ pub struct QueueConfig {
     pub retention: Option<Retention>,
     /// How often retention looks for old jobs, in ms.
     pub retention_interval_ms: u64,
+    /// Host memory for the reports of jobs in flight, in bytes (see
+    /// [`ReportBudget`](crate::worker::ReportBudget)).
+    pub report_memory_bytes: u64,
 }
 
 /// History is kept two days by default: a day to look back on, and a
@@ -147,6 +150,7 @@ impl Default for QueueConfig {
             history_flush_ms: DEFAULT_HISTORY_FLUSH_MS,
             retention: None,
             retention_interval_ms: 60_000,
+            report_memory_bytes: crate::worker::DEFAULT_REPORT_MEMORY_BYTES,
         }
     }
 }
@@ -225,6 +229,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// The pool's slots (the pool uses them; the API shows them).
     slots: Arc<Slots>,
+    /// Host memory for the reports of jobs in flight.
+    budget: crate::worker::ReportBudget,
     /// Module references (hash or name) already resolved. Per host: only
     /// this host's queue changes modules in its store, and it clears the
     /// cache whenever it does, so an entry is never stale. (A second host
@@ -251,10 +257,12 @@ impl Queue {
             .concurrency
             .clamp(scaling.min, scaling.max.max(scaling.min));
         let slots = Arc::new(Slots::new(size, clock.now()));
+        let budget = crate::worker::ReportBudget::new(config.report_memory_bytes);
         Queue {
             inner: Arc::new(Inner {
                 metrics,
                 slots,
+                budget,
                 store,
                 engine,
                 clock,
@@ -276,6 +284,11 @@ impl Queue {
     /// The pool's slots.
     pub fn slots(&self) -> &Arc<Slots> {
         &self.inner.slots
+    }
+
+    /// Host memory reserved for the reports of jobs in flight.
+    pub fn report_budget(&self) -> &crate::worker::ReportBudget {
+        &self.inner.budget
     }
 
     /// This host's metrics.
@@ -907,8 +920,23 @@ impl Queue {
         Ok(job)
     }
 
-    /// Moves a dead-lettered job back to pending.
+    /// Moves a dead-lettered job back to pending, unless its attempts so
+    /// far and a fresh budget would pass
+    /// [`Ceilings::attempts_per_job`](crate::policy::Ceilings::attempts_per_job)
+    /// (a conflict: every attempt keeps its report).
     pub async fn requeue(&self, id: JobId) -> Result<Job, Error> {
+        let (detail, _) = self.job(id).await?;
+        let so_far = detail.attempts.last().map_or(0, |a| u64::from(a.number));
+        let most = self.policy().ceilings().attempts_per_job();
+        if detail.job.state == JobState::Failed
+            && so_far + u64::from(detail.job.max_attempts) > most
+        {
+            return Err(store::Error::Conflict(format!(
+                "job {id} has had {so_far} attempts: a requeue would allow more than the \
+                 {most} a job may have (ten times ceilings.max_attempts); submit it again instead"
+            ))
+            .into());
+        }
         let job = self.inner.store.requeue_if_failed(id, self.now()).await?;
         self.wake();
         self.changed([id]);
@@ -939,8 +967,13 @@ impl Queue {
     /// to be final (completed, failed or cancelled). Returns the job as it
     /// is when it becomes final or the wait ends, whichever is first. The
     /// wait is wall-clock time: it bounds an HTTP request, not a job.
+    ///
+    /// Its registrations go when it ends, however it ends: also when the
+    /// future is dropped (the client went away), so abandoned long polls
+    /// leave nothing behind.
     pub async fn wait(&self, id: JobId, wait: Duration) -> Result<(JobDetail, Live), Error> {
         let deadline = tokio::time::Instant::now() + wait;
+        let _registered = Registered { queue: self, id };
         // Whether the last read found the job blocked.
         let mut blocked = false;
         loop {
@@ -969,7 +1002,6 @@ impl Queue {
                 }
             };
             if !waited {
-                self.forget_waiters(id);
                 return if tokio::time::Instant::now() >= deadline {
                     self.job(id).await
                 } else {
@@ -1238,6 +1270,13 @@ impl Queue {
         self.inner.changes.subscribe()
     }
 
+    /// How many long-poll registrations this host holds, on any job, live
+    /// or abandoned (each [`wait`](Self::wait) holds at most one).
+    pub fn long_poll_registrations(&self) -> usize {
+        let by_job: usize = self.waiters().values().map(Vec::len).sum();
+        by_job + self.blocked_waiters().len()
+    }
+
     /// How many long polls ([`wait`](Self::wait)) are waiting on job `id`.
     pub fn long_polls(&self, id: JobId) -> usize {
         self.waiters().get(&id).map_or(0, |list| {
@@ -1263,6 +1302,19 @@ impl Queue {
                 waiters.remove(&id);
             }
         }
+    }
+}
+
+/// A [`Queue::wait`] in progress: its registrations are dropped with it,
+/// whether it returned or was dropped (its client disconnected).
+struct Registered<'a> {
+    queue: &'a Queue,
+    id: JobId,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.queue.forget_waiters(self.id);
     }
 }
 

@@ -158,6 +158,9 @@ pub struct Failure {
     pub exit_code: Option<i32>,
     /// The wasm backtrace at the trap, innermost frame first.
     pub backtrace: Vec<Frame>,
+    /// The length in bytes of the guest's own message when `message` is
+    /// only its first [`ERROR_MESSAGE_BYTES`](crate::limits::ERROR_MESSAGE_BYTES).
+    pub message_bytes: Option<u64>,
 }
 
 /// Severity of a guest log record.
@@ -344,6 +347,7 @@ impl Failure {
             trap_code: None,
             exit_code: None,
             backtrace: Vec::new(),
+            message_bytes: None,
         }
     }
 }

@@ -15,6 +15,7 @@
 //! renewer extends those leases and stops the jobs the store no longer
 //! gives us (cancelled elsewhere, or rescued).
 
+mod budget;
 mod dispatch;
 mod record;
 mod registry;
@@ -22,6 +23,7 @@ mod run;
 pub mod scale;
 pub mod slots;
 
+pub use budget::{DEFAULT_REPORT_MEMORY_BYTES, ReportBudget, Reservation};
 pub use registry::{Held, Phase, Registry, Stop};
 pub use scale::Scaling;
 pub use slots::{Slot, SlotCounts, SlotState, Slots};
@@ -43,6 +45,9 @@ pub(crate) struct Finished {
     outcome: Outcome,
     /// The attempt's span, kept open until its outcome is recorded.
     span: tracing::Span,
+    /// The report's share of the host's budget, released once the outcome
+    /// is written (none for an outcome without a report of the engine's).
+    reserved: Option<Reservation>,
 }
 
 /// How long interrupted jobs get to end at shutdown before their tasks
@@ -241,6 +246,7 @@ fn release(
             job: claimed.job,
             outcome,
             span: tracing::Span::none(),
+            reserved: None,
         });
     }
 }

@@ -928,4 +928,146 @@ fn spans_are_exported_over_otlp_in_the_trace_of_the_submitting_request() {
         .find(|s| s["name"] == "job" && attribute(s, "job_id") == untraced["id"])
         .unwrap_or_else(|| panic!("no span of the untraced job: {spans:#?}"));
     assert_eq!(attempt["traceId"], trace_id, "{attempt}");
+
+/// A WASI command module that writes `text` to stderr and exits with 1.
+fn stderr_writer(text: &str) -> Vec<u8> {
+    let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 100) "{escaped}")
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 100))
+            (i32.store (i32.const 4) (i32.const {len}))
+            (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 12)))
+            (call $proc_exit (i32.const 1))))"#,
+        len = text.len()
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_guests_terminal_sequences_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let module = dir.path().join("hostile.wasm");
+    // Sets the terminal's title, turns text red, and a one-character CSI.
+    std::fs::write(
+        &module,
+        stderr_writer("\x1b]0;pwned\x07\x1b[31mred\u{9b}2J\nsecond\tline\n"),
+    )
+    .unwrap();
+    let out = cli(&server, &["upload", module.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let hash = stdout(&out).trim().to_owned();
+    let id = server.submit(json!({"module": hash, "max_attempts": 1}));
+    assert_eq!(server.wait_final(id)["state"], "failed");
+
+    let out = cli(&server, &["logs", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\x07') && !shown.contains('\u{9b}'),
+        "raw control characters reached the terminal: {shown:?}"
+    );
+    assert!(
+        shown.contains("\\x1b]0;pwned\\x07\\x1b[31mred\\u{9b}2J\nsecond\tline"),
+        "{shown:?}"
+    );
+}
+
+/// Reads from `stream` until the server closes it: EOF, or a reset.
+/// Returns what was read. Panics if the server keeps it open past [`HANG`].
+fn read_until_closed(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(HANG)).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return seen,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return seen,
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+}
+
+/// A host started with `toml` as its configuration file.
+fn start_with_config(dir: &Path, toml: &str) -> Server {
+    let file = dir.join("wasmjob.toml");
+    std::fs::write(&file, toml).unwrap();
+    Server::start(&dir.join("data"), &["--config", file.to_str().unwrap()])
+}
+
+#[test]
+fn a_client_sending_half_a_header_is_disconnected() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_config(dir.path(), "[server]\nheader_read_timeout_ms = 200\n");
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let answer = read_until_closed(&mut slow);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "{answer:?}"
+    );
+    // A client that connects and sends nothing is closed the same way.
+    let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+    read_until_closed(&mut silent);
+    // The host still serves.
+    let mut response = ureq::get(&server.url("/healthz")).call().unwrap();
+    assert_eq!(
+        response.body_mut().read_json::<Value>().unwrap()["status"],
+        "ok"
+    );
+}
+
+#[test]
+fn connections_past_the_cap_are_refused_and_the_host_keeps_serving() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_config(
+        dir.path(),
+        "[server]\nmax_connections = 2\nheader_read_timeout_ms = 3600000\nidle_timeout_ms = 3600000\n",
+    );
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Two connections hold the cap: one mid-request, one kept alive
+    // after an answered request (so it is surely accepted).
+    let mut held = std::net::TcpStream::connect(&addr).unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    std::io::Read::read_exact(&mut held, &mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    // Past the cap: answered 503 (or reset before the answer is read),
+    // then closed. Accepts are in order, so the first two hold the cap.
+    for _ in 0..5 {
+        let mut refused = std::net::TcpStream::connect(&addr).unwrap();
+        let _ = refused.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let answer = String::from_utf8_lossy(&read_until_closed(&mut refused)).into_owned();
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+            "{answer}"
+        );
+    }
+    // One held connection goes: the host serves again.
+    drop(half);
+    let deadline = Instant::now() + HANG;
+    loop {
+        match ureq::get(&server.url("/healthz")).call() {
+            Ok(response) => {
+                assert_eq!(response.status(), 200);
+                break;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "never served again: {error}"),
+        }
+    }
+    drop(held);
 }

@@ -802,6 +802,11 @@ pub struct FailureView {
     /// The wasm backtrace at the trap, innermost frame first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     backtrace: Vec<FrameView>,
+    /// The length in bytes of the guest's own error message, when
+    /// `message` is only its first 4 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    message_bytes: Option<u64>,
 }
 
 impl From<Failure> for FailureView {
@@ -813,6 +818,7 @@ impl From<Failure> for FailureView {
             trap_code: f.trap_code,
             exit_code: f.exit_code,
             backtrace: f.backtrace.into_iter().map(FrameView::from).collect(),
+            message_bytes: f.message_bytes,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::remote::{OrExit, Remote, cell, exit_code, print_json, print_table};
 use super::serve::parse_retry;
-use super::{EXIT_JOB_FAILED, EXIT_OK, usage_error};
+use super::{EXIT_JOB_FAILED, EXIT_OK, terminal, usage_error};
 use crate::client::Client;
 use crate::policy::RetryPolicy;
 use crate::units::{parse_bytes, parse_duration};
@@ -566,7 +566,7 @@ fn logs_body(args: JobArgs) -> Result<u8, u8> {
         if let Some(stderr) = report["stderr"]["tail"].as_str()
             && !stderr.is_empty()
         {
-            println!("-- stderr --\n{}", stderr.trim_end());
+            println!("-- stderr --\n{}", terminal::block(stderr.trim_end()));
         }
     }
     Ok(EXIT_OK)

@@ -69,7 +69,8 @@ fn load_file() -> Result<ClientFile, String> {
 /// Prints a one-line error and returns the exit code for its kind:
 /// 2 the host refused the request, 3 the host failed, 4 unreachable.
 pub fn fail(error: ClientError) -> u8 {
-    eprintln!("error: {error}");
+    // The host's message can quote what a job wrote.
+    eprintln!("error: {}", super::terminal::line(&error.to_string()));
     match error {
         ClientError::Refused { .. } => EXIT_USAGE,
         ClientError::Server(_) => EXIT_SERVER,
@@ -133,11 +134,13 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// A JSON field as table text (`-` when absent).
+/// A JSON field as table text (`-` when absent), on one line with its
+/// control characters escaped ([`terminal::line`](super::terminal::line)):
+/// many fields (log messages, errors, progress notes) are a job's words.
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => super::terminal::line(s).into_owned(),
         other => other.to_string(),
     }
 }

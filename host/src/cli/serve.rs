@@ -163,6 +163,17 @@ pub fn run(args: ServeArgs) -> u8 {
         Ok(addr) => addr,
         Err(problems) => return usage_error(problems.join("; ")),
     };
+    if let Some(open_files) = raise_open_files_limit() {
+        let wanted = config.server.max_connections as u64 + FD_RESERVE;
+        if wanted > open_files {
+            return usage_error(format!(
+                "server.max_connections ({}) leaves too few file descriptors: this process may \
+                 open {open_files} files and the host keeps {FD_RESERVE} for its store, modules \
+                 and jobs' requests; lower it or raise `ulimit -n`",
+                config.server.max_connections
+            ));
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmjob-api")
@@ -218,9 +229,7 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
         config.data_dir.display()
     );
     let app = api::router(queue.clone(), config.api_config());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    api::serve(listener, app, config.server_limits(), shutdown_signal()).await;
     tracing::info!("shutting down: finishing running jobs");
     pool.shutdown().await;
     services.abort();
@@ -233,7 +242,40 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
         tracing::warn!(%error, "writing the history at shutdown failed");
     }
     store.close().await;
-    served.map_err(|e| format!("server failed: {e}"))
+    Ok(())
+}
+
+/// File descriptors kept for everything but client connections: the
+/// store's database, WAL and read connections, module and artifact files,
+/// jobs' outbound requests, the alerts' and the runtime's own.
+const FD_RESERVE: u64 = 256;
+
+/// Raises this process's soft limit on open files to its hard limit (many
+/// systems start services at 1,024 with a far higher hard limit) and
+/// returns the limit now in force; `None` when unlimited or unknown.
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current?;
+    if let Some(hard) = limit.maximum
+        && hard > soft
+    {
+        let raised = Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return Some(hard);
+        }
+    }
+    Some(soft)
+}
+
+/// Elsewhere the limit is not known.
+#[cfg(not(unix))]
+fn raise_open_files_limit() -> Option<u64> {
+    None
 }
 
 async fn shutdown_signal() {

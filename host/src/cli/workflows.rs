@@ -2,7 +2,7 @@
 //! them, show one as a tree, cancel one.
 
 use super::remote::{OrExit, Remote, cell, exit_code, print_json, print_table};
-use super::{EXIT_OK, usage_error};
+use super::{EXIT_OK, terminal, usage_error};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -193,7 +193,7 @@ pub(super) fn tree(workflow: &Value) -> String {
     let mut out = format!(
         "workflow {} {}: {} ({})\n",
         workflow["id"],
-        workflow["name"].as_str().unwrap_or("(unnamed)"),
+        terminal::line(workflow["name"].as_str().unwrap_or("(unnamed)")),
         workflow["state"].as_str().unwrap_or("?"),
         counts(&workflow["jobs"]),
     );
@@ -217,15 +217,17 @@ fn draw(
     let branch = if last { "└─ " } else { "├─ " };
     // Not a node of the graph submitted (a job that submitted follow-ups):
     // by its module's name.
-    let name = node["node"]
-        .as_str()
-        .or(node["module_name"].as_str())
-        .unwrap_or("job");
+    let name = terminal::line(
+        node["node"]
+            .as_str()
+            .or(node["module_name"].as_str())
+            .unwrap_or("job"),
+    );
     // A job another job's attempt submitted is marked as such.
     let name = if node["parent"].is_i64() {
         format!("↳ {name}")
     } else {
-        name.to_owned()
+        name.into_owned()
     };
     if !drawn.insert(id) {
         let _ = writeln!(out, "{prefix}{branch}{name} #{id} (see above)");
@@ -237,7 +239,7 @@ fn draw(
         cell(&node["state"])
     );
     if let Some(error) = node["last_error"].as_str() {
-        let _ = write!(out, "  {error}");
+        let _ = write!(out, "  {}", terminal::line(error));
     }
     out.push('\n');
     let below = dependents.get(&id).map(Vec::as_slice).unwrap_or_default();

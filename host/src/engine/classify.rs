@@ -7,6 +7,8 @@
 //! the guest's own error value or its output.
 
 use super::Error;
+use super::host_impl::truncate;
+use crate::limits::ERROR_MESSAGE_BYTES;
 use crate::report::{Failure, FailureKind, Frame};
 
 /// Why the host stopped a running guest from its epoch callback.
@@ -94,11 +96,11 @@ pub fn classify(ended: Ended, seen: &Observed) -> Result<Outcome, Error> {
         Ended::GuestError {
             fatal: true,
             message,
-        } => failure(FailureKind::FatalError, message),
+        } => guest_failure(FailureKind::FatalError, message),
         Ended::GuestError {
             fatal: false,
             message,
-        } => failure(FailureKind::GuestError, message),
+        } => guest_failure(FailureKind::GuestError, message),
         Ended::Trapped(error) => classify_error(&error, seen),
     }))
 }
@@ -161,6 +163,17 @@ fn classify_error(error: &wasmtime::Error, seen: &Observed) -> Failure {
 
 fn failure(kind: FailureKind, message: String) -> Failure {
     Failure::new(kind, message)
+}
+
+/// The guest's own error, its message cut to [`ERROR_MESSAGE_BYTES`]
+/// (the original length kept beside it).
+fn guest_failure(kind: FailureKind, message: String) -> Failure {
+    let bytes = message.len();
+    let mut f = failure(kind, truncate(message, ERROR_MESSAGE_BYTES));
+    if bytes > ERROR_MESSAGE_BYTES {
+        f.message_bytes = Some(bytes as u64);
+    }
+    f
 }
 
 fn timeout(seen: &Observed) -> Failure {
@@ -237,5 +250,16 @@ mod tests {
             "memory_out_of_bounds"
         );
         assert_eq!(trap_code(wasmtime::Trap::OutOfFuel), "out_of_fuel");
+    }
+
+    #[test]
+    fn a_guest_message_is_cut_with_its_length_kept() {
+        let long = "é".repeat(ERROR_MESSAGE_BYTES);
+        let f = guest_failure(FailureKind::GuestError, long.clone());
+        assert!(f.message.len() <= ERROR_MESSAGE_BYTES);
+        assert!(long.starts_with(&f.message));
+        assert_eq!(f.message_bytes, Some(long.len() as u64));
+        let short = guest_failure(FailureKind::FatalError, "no".to_owned());
+        assert_eq!((short.message.as_str(), short.message_bytes), ("no", None));
     }
 }

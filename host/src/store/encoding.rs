@@ -111,6 +111,8 @@ struct StoredFailure {
     exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     backtrace: Vec<StoredFrame>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_bytes: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -190,6 +192,7 @@ impl From<&Report> for StoredReport {
                         offset: frame.offset,
                     })
                     .collect(),
+                message_bytes: f.message_bytes,
             }),
             module: r.module.clone(),
             kind: r.kind.as_str().to_owned(),
@@ -276,6 +279,7 @@ impl StoredReport {
                         offset: frame.offset,
                     })
                     .collect(),
+                message_bytes: f.message_bytes,
             }),
         };
         let logs = self
@@ -369,6 +373,7 @@ mod tests {
                 module: None,
                 offset: Some(9),
             }],
+            message_bytes: Some(123_456),
             ..Failure::new(FailureKind::Trap, "boom")
         });
         ran.status = Status::Failure;

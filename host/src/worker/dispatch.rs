@@ -11,14 +11,15 @@
 //! and a cancel reaches them.
 
 use super::registry::ClaimInFlight;
-use super::{FaultHook, Finished, run};
+use super::{FaultHook, Finished, Reservation, run};
 use crate::engine::CancelToken;
+use crate::limits::Limits;
 use crate::queue::Queue;
 use crate::store::{ClaimRequest, Claimed, Lease};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -101,6 +102,7 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 tokio::spawn(async move { queue.store().claim_due(request, queue.now()).await }),
             ));
         }
+        let front = buffer.front().map(|job| job.claimed.job.limits);
         tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -130,8 +132,10 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                     }
                 }
             }
-            permit = slots.clone().acquire_owned(), if !buffer.is_empty() => {
-                let Ok(permit) = permit else { break };
+            // A slot, and the report's share of the host's budget, for
+            // the job at the front of the buffer.
+            permits = start_permits(&queue, &slots, front), if front.is_some() => {
+                let Ok((permit, reserved)) = permits else { break };
                 let job = buffer.pop_front().expect("a buffered job");
                 let lease = Lease { id: job.claimed.job.id, token: job.claimed.token.clone() };
                 let Some(progress) = queue.registry().start(&lease, queue.now()) else {
@@ -143,7 +147,7 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 while jobs.try_join_next().is_some() {}
                 let slot = queue.slots().occupy(permit, &job.claimed.job, &lease, queue.now());
                 let fault = faults.as_ref().and_then(|hook| hook(&job.claimed.job));
-                jobs.spawn_on(run::supervised(queue.clone(), job, slot, progress, fault, results.clone()), &guests);
+                jobs.spawn_on(run::supervised(queue.clone(), job, slot, reserved, progress, fault, results.clone()), &guests);
             }
             // Every slot busy and nothing to claim ahead: wait for a slot.
             permit = slots.clone().acquire_owned(), if full && buffer.is_empty() => {
@@ -164,6 +168,22 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
     Stopped {
         buffered: buffer.into(),
         jobs,
+    }
+}
+
+/// A free slot, then the budget for a report under `limits` (waiting for
+/// both; dropped unused if another branch wins, which returns them).
+fn start_permits(
+    queue: &Queue,
+    slots: &Arc<Semaphore>,
+    limits: Option<Limits>,
+) -> impl Future<Output = Result<(OwnedSemaphorePermit, Reservation), AcquireError>> + use<> {
+    let slot = Arc::clone(slots).acquire_owned();
+    let budget = queue.report_budget().clone();
+    async move {
+        let slot = slot.await?;
+        let reserved = budget.reserve(&limits.unwrap_or_default()).await?;
+        Ok((slot, reserved))
     }
 }
 

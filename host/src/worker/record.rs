@@ -195,7 +195,12 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
 /// report says why, and the policy decides what follows (a result too
 /// large to store would be the same again, so that is not retryable).
 fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) -> Finished {
-    let Finished { job, outcome, span } = finished;
+    let Finished {
+        job,
+        outcome,
+        span,
+        reserved,
+    } = finished;
     tracing::warn!(job_id = job.id, %message);
     let ending = Ending::HostFailed { retryable };
     let decision = queue.policy().decide(&job, ending, outcome.at);
@@ -214,5 +219,10 @@ fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) 
         ..outcome
     };
     debug_assert_ne!(outcome.decision, Decision::Release);
-    Finished { job, outcome, span }
+    Finished {
+        job,
+        outcome,
+        span,
+        reserved,
+    }
 }

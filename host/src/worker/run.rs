@@ -3,7 +3,7 @@
 use super::dispatch::Buffered;
 use super::registry::{ProgressCell, Stop};
 use super::slots::Occupied;
-use super::{Fault, Finished};
+use super::{Fault, Finished, Reservation};
 use crate::clock::Millis;
 use crate::engine::{self, CancelToken, DependencyState, Invocation, JobInfo, ProgressSink};
 use crate::job::{Job, JobState, Resolved};
@@ -31,6 +31,7 @@ pub(super) async fn supervised(
     queue: Queue,
     job: Buffered,
     slot: Occupied,
+    reserved: Reservation,
     progress: ProgressCell,
     fault: Option<Fault>,
     results: mpsc::UnboundedSender<Finished>,
@@ -101,6 +102,8 @@ pub(super) async fn supervised(
     );
     slot.finish(failed, queue.now());
     finished.span = span;
+    // The report stays counted in the budget until the recorder wrote it.
+    finished.reserved = Some(reserved);
     // The recorder outlives every job task.
     let _ = results.send(finished);
 }
@@ -148,6 +151,7 @@ pub(super) fn host_failure(
         job,
         outcome,
         span: tracing::Span::none(),
+        reserved: None,
     }
 }
 
@@ -229,6 +233,7 @@ async fn run(
         job,
         outcome,
         span: tracing::Span::none(),
+        reserved: None,
     }
 }
 

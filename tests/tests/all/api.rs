@@ -388,6 +388,29 @@ async fn a_token_is_required_when_configured() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let api = Api::with(ApiConfig {
+        token: Some("s3cret".to_owned()),
+        ..ApiConfig::default()
+    });
+    for (header, expected) in [
+        ("bearer s3cret", StatusCode::OK),
+        ("BEARER s3cret", StatusCode::OK),
+        ("Bearer  s3cret", StatusCode::OK),
+        ("Basic s3cret", StatusCode::UNAUTHORIZED),
+        ("bearer s3cre", StatusCode::UNAUTHORIZED),
+        ("bearer ", StatusCode::UNAUTHORIZED),
+    ] {
+        let request = Request::get("/v1/jobs")
+            .header(header::AUTHORIZATION, header)
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = api.call(request).await;
+        assert_eq!(status, expected, "{header}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn a_module_over_the_upload_limit_is_413() {
     let api = Api::with(ApiConfig {
         max_module_bytes: 1024,
@@ -485,6 +508,37 @@ async fn get_with_wait_ms_answers_once_the_job_is_final_or_the_wait_ends() {
     assert_eq!(error_code(&body), "invalid_query");
     let (status, body) = api.get("/v1/jobs/999999?wait_ms=10").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_and_expired_long_polls_leave_no_registrations() {
+    let api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    // A far-future job: no long poll on it ends by the job changing.
+    let (_, job) = api
+        .post_json(
+            "/v1/jobs",
+            json!({"module": "hello", "delay_ms": 86_400_000}),
+        )
+        .await;
+    let id = job["id"].as_i64().unwrap();
+    let queue = api.host.queue.clone();
+    for _ in 0..50 {
+        // Short polls that time out.
+        let (status, body) = api.get(&format!("/v1/jobs/{id}?wait_ms=1")).await;
+        assert_eq!(
+            (status, &body["state"]),
+            (StatusCode::OK, &json!("pending"))
+        );
+        // Clients that go away mid-poll: the request future is dropped.
+        let app = router(queue.clone(), api.config.clone());
+        let uri = format!("/v1/jobs/{id}?wait_ms=60000");
+        let waiting = tokio::spawn(app.oneshot(Request::get(uri).body(Body::empty()).unwrap()));
+        eventually("the request waits", || queue.long_polls(id) == 1).await;
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+    }
+    assert_eq!(queue.long_poll_registrations(), 0);
 }
 
 #[tokio::test]
@@ -655,6 +709,12 @@ async fn readyz_answers_503_while_the_store_is_unreachable() {
     let (status, body) = api.get("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body), "not_ready");
+    // The store's own error text (here: its writer stopped) is logged,
+    // never shown on the public endpoint.
+    assert_eq!(
+        error_message(&body),
+        "store unreachable (the host's log says why)"
+    );
     let (status, _) = api.get("/healthz").await;
     assert_eq!(status, StatusCode::OK, "alive, if not ready");
 }

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod api;
+mod bounds;
 mod browser;
 mod command;
 mod compiles;

@@ -217,3 +217,42 @@ async fn the_timeout_escalates_after_a_timeout_up_to_its_ceiling() {
     );
     host.stop_workers().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeues_cannot_give_a_job_unbounded_attempts() {
+    // At most 2 attempts per submission, so 20 in a job's life.
+    let ceilings = Ceilings {
+        max_attempts: 2,
+        ..Ceilings::default()
+    };
+    let defaults = Defaults {
+        max_attempts: 1,
+        ..Defaults::default()
+    };
+    let policy = Policy::new(defaults, ceilings, Escalation::default()).unwrap();
+    assert_eq!(ceilings.attempts_per_job(), 20);
+    let mut host = Host::new(QueueConfig {
+        policy,
+        ..one_worker()
+    });
+    let fatal = host.upload(guests::FATAL).await;
+    let id = host.submit(host.job(&fatal, json!(null))).await.id;
+    host.start_workers();
+    for round in 1..=20 {
+        host.wait_job(id, |d| {
+            d.job.state == JobState::Failed && d.attempts.len() == round
+        })
+        .await
+        .unwrap_or_else(|| panic!("attempt {round} never failed"));
+        if round < 20 {
+            host.queue
+                .requeue(id)
+                .await
+                .expect("a requeue within the bound");
+        }
+    }
+    let refused = host.queue.requeue(id).await.unwrap_err().to_string();
+    assert!(refused.contains("has had 20 attempts"), "{refused}");
+    assert_eq!(host.detail(id).await.job.state, JobState::Failed);
+    host.stop_workers().await;
+}
