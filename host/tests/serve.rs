@@ -928,6 +928,7 @@ fn spans_are_exported_over_otlp_in_the_trace_of_the_submitting_request() {
         .find(|s| s["name"] == "job" && attribute(s, "job_id") == untraced["id"])
         .unwrap_or_else(|| panic!("no span of the untraced job: {spans:#?}"));
     assert_eq!(attempt["traceId"], trace_id, "{attempt}");
+}
 
 /// A WASI command module that writes `text` to stderr and exits with 1.
 fn stderr_writer(text: &str) -> Vec<u8> {
