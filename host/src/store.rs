@@ -2,9 +2,10 @@
 //!
 //! [`JobStore`] is the contract every backend implements, in the queue's
 //! own verbs. The SQLite backend ([`SqliteStore`]) is the embedded default;
-//! a PostgreSQL backend, so that several hosts share one queue, is a second
-//! implementation of the same trait and must pass the same conformance
-//! suite (`store/conformance`, run by every backend's tests).
+//! the PostgreSQL backend ([`PostgresStore`]), so that several hosts share
+//! one queue, is a second implementation of the same trait and passes the
+//! same conformance suite (`store/conformance`, run by every backend's
+//! tests).
 //!
 //! ## What every backend guarantees
 //!
@@ -31,11 +32,13 @@
 //!   outcome carrying the current token is applied.
 
 mod encoding;
+mod postgres;
 mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use postgres::{PostgresConfig, PostgresStore, is_postgres_url};
 pub use sqlite::{SqliteStore, StoreConfig};
 
 use crate::clock::Millis;
