@@ -737,6 +737,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_store_url_selects_postgres_and_is_checked() {
+        let sqlite = Config::default();
+        assert!(sqlite.store.postgres().is_none(), "SQLite by default");
+        let postgres = Config::from_toml(
+            "[store]\nurl = \"postgres://u@db:5433/jobs\"\nschema = \"w\"\npool_size = 3\n",
+        )
+        .unwrap();
+        let config = postgres.store.postgres().unwrap();
+        assert_eq!(config.url, "postgres://u@db:5433/jobs");
+        assert_eq!((config.schema.as_deref(), config.pool_size), (Some("w"), 3));
+        assert!(postgres.validate().is_ok());
+        let wrong =
+            Config::from_toml("[store]\nurl = \"mysql://db/jobs\"\npool_size = 0\n").unwrap();
+        let problems = wrong.validate().unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("store.url")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("store.pool_size")),
+            "{problems:?}"
+        );
+        let orphan = Config::from_toml("[store]\nschema = \"w\"\n").unwrap();
+        let problems = orphan.validate().unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("need store.url")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn worker_bounds_default_to_the_concurrency_and_are_checked() {
         let fixed = Config::from_toml("[queue]\nconcurrency = 4\n").unwrap();
         assert!(fixed.queue.scaling().is_fixed());

@@ -346,6 +346,25 @@ mod precedence {
     }
 
     #[test]
+    fn the_database_url_flag_overrides_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wasmjob.toml");
+        std::fs::write(&file, "[store]\nurl = \"postgres://file/jobs\"\n").unwrap();
+        let args = Wrapper::parse_from([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--database-url",
+            "postgres://flag/jobs",
+        ]);
+        let config = args.serve.config().unwrap();
+        assert_eq!(config.store.url.as_deref(), Some("postgres://flag/jobs"));
+        let args = Wrapper::parse_from(["serve", "--config", file.to_str().unwrap()]);
+        let config = args.serve.config().unwrap();
+        assert_eq!(config.store.url.as_deref(), Some("postgres://file/jobs"));
+    }
+
+    #[test]
     fn flags_override_the_config_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("wasmjob.toml");
