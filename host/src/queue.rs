@@ -251,7 +251,7 @@ impl Queue {
             .concurrency
             .clamp(scaling.min, scaling.max.max(scaling.min));
         let slots = Arc::new(Slots::new(size, clock.now()));
-        Queue {
+        let queue = Queue {
             inner: Arc::new(Inner {
                 metrics,
                 slots,
@@ -270,7 +270,16 @@ impl Queue {
                 tally: Mutex::new(Tally::default()),
                 alerts: std::sync::OnceLock::new(),
             }),
-        }
+        };
+        // Jobs another host made due wake this host's idle workers too.
+        let weak = Arc::downgrade(&queue.inner);
+        queue.inner.store.watch_jobs(Arc::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.wake.notify_waiters();
+                inner.wake.notify_one();
+            }
+        }));
+        queue
     }
 
     /// The pool's slots.

@@ -580,6 +580,16 @@ pub trait JobStore: Send + Sync + 'static {
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;
 
+    /// Calls `wake` whenever another host sharing the store may have made
+    /// jobs due (a submission, a requeue, a fire time, a retry, a
+    /// release), so its idle workers look at once instead of at their next
+    /// poll. A hint only: it may come late, twice, for nothing, or not at
+    /// all, so callers keep polling. A backend no other host shares may
+    /// ignore it (the default).
+    fn watch_jobs(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
+
     /// Tells `observer` of every commit of this store's writes from now
     /// on (for metrics). A backend without a notion of batches may ignore
     /// it.

@@ -22,6 +22,9 @@
 //! contract), so lease expiry is judged on the clock of the host that
 //! looks; hosts sharing a database need synchronised clocks.
 //!
+//! Hosts wake each other with `LISTEN`/`NOTIFY` (`listen`), polling
+//! being the fallback.
+//!
 //! Submodules mirror the SQLite backend's: `schema` (migrations under an
 //! advisory lock), `rows` (row layouts), `jobs` and `outcomes` (job
 //! writes), `graph` (dependencies and workflows), `read` (job reads),
@@ -30,6 +33,7 @@
 mod graph;
 mod history;
 mod jobs;
+mod listen;
 mod modules;
 mod outcomes;
 mod read;
@@ -51,10 +55,12 @@ use crate::history::MinuteRow;
 use crate::job::{
     Job, JobDetail, JobId, NewJob, NewWorkflow, Submitted, Workflow, WorkflowDetail, WorkflowId,
 };
+use crate::policy::Decision;
 use crate::report::ModuleKind;
 use crate::schedule::Schedule;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use outcomes::Require;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::IsolationLevel;
 
@@ -114,6 +120,14 @@ pub fn is_postgres_url(url: &str) -> bool {
 pub struct PostgresStore {
     pool: Pool,
     max_value_bytes: Option<usize>,
+    /// The listener's connection settings.
+    listen_config: tokio_postgres::Config,
+    /// Told of other hosts' notifications (see `listen`).
+    observers: Arc<listen::Observers>,
+    /// The listener task, started by the first `watch_jobs`.
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// This host's notifications, at most one per interval.
+    throttle: listen::Throttle,
 }
 
 impl PostgresStore {
@@ -127,6 +141,7 @@ impl PostgresStore {
         if let Some(schema) = &config.schema {
             pg.options(format!("-c search_path={}", quote_ident(schema)));
         }
+        let listen_config = pg.clone();
         let manager = Manager::from_config(
             pg,
             tokio_postgres::NoTls,
@@ -163,13 +178,38 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             max_value_bytes: config.max_value_bytes,
+            listen_config,
+            observers: Arc::new(listen::Observers::new()),
+            listener: std::sync::Mutex::new(None),
+            throttle: listen::Throttle::new(),
         })
     }
 
-    /// Closes the pool: later verbs fail, connections are closed as they
-    /// come back.
+    /// Closes the pool (later verbs fail, connections are closed as they
+    /// come back) and stops the listener.
     pub fn close(&self) {
         self.pool.close();
+        if let Some(listener) = self.listener_slot().take() {
+            listener.abort();
+        }
+    }
+
+    fn listener_slot(&self) -> std::sync::MutexGuard<'_, Option<tokio::task::JoinHandle<()>>> {
+        self.listener.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the other hosts, when this transaction commits, that jobs
+    /// may be due (at most once per `listen::MIN_INTERVAL`).
+    async fn notify(&self, tx: &Tx<'_>) -> Result<()> {
+        if self.throttle.take() {
+            rows::execute(
+                tx,
+                "SELECT pg_notify($1, current_schema())",
+                &[&listen::CHANNEL],
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -272,13 +312,11 @@ impl JobStore for PostgresStore {
         for job in &jobs {
             self.check_size("input", job.input.len())?;
         }
-        in_tx!(self, |tx| jobs::insert(
-            &tx,
-            &jobs,
-            now,
-            jobs::Origin::default()
-        )
-        .await?)
+        in_tx!(self, |tx| {
+            let stored = jobs::insert(&tx, &jobs, now, jobs::Origin::default()).await?;
+            self.notify(&tx).await?;
+            stored
+        })
     }
 
     async fn insert_workflow(
@@ -296,6 +334,7 @@ impl JobStore for PostgresStore {
                 ..jobs::Origin::default()
             };
             let stored = jobs::insert(&tx, &workflow.jobs, now, origin).await?;
+            self.notify(&tx).await?;
             (id, stored.into_iter().map(|s| s.job).collect())
         })
     }
@@ -366,7 +405,11 @@ impl JobStore for PostgresStore {
     }
 
     async fn requeue_if_failed(&self, id: JobId, now: Millis) -> Result<Job> {
-        in_tx!(self, |tx| jobs::requeue(&tx, id, now).await?)
+        in_tx!(self, |tx| {
+            let job = jobs::requeue(&tx, id, now).await?;
+            self.notify(&tx).await?;
+            job
+        })
     }
 
     async fn purge_failed(&self, ids: Vec<JobId>) -> Result<u64> {
@@ -445,7 +488,13 @@ impl JobStore for PostgresStore {
         if let Some(job) = &tick.job {
             self.check_size("input", job.input.len())?;
         }
-        in_tx!(self, |tx| schedules::fire(&tx, &tick, now).await?)
+        in_tx!(self, |tx| {
+            let fired = schedules::fire(&tx, &tick, now).await?;
+            if let Fired::Created(_) = fired {
+                self.notify(&tx).await?;
+            }
+            fired
+        })
     }
 
     async fn prune_finished(&self, retention: Retention, now: Millis) -> Result<Pruned> {
@@ -476,6 +525,19 @@ impl JobStore for PostgresStore {
 
     async fn prune_history(&self, before: Millis) -> Result<u64> {
         in_tx!(self, |tx| history::prune(&tx, before).await?)
+    }
+
+    fn watch_jobs(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        self.observers.add(wake);
+        let mut listener = self.listener_slot();
+        if listener.is_none() {
+            // Without a runtime there is nothing to listen with: the
+            // workers' polling still finds every job.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let run = listen::run(self.listen_config.clone(), Arc::clone(&self.observers));
+                *listener = Some(runtime.spawn(run));
+            }
+        }
     }
 
     async fn ping(&self) -> Result<()> {
@@ -516,6 +578,15 @@ impl PostgresStore {
                     results.push(Err(error));
                 }
             }
+        }
+        // A release or a completion (its dependents, its follow-ups) may
+        // leave jobs due for another host.
+        let freed = outcomes.iter().zip(&results).any(|(outcome, result)| {
+            matches!(result, Ok(Recorded::Applied))
+                && matches!(outcome.decision, Decision::Release | Decision::Complete)
+        });
+        if freed {
+            self.notify(&tx).await?;
         }
         tx.commit().await?;
         Ok(results)
@@ -558,4 +629,20 @@ impl From<tokio_postgres::Error> for Error {
 
 fn pool_error(error: deadpool_postgres::PoolError) -> Error {
     Error::Database(format!("no database connection: {error}"))
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener_slot().take() {
+            listener.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+impl PostgresStore {
+    /// Resolves once this store listens for other hosts' notifications.
+    pub(crate) async fn listening(&self) {
+        self.observers.listening().await;
+    }
 }

@@ -309,3 +309,61 @@ async fn module_bytes_live_in_the_database_and_are_checked_when_read() {
         Err(Error::Corrupt(_))
     ));
 }
+
+#[tokio::test]
+async fn a_submission_on_one_host_wakes_the_other() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let (f, b) = two_hosts(&schema).await;
+    let woken = Arc::new(tokio::sync::Notify::new());
+    let wake = Arc::clone(&woken);
+    b.watch_jobs(Arc::new(move || wake.notify_one()));
+    b.listening().await;
+    f.submit(f.job(5, T0)).await;
+    // A deadline for what must happen, not a timing threshold.
+    tokio::time::timeout(std::time::Duration::from_secs(60), woken.notified())
+        .await
+        .expect("the other host was woken");
+}
+
+#[tokio::test]
+async fn a_host_is_not_woken_by_another_schema() {
+    if !ready() {
+        return;
+    }
+    let (mine, other) = (Schema::new(), Schema::new());
+    let store = PostgresStore::open(mine.config()).await.unwrap();
+    let woken = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&woken);
+    store.watch_jobs(Arc::new(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+    }));
+    store.listening().await;
+    let elsewhere = Fixture::new(Opened {
+        store: Arc::new(PostgresStore::open(other.config()).await.unwrap()),
+        keep: Box::new(()),
+    })
+    .await;
+    elsewhere.submit(elsewhere.job(5, T0)).await;
+    // Then one in this schema: once it has woken this host, the other
+    // schema's notification (sent first, delivered in order) was seen.
+    let here = Fixture::new(Opened {
+        store: Arc::new(PostgresStore::open(mine.config()).await.unwrap()),
+        keep: Box::new(()),
+    })
+    .await;
+    here.submit(here.job(5, T0)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while woken.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never woken");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        1,
+        "woken for its own schema only"
+    );
+}
