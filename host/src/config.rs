@@ -34,8 +34,11 @@ pub const MAX_WAIT_CEILING_MS: u64 = 3_600_000;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where the database, modules and compiled artifacts live.
+    /// Where the database, modules and compiled artifacts live (with
+    /// PostgreSQL: only the compiled artifacts).
     pub data_dir: PathBuf,
+    /// Which database holds the jobs: `[store]`.
+    pub store: StoreSection,
     /// HTTP server.
     pub server: ServerSection,
     /// Workers and leases.
@@ -261,6 +264,35 @@ impl Default for HttpSection {
     }
 }
 
+/// `[store]`: which database holds the jobs.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `postgres://user:password@host:port/database`: the jobs live in
+    /// that PostgreSQL database, which several hosts may share. When
+    /// absent (the default) they live in SQLite in `data_dir`, which one
+    /// host holds.
+    pub url: Option<String>,
+    /// The schema holding the tables in PostgreSQL (created if missing)
+    /// [default: the server's `search_path`, normally `public`].
+    pub schema: Option<String>,
+    /// Connections to PostgreSQL this host keeps at most [default: 8].
+    pub pool_size: Option<usize>,
+}
+
+impl StoreSection {
+    /// The PostgreSQL store's configuration, when `url` names one.
+    pub fn postgres(&self) -> Option<crate::store::PostgresConfig> {
+        let url = self.url.as_deref()?;
+        let mut config = crate::store::PostgresConfig::new(url);
+        config.schema = self.schema.clone();
+        if let Some(size) = self.pool_size {
+            config.pool_size = size;
+        }
+        Some(config)
+    }
+}
+
 /// `[server]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -377,6 +409,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            store: StoreSection::default(),
             server: ServerSection::default(),
             queue: QueueSection::default(),
             limits: Limits::default(),
@@ -479,6 +512,22 @@ impl Config {
     /// Lists every problem, or returns the parsed listen address.
     pub fn validate(&self) -> Result<SocketAddr, Vec<String>> {
         let mut problems = Vec::new();
+        if let Some(url) = &self.store.url
+            && !crate::store::is_postgres_url(url)
+        {
+            problems.push(
+                "store.url must be a postgres:// URL (leave it out for SQLite in data_dir)"
+                    .to_owned(),
+            );
+        }
+        if self.store.pool_size == Some(0) {
+            problems.push("store.pool_size must be at least 1".to_owned());
+        }
+        if self.store.url.is_none()
+            && (self.store.schema.is_some() || self.store.pool_size.is_some())
+        {
+            problems.push("store.schema and store.pool_size need store.url".to_owned());
+        }
         let listen = self.server.listen.parse::<SocketAddr>();
         if let Err(e) = &listen {
             problems.push(format!("server.listen `{}`: {e}", self.server.listen));
@@ -762,6 +811,37 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_url_selects_postgres_and_is_checked() {
+        let sqlite = Config::default();
+        assert!(sqlite.store.postgres().is_none(), "SQLite by default");
+        let postgres = Config::from_toml(
+            "[store]\nurl = \"postgres://u@db:5433/jobs\"\nschema = \"w\"\npool_size = 3\n",
+        )
+        .unwrap();
+        let config = postgres.store.postgres().unwrap();
+        assert_eq!(config.url, "postgres://u@db:5433/jobs");
+        assert_eq!((config.schema.as_deref(), config.pool_size), (Some("w"), 3));
+        assert!(postgres.validate().is_ok());
+        let wrong =
+            Config::from_toml("[store]\nurl = \"mysql://db/jobs\"\npool_size = 0\n").unwrap();
+        let problems = wrong.validate().unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("store.url")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("store.pool_size")),
+            "{problems:?}"
+        );
+        let orphan = Config::from_toml("[store]\nschema = \"w\"\n").unwrap();
+        let problems = orphan.validate().unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("need store.url")),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn worker_bounds_default_to_the_concurrency_and_are_checked() {

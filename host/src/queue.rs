@@ -258,7 +258,7 @@ impl Queue {
             .clamp(scaling.min, scaling.max.max(scaling.min));
         let slots = Arc::new(Slots::new(size, clock.now()));
         let budget = crate::worker::ReportBudget::new(config.report_memory_bytes);
-        Queue {
+        let queue = Queue {
             inner: Arc::new(Inner {
                 metrics,
                 slots,
@@ -278,7 +278,16 @@ impl Queue {
                 tally: Mutex::new(Tally::default()),
                 alerts: std::sync::OnceLock::new(),
             }),
-        }
+        };
+        // Jobs another host made due wake this host's idle workers too.
+        let weak = Arc::downgrade(&queue.inner);
+        queue.inner.store.watch_jobs(Arc::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.wake.notify_waiters();
+                inner.wake.notify_one();
+            }
+        }));
+        queue
     }
 
     /// The pool's slots.

@@ -2,9 +2,10 @@
 //!
 //! [`JobStore`] is the contract every backend implements, in the queue's
 //! own verbs. The SQLite backend ([`SqliteStore`]) is the embedded default;
-//! a PostgreSQL backend, so that several hosts share one queue, is a second
-//! implementation of the same trait and must pass the same conformance
-//! suite (`store/conformance`, run by every backend's tests).
+//! the PostgreSQL backend ([`PostgresStore`]), so that several hosts share
+//! one queue, is a second implementation of the same trait and passes the
+//! same conformance suite (`store/conformance`, run by every backend's
+//! tests).
 //!
 //! ## What every backend guarantees
 //!
@@ -31,11 +32,13 @@
 //!   outcome carrying the current token is applied.
 
 mod encoding;
+mod postgres;
 mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use postgres::{PostgresConfig, PostgresStore, is_postgres_url};
 pub use sqlite::{SqliteStore, StoreConfig};
 
 use crate::clock::Millis;
@@ -576,6 +579,16 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Calls `wake` whenever another host sharing the store may have made
+    /// jobs due (a submission, a requeue, a fire time, a retry, a
+    /// release), so its idle workers look at once instead of at their next
+    /// poll. A hint only: it may come late, twice, for nothing, or not at
+    /// all, so callers keep polling. A backend no other host shares may
+    /// ignore it (the default).
+    fn watch_jobs(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
 
     /// Tells `observer` of every commit of this store's writes from now
     /// on (for metrics). A backend without a notion of batches may ignore

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::policy::{Backoff, RetryPolicy};
 use crate::queue::Queue;
-use crate::store::{SqliteStore, StoreConfig};
+use crate::store::{JobStore, PostgresStore, SqliteStore, StoreConfig};
 use crate::units::{parse_bytes, parse_duration};
 use crate::{api, scheduler, worker};
 use clap::Args;
@@ -26,6 +26,16 @@ pub struct ServeArgs {
     /// [default: ./wasmjob-data].
     #[arg(long, env = "WASMJOB_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database holding the jobs, shared by every host pointed
+    /// at it (`postgres://user:password@host:port/database`) [default:
+    /// SQLite in the data directory].
+    #[arg(
+        long,
+        env = "WASMJOB_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// Address to listen on [default: 127.0.0.1:7878].
     #[arg(long, env = "WASMJOB_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -109,6 +119,9 @@ impl ServeArgs {
         if let Some(v) = &self.data_dir {
             config.data_dir = v.clone();
         }
+        if let Some(v) = &self.database_url {
+            config.store.url = Some(v.clone());
+        }
         if let Some(v) = &self.listen {
             config.server.listen = v.clone();
         }
@@ -191,10 +204,58 @@ pub fn run(args: ServeArgs) -> u8 {
     }
 }
 
+/// The store `serve` runs on.
+enum Store {
+    /// SQLite in the data directory, held by this host alone.
+    Sqlite(Arc<SqliteStore>),
+    /// PostgreSQL, shared with every host pointed at it.
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Store {
+    async fn open(config: &Config) -> Result<Store, String> {
+        match config.store.postgres() {
+            Some(postgres) => {
+                let store = PostgresStore::open(postgres)
+                    .await
+                    .map_err(|e| format!("opening the PostgreSQL store: {e}"))?;
+                Ok(Store::Postgres(Arc::new(store)))
+            }
+            None => {
+                let store = SqliteStore::open(StoreConfig::new(&config.data_dir)).map_err(|e| {
+                    format!("opening the store in {}: {e}", config.data_dir.display())
+                })?;
+                Ok(Store::Sqlite(Arc::new(store)))
+            }
+        }
+    }
+
+    fn shared(&self) -> Arc<dyn JobStore> {
+        match self {
+            Store::Sqlite(store) => store.clone(),
+            Store::Postgres(store) => store.clone(),
+        }
+    }
+
+    /// Where the jobs are, for the start-up line (no password).
+    fn describe(&self, config: &Config) -> String {
+        match self {
+            Store::Sqlite(_) => format!("data in {}", config.data_dir.display()),
+            Store::Postgres(_) => "jobs in PostgreSQL".to_owned(),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Store::Sqlite(store) => store.close().await,
+            Store::Postgres(store) => store.close(),
+        }
+    }
+}
+
 async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String> {
-    let store = SqliteStore::open(StoreConfig::new(&config.data_dir))
-        .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?;
-    let store = Arc::new(store);
+    let backend = Store::open(&config).await?;
+    let store = backend.shared();
     let engine = Engine::new(config.engine_config()).map_err(|e| e.to_string())?;
     let queue_config = config
         .queue_config()
@@ -206,9 +267,13 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
             .map_err(|e| format!("starting alerts: {e}"))?;
         queue.set_alerts(alerts);
     }
-    // The store holds the data directory exclusively: whatever is still
+    // SQLite holds the data directory exclusively: whatever is still
     // running was left by a previous process of this host, which is gone.
-    scheduler::recover(&queue).await;
+    // A shared PostgreSQL store's running jobs may be other hosts' live
+    // ones: those of a dead host are rescued when their leases expire.
+    if let Store::Sqlite(_) = backend {
+        scheduler::recover(&queue).await;
+    }
     match queue.collect_artifacts().await {
         Ok(0) => {}
         Ok(deleted) => tracing::info!(deleted, "deleted compiled artifacts no module needs"),
@@ -225,8 +290,8 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     eprintln!(
-        "wasmjob listening on http://{local} (data in {})",
-        config.data_dir.display()
+        "wasmjob listening on http://{local} ({})",
+        backend.describe(&config)
     );
     let app = api::router(queue.clone(), config.api_config());
     api::serve(listener, app, config.server_limits(), shutdown_signal()).await;
@@ -241,7 +306,7 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     if let Err(error) = queue.flush_history().await {
         tracing::warn!(%error, "writing the history at shutdown failed");
     }
-    store.close().await;
+    backend.close().await;
     Ok(())
 }
 
@@ -325,6 +390,25 @@ mod precedence {
     struct Wrapper {
         #[command(flatten)]
         serve: ServeArgs,
+    }
+
+    #[test]
+    fn the_database_url_flag_overrides_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wasmjob.toml");
+        std::fs::write(&file, "[store]\nurl = \"postgres://file/jobs\"\n").unwrap();
+        let args = Wrapper::parse_from([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--database-url",
+            "postgres://flag/jobs",
+        ]);
+        let config = args.serve.config().unwrap();
+        assert_eq!(config.store.url.as_deref(), Some("postgres://flag/jobs"));
+        let args = Wrapper::parse_from(["serve", "--config", file.to_str().unwrap()]);
+        let config = args.serve.config().unwrap();
+        assert_eq!(config.store.url.as_deref(), Some("postgres://file/jobs"));
     }
 
     #[test]

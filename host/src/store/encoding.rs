@@ -356,6 +356,57 @@ impl StoredReport {
     }
 }
 
+// Per-minute history rows (both backends keep histograms as text).
+
+/// A histogram as its non-zero buckets, `bucket:count` separated by spaces.
+pub(crate) fn encode_histogram(histogram: &crate::history::Histogram) -> String {
+    let pairs: Vec<String> = histogram
+        .counts()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| format!("{i}:{n}"))
+        .collect();
+    pairs.join(" ")
+}
+
+/// A histogram from [`encode_histogram`]'s text.
+pub(crate) fn decode_histogram(text: &str) -> Result<crate::history::Histogram> {
+    let mut histogram = crate::history::Histogram::default();
+    for (bucket, count) in pairs(text)? {
+        let i: usize = bucket.parse().map_err(|_| corrupt(text))?;
+        histogram.set(i, count);
+    }
+    Ok(histogram)
+}
+
+/// Counts by name as `name:count` separated by spaces.
+pub(crate) fn encode_map(map: &std::collections::BTreeMap<String, u64>) -> String {
+    let pairs: Vec<String> = map.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+    pairs.join(" ")
+}
+
+/// Counts by name from [`encode_map`]'s text.
+pub(crate) fn decode_map(text: &str) -> Result<std::collections::BTreeMap<String, u64>> {
+    Ok(pairs(text)?
+        .into_iter()
+        .map(|(k, n)| (k.to_owned(), n))
+        .collect())
+}
+
+fn pairs(text: &str) -> Result<Vec<(&str, u64)>> {
+    text.split_whitespace()
+        .map(|pair| {
+            let (key, count) = pair.rsplit_once(':').ok_or_else(|| corrupt(text))?;
+            Ok((key, count.parse().map_err(|_| corrupt(text))?))
+        })
+        .collect()
+}
+
+fn corrupt(text: &str) -> Error {
+    Error::Database(format!("a history row does not decode: `{text}`"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

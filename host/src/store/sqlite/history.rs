@@ -1,15 +1,15 @@
 //! The per-minute history table: rows added to (one read and one write per
 //! minute and queue of a flush), read by time range, pruned by age.
 //!
-//! Encoding (the store's own): a histogram is its non-zero buckets as
-//! `bucket:count` pairs separated by spaces; failures by kind are
-//! `kind:count` pairs the same way.
+//! Encoding (the store's own, shared with PostgreSQL: `store::encoding`):
+//! a histogram is its non-zero buckets as `bucket:count` pairs separated
+//! by spaces; failures by kind are `kind:count` pairs the same way.
 
 use crate::clock::Millis;
-use crate::history::{Histogram, MinuteCounts, MinuteRow};
-use crate::store::{Error, Result};
+use crate::history::{MinuteCounts, MinuteRow};
+use crate::store::Result;
+use crate::store::encoding::{decode_histogram, decode_map, encode_histogram, encode_map};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use std::collections::BTreeMap;
 
 const COLUMNS: &str =
     "minute, queue, completed, failed, retried, dead_lettered, cancelled, failures, wait, run";
@@ -107,54 +107,11 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn encode_histogram(histogram: &Histogram) -> String {
-    let pairs: Vec<String> = histogram
-        .counts()
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| **n > 0)
-        .map(|(i, n)| format!("{i}:{n}"))
-        .collect();
-    pairs.join(" ")
-}
-
-fn decode_histogram(text: &str) -> Result<Histogram> {
-    let mut histogram = Histogram::default();
-    for (bucket, count) in pairs(text)? {
-        let i: usize = bucket.parse().map_err(|_| corrupt(text))?;
-        histogram.set(i, count);
-    }
-    Ok(histogram)
-}
-
-fn encode_map(map: &BTreeMap<String, u64>) -> String {
-    let pairs: Vec<String> = map.iter().map(|(k, n)| format!("{k}:{n}")).collect();
-    pairs.join(" ")
-}
-
-fn decode_map(text: &str) -> Result<BTreeMap<String, u64>> {
-    Ok(pairs(text)?
-        .into_iter()
-        .map(|(k, n)| (k.to_owned(), n))
-        .collect())
-}
-
-fn pairs(text: &str) -> Result<Vec<(&str, u64)>> {
-    text.split_whitespace()
-        .map(|pair| {
-            let (key, count) = pair.rsplit_once(':').ok_or_else(|| corrupt(text))?;
-            Ok((key, count.parse().map_err(|_| corrupt(text))?))
-        })
-        .collect()
-}
-
-fn corrupt(text: &str) -> Error {
-    Error::Database(format!("a history row does not decode: `{text}`"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::Histogram;
+    use std::collections::BTreeMap;
 
     #[test]
     fn histograms_and_maps_round_trip() {

@@ -1,0 +1,648 @@
+//! The PostgreSQL backend: [`PostgresStore`], so that several hosts share
+//! one queue.
+//!
+//! One database (or one schema of it) holds everything, module bytes
+//! included, so every host sharing it sees the same jobs and modules.
+//! Connections come from a `deadpool-postgres` pool; every verb is one
+//! transaction on one pooled connection (statements prepared once per
+//! connection), in PostgreSQL's default `READ COMMITTED` isolation with
+//! row locks where a verb reads before it writes (`FOR UPDATE`), so
+//! concurrent verbs from several hosts serialize where they must:
+//!
+//! - the claim is one statement that locks each queue's due jobs with
+//!   `FOR UPDATE SKIP LOCKED` in claim order (so hosts claiming together
+//!   never wait on each other nor take the same job), queues with a cap
+//!   serialized by an advisory lock so a cap holds across hosts;
+//! - an outcome, a cancel or a requeue locks its job's row first;
+//! - a unique key is checked under an advisory lock on the key, so two
+//!   submissions of one key store one job;
+//! - a schedule's fire time is a compare-and-set of its `next_at`.
+//!
+//! Time is the caller's, as for every backend (`now` is a parameter of the
+//! contract), so lease expiry is judged on the clock of the host that
+//! looks; hosts sharing a database need synchronised clocks.
+//!
+//! Hosts wake each other with `LISTEN`/`NOTIFY` (`listen`), polling
+//! being the fallback.
+//!
+//! Submodules mirror the SQLite backend's: `schema` (migrations under an
+//! advisory lock), `rows` (row layouts), `jobs` and `outcomes` (job
+//! writes), `graph` (dependencies and workflows), `read` (job reads),
+//! `modules` (metadata and bytes), `schedules`, `history`, `retention`.
+
+mod graph;
+mod history;
+mod jobs;
+mod listen;
+mod modules;
+mod outcomes;
+mod read;
+mod retention;
+mod rows;
+mod schedules;
+mod schema;
+
+#[cfg(test)]
+mod tests;
+
+use super::{
+    ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
+    ModuleRecord, Outcome, Pruned, QueueStats, Recorded, Result, Retention, StateCounts, Tick,
+    WorkflowFilter,
+};
+use crate::clock::Millis;
+use crate::history::MinuteRow;
+use crate::job::{
+    Job, JobDetail, JobId, NewJob, NewWorkflow, Submitted, Workflow, WorkflowDetail, WorkflowId,
+};
+use crate::policy::Decision;
+use crate::report::ModuleKind;
+use crate::schedule::Schedule;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use outcomes::Require;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::IsolationLevel;
+
+/// A transaction on a pooled connection, with its statement cache.
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// Where and how [`PostgresStore`] keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// A `postgres://user:password@host:port/database` URL (or the
+    /// `key=value` form); plain TCP or a Unix socket, no TLS.
+    pub url: String,
+    /// The schema holding the tables, created if missing; the server's
+    /// `search_path` (normally `public`) when `None`.
+    pub schema: Option<String>,
+    /// Connections the pool keeps at most.
+    pub pool_size: usize,
+    /// How long a verb waits for a free connection before failing.
+    pub wait: Duration,
+    /// The largest input, output or report the store accepts; larger ones
+    /// are refused with [`Error::TooLarge`]. PostgreSQL's own limit is
+    /// 1 GB per value.
+    pub max_value_bytes: Option<usize>,
+}
+
+impl PostgresConfig {
+    /// Enough connections for the API, the workers' claims and results
+    /// and the scheduler at once, few enough that several hosts stay well
+    /// under PostgreSQL's default `max_connections` (100).
+    pub const DEFAULT_POOL_SIZE: usize = 8;
+    /// A verb waiting this long for a connection means the database is
+    /// down or overloaded.
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+    /// The defaults, with the database at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresConfig {
+            url: url.into(),
+            schema: None,
+            pool_size: Self::DEFAULT_POOL_SIZE,
+            wait: Self::DEFAULT_WAIT,
+            max_value_bytes: None,
+        }
+    }
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or
+/// `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The job store on PostgreSQL. See the module docs.
+///
+/// [`JobStore::list`] returns 100 jobs when the filter's `limit` is 0 and
+/// never more than 1,000, like SQLite's.
+pub struct PostgresStore {
+    pool: Pool,
+    max_value_bytes: Option<usize>,
+    /// The listener's connection settings.
+    listen_config: tokio_postgres::Config,
+    /// Told of other hosts' notifications (see `listen`).
+    observers: Arc<listen::Observers>,
+    /// The listener task, started by the first `watch_jobs`.
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// This host's notifications, at most one per interval.
+    throttle: listen::Throttle,
+}
+
+impl PostgresStore {
+    /// Connects to the database and brings its schema up to date (under
+    /// an advisory lock, so hosts starting together migrate it once).
+    pub async fn open(config: PostgresConfig) -> Result<PostgresStore> {
+        let mut pg: tokio_postgres::Config = config
+            .url
+            .parse()
+            .map_err(|e| Error::Database(format!("the database URL is not valid: {e}")))?;
+        if let Some(schema) = &config.schema {
+            pg.options(format!("-c search_path={}", quote_ident(schema)));
+        }
+        let listen_config = pg.clone();
+        let manager = Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .wait_timeout(Some(config.wait))
+            .create_timeout(Some(config.wait))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Database(format!("cannot create the connection pool: {e}")))?;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        if let Some(schema) = &config.schema {
+            // Under an advisory lock: two hosts creating the schema together
+            // would otherwise collide on the catalog's unique index.
+            let tx = client.transaction().await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('wasmjob schema ' || $1, 0))",
+                &[schema],
+            )
+            .await?;
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            ))
+            .await?;
+            tx.commit().await?;
+        }
+        schema::migrate(&mut client).await?;
+        drop(client);
+        Ok(PostgresStore {
+            pool,
+            max_value_bytes: config.max_value_bytes,
+            listen_config,
+            observers: Arc::new(listen::Observers::new()),
+            listener: std::sync::Mutex::new(None),
+            throttle: listen::Throttle::new(),
+        })
+    }
+
+    /// Closes the pool (later verbs fail, connections are closed as they
+    /// come back) and stops the listener.
+    pub fn close(&self) {
+        self.pool.close();
+        if let Some(listener) = self.listener_slot().take() {
+            listener.abort();
+        }
+    }
+
+    fn listener_slot(&self) -> std::sync::MutexGuard<'_, Option<tokio::task::JoinHandle<()>>> {
+        self.listener.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the other hosts, when this transaction commits, that jobs
+    /// may be due (at most once per `listen::MIN_INTERVAL`).
+    async fn notify(&self, tx: &Tx<'_>) -> Result<()> {
+        if self.throttle.take() {
+            rows::execute(
+                tx,
+                "SELECT pg_notify($1, current_schema())",
+                &[&listen::CHANNEL],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Refuses a value larger than the store accepts.
+    fn check_size(&self, what: &str, len: usize) -> Result<()> {
+        match self.max_value_bytes {
+            Some(max) if len > max => Err(Error::TooLarge(format!(
+                "the {what} is {len} bytes, more than the store keeps ({max})"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs `$body` (which may `.await` and `?`) in a read-write transaction on
+/// a pooled connection, committed when it succeeds and rolled back (on
+/// drop) when it fails.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident| $body:expr) => {{
+        let mut client = $self.client().await?;
+        let $tx = client.transaction().await?;
+        let out = $body;
+        $tx.commit().await?;
+        Ok(out)
+    }};
+}
+
+/// Runs `$body` in a read-only transaction that sees one snapshot.
+macro_rules! in_snapshot {
+    ($self:ident, |$tx:ident| $body:expr) => {{
+        let mut client = $self.client().await?;
+        let $tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let out = $body;
+        $tx.commit().await?;
+        Ok(out)
+    }};
+}
+
+#[async_trait::async_trait]
+impl JobStore for PostgresStore {
+    async fn put_module(
+        &self,
+        hash: &str,
+        kind: ModuleKind,
+        bytes: &[u8],
+        name: Option<&str>,
+        now: Millis,
+    ) -> Result<ModuleRecord> {
+        if !modules::is_hash(hash) || blake3::hash(bytes).to_hex().as_str() != hash {
+            return Err(Error::Conflict(format!(
+                "the module's bytes do not hash to {hash}"
+            )));
+        }
+        in_tx!(self, |tx| modules::put(&tx, hash, kind, bytes, name, now)
+            .await?)
+    }
+
+    async fn module(&self, hash_or_name: &str) -> Result<Option<ModuleRecord>> {
+        in_snapshot!(self, |tx| modules::lookup(&tx, hash_or_name).await?)
+    }
+
+    async fn module_bytes(&self, hash: &str) -> Result<Vec<u8>> {
+        let bytes: Result<Vec<u8>> = in_snapshot!(self, |tx| modules::bytes(&tx, hash).await?);
+        let bytes = bytes?;
+        if blake3::hash(&bytes).to_hex().as_str() != hash {
+            return Err(Error::Corrupt(hash.to_owned()));
+        }
+        Ok(bytes)
+    }
+
+    async fn modules(&self) -> Result<Vec<ModuleRecord>> {
+        in_snapshot!(self, |tx| modules::all(&tx).await?)
+    }
+
+    async fn delete_module_unless_needed(&self, hash: &str) -> Result<()> {
+        in_tx!(self, |tx| modules::delete(&tx, hash).await?)
+    }
+
+    async fn set_module_grants(
+        &self,
+        hash_or_name: &str,
+        grants: Vec<String>,
+    ) -> Result<ModuleRecord> {
+        in_tx!(self, |tx| modules::set_grants(&tx, hash_or_name, &grants)
+            .await?)
+    }
+
+    async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        for job in &jobs {
+            self.check_size("input", job.input.len())?;
+        }
+        in_tx!(self, |tx| {
+            let stored = jobs::insert(&tx, &jobs, now, jobs::Origin::default()).await?;
+            self.notify(&tx).await?;
+            stored
+        })
+    }
+
+    async fn insert_workflow(
+        &self,
+        workflow: NewWorkflow,
+        now: Millis,
+    ) -> Result<(WorkflowId, Vec<Job>)> {
+        for job in &workflow.jobs {
+            self.check_size("input", job.input.len())?;
+        }
+        in_tx!(self, |tx| {
+            let id = graph::insert_workflow(&tx, workflow.name.as_deref(), now).await?;
+            let origin = jobs::Origin {
+                workflow: Some(id),
+                ..jobs::Origin::default()
+            };
+            let stored = jobs::insert(&tx, &workflow.jobs, now, origin).await?;
+            self.notify(&tx).await?;
+            (id, stored.into_iter().map(|s| s.job).collect())
+        })
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowDetail>> {
+        in_snapshot!(self, |tx| graph::workflow(&tx, id).await?)
+    }
+
+    async fn workflows(&self, filter: WorkflowFilter) -> Result<Vec<Workflow>> {
+        in_snapshot!(self, |tx| graph::workflows(&tx, &filter).await?)
+    }
+
+    async fn cancel_workflow(
+        &self,
+        id: WorkflowId,
+        reason: String,
+        now: Millis,
+    ) -> Result<Vec<JobId>> {
+        in_tx!(self, |tx| {
+            let mut cancelled = Vec::new();
+            // Newest first: dependents come after their prerequisites, so
+            // each job is cancelled for the workflow's reason, not by the
+            // cascade of a prerequisite's cancel.
+            for job in graph::unfinished(&tx, id).await?.into_iter().rev() {
+                // A job outside the workflow may have cascaded to it.
+                match jobs::cancel(&tx, job, Some(&reason), now).await {
+                    Ok(_) => cancelled.push(job),
+                    Err(Error::Conflict(_)) => {}
+                    Err(other) => return Err(other),
+                }
+            }
+            cancelled
+        })
+    }
+
+    async fn claim_due(&self, request: ClaimRequest, now: Millis) -> Result<Vec<Claimed>> {
+        if request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        in_tx!(self, |tx| jobs::claim(&tx, &request, now).await?)
+    }
+
+    async fn renew_held_leases(&self, leases: Vec<Lease>, until: Millis) -> Result<Vec<JobId>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        in_tx!(self, |tx| jobs::renew(&tx, &leases, until).await?)
+    }
+
+    async fn record_if_leased(&self, outcomes: Vec<Outcome>) -> Result<Vec<Result<Recorded>>> {
+        self.apply(outcomes, Require::Held).await
+    }
+
+    async fn leased_jobs(&self, filter: LeaseFilter, limit: usize) -> Result<Vec<LeasedJob>> {
+        in_snapshot!(self, |tx| outcomes::leased(&tx, filter, limit).await?)
+    }
+
+    async fn rescue_if_expired(
+        &self,
+        outcomes: Vec<Outcome>,
+        now: Millis,
+    ) -> Result<Vec<Result<Recorded>>> {
+        self.apply(outcomes, Require::ExpiredBefore(now)).await
+    }
+
+    async fn cancel_unless_final(&self, id: JobId, now: Millis) -> Result<Job> {
+        in_tx!(self, |tx| jobs::cancel(&tx, id, None, now).await?)
+    }
+
+    async fn requeue_if_failed(&self, id: JobId, now: Millis) -> Result<Job> {
+        in_tx!(self, |tx| {
+            let job = jobs::requeue(&tx, id, now).await?;
+            self.notify(&tx).await?;
+            job
+        })
+    }
+
+    async fn purge_failed(&self, ids: Vec<JobId>) -> Result<u64> {
+        in_tx!(self, |tx| jobs::purge(&tx, &ids).await?)
+    }
+
+    async fn age_waiting(&self, after_ms: i64, now: Millis) -> Result<u64> {
+        if after_ms <= 0 {
+            return Ok(0);
+        }
+        in_tx!(self, |tx| jobs::age(&tx, after_ms, now).await?)
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<JobDetail>> {
+        in_snapshot!(self, |tx| read::job(&tx, id).await?)
+    }
+
+    async fn list(&self, filter: JobFilter) -> Result<Vec<Job>> {
+        in_snapshot!(self, |tx| read::list(&tx, &filter).await?)
+    }
+
+    async fn counts(&self) -> Result<StateCounts> {
+        in_snapshot!(self, |tx| read::counts(&tx).await?)
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>> {
+        in_snapshot!(self, |tx| read::next_due(&tx).await?)
+    }
+
+    async fn queues(&self, now: Millis) -> Result<Vec<QueueStats>> {
+        in_snapshot!(self, |tx| read::queues(&tx, now).await?)
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Millis) -> Result<()> {
+        in_tx!(self, |tx| jobs::set_paused(&tx, queue, paused, now).await?)
+    }
+
+    async fn put_schedule(&self, schedule: Schedule, replace: bool) -> Result<Schedule> {
+        in_tx!(self, |tx| schedules::put(&tx, &schedule, replace).await?)
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<Schedule>> {
+        in_snapshot!(self, |tx| schedules::get(&tx, name).await?)
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>> {
+        in_snapshot!(self, |tx| schedules::all(&tx).await?)
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next_at: Millis,
+        now: Millis,
+    ) -> Result<Schedule> {
+        in_tx!(self, |tx| schedules::set_paused(
+            &tx, name, paused, next_at, now
+        )
+        .await?)
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<()> {
+        in_tx!(self, |tx| schedules::delete(&tx, name).await?)
+    }
+
+    async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<Schedule>> {
+        in_snapshot!(self, |tx| schedules::due(&tx, now, limit).await?)
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<Millis>> {
+        in_snapshot!(self, |tx| schedules::next_at(&tx).await?)
+    }
+
+    async fn fire_schedule(&self, tick: Tick, now: Millis) -> Result<Fired> {
+        if let Some(job) = &tick.job {
+            self.check_size("input", job.input.len())?;
+        }
+        in_tx!(self, |tx| {
+            let fired = schedules::fire(&tx, &tick, now).await?;
+            if let Fired::Created(_) = fired {
+                self.notify(&tx).await?;
+            }
+            fired
+        })
+    }
+
+    async fn prune_finished(&self, retention: Retention, now: Millis) -> Result<Pruned> {
+        in_tx!(self, |tx| retention::prune(&tx, &retention, now).await?)
+    }
+
+    async fn add_history(&self, rows: Vec<MinuteRow>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, |tx| history::add(&tx, &rows).await?)
+    }
+
+    async fn history(
+        &self,
+        since: Millis,
+        until: Millis,
+        queue: Option<String>,
+    ) -> Result<Vec<MinuteRow>> {
+        in_snapshot!(self, |tx| history::read(
+            &tx,
+            since,
+            until,
+            queue.as_deref()
+        )
+        .await?)
+    }
+
+    async fn prune_history(&self, before: Millis) -> Result<u64> {
+        in_tx!(self, |tx| history::prune(&tx, before).await?)
+    }
+
+    fn watch_jobs(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        self.observers.add(wake);
+        let mut listener = self.listener_slot();
+        if listener.is_none() {
+            // Without a runtime there is nothing to listen with: the
+            // workers' polling still finds every job.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let run = listen::run(self.listen_config.clone(), Arc::clone(&self.observers));
+                *listener = Some(runtime.spawn(run));
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+impl PostgresStore {
+    /// Applies outcomes in one transaction, each inside its own savepoint:
+    /// one that fails is rolled back and answered with its error, the
+    /// others stand.
+    async fn apply(
+        &self,
+        outcomes: Vec<Outcome>,
+        require: Require,
+    ) -> Result<Vec<Result<Recorded>>> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let mut tx = client.transaction().await?;
+        let mut results = Vec::with_capacity(outcomes.len());
+        for outcome in &outcomes {
+            if let Err(error) = self.check_outcome(outcome) {
+                results.push(Err(error));
+                continue;
+            }
+            let savepoint = tx.savepoint("outcome").await?;
+            match outcomes::apply(&savepoint, outcome, require).await {
+                Ok(recorded) => {
+                    savepoint.commit().await?;
+                    results.push(Ok(recorded));
+                }
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    results.push(Err(error));
+                }
+            }
+        }
+        // A release or a completion (its dependents, its follow-ups) may
+        // leave jobs due for another host.
+        let freed = outcomes.iter().zip(&results).any(|(outcome, result)| {
+            matches!(result, Ok(Recorded::Applied))
+                && matches!(outcome.decision, Decision::Release | Decision::Complete)
+        });
+        if freed {
+            self.notify(&tx).await?;
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// Refuses an outcome with a value larger than the store accepts.
+    fn check_outcome(&self, outcome: &Outcome) -> Result<()> {
+        if let Some(output) = &outcome.output {
+            self.check_size("output", output.len())?;
+        }
+        if let Some(attempt) = &outcome.attempt {
+            let encoded = super::encoding::encode(&attempt.report)?;
+            self.check_size("attempt's report", encoded.len())?;
+        }
+        for job in &outcome.follow_ups {
+            self.check_size("follow-up's input", job.input.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// An identifier quoted for SQL.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // The server's message, with its detail, is more useful than the
+        // client's summary ("db error").
+        match error.as_db_error() {
+            Some(db) => Error::Database(match db.detail() {
+                Some(detail) => format!("{}: {detail}", db.message()),
+                None => db.message().to_owned(),
+            }),
+            None => Error::Database(error.to_string()),
+        }
+    }
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> Error {
+    Error::Database(format!("no database connection: {error}"))
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener_slot().take() {
+            listener.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+impl PostgresStore {
+    /// Resolves once this store listens for other hosts' notifications.
+    pub(crate) async fn listening(&self) {
+        self.observers.listening().await;
+    }
+}

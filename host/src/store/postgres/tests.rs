@@ -1,0 +1,369 @@
+//! The PostgreSQL backend's tests: the store contract's conformance suite,
+//! and what is particular to this backend (migrations under an advisory
+//! lock, several stores on one database claiming together, module bytes
+//! in the database), against a real server.
+//!
+//! The server is named by `WASMJOB_TEST_POSTGRES_URL` (`.ci/postgres`
+//! starts a throw-away one and sets it). Without it every test here says
+//! it is skipped and passes, except in CI (`CI` set), where it fails.
+//! Each test works in a schema of its own, dropped afterwards, so tests
+//! run in parallel on one database.
+
+use super::{PostgresConfig, PostgresStore, schema};
+use crate::store::conformance::{Fixture, LEASE_MS, Opened, Options, T0};
+use crate::store::{ClaimRequest, Error, JobStore};
+use std::collections::HashSet;
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable naming the test server.
+const URL_VAR: &str = "WASMJOB_TEST_POSTGRES_URL";
+
+/// The test server's URL, if one is configured.
+pub(crate) fn url() -> Option<String> {
+    std::env::var(URL_VAR).ok().filter(|url| !url.is_empty())
+}
+
+/// Whether the PostgreSQL tests can run; says why not (once per process,
+/// past the test harness's capture), and fails in CI.
+pub(crate) fn ready() -> bool {
+    if url().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{URL_VAR} is not set: in CI the PostgreSQL tests must run (.ci/run starts a server)"
+    );
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "PostgreSQL store tests skipped: {URL_VAR} is not set (.ci/postgres starts a server)"
+        );
+    });
+    false
+}
+
+/// A schema of its own for one test, dropped with this guard.
+pub(crate) struct Schema {
+    pub name: String,
+}
+
+impl Schema {
+    /// A fresh schema name (created by the store that opens it).
+    pub(crate) fn new() -> Schema {
+        drop_leftovers();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Schema {
+            name: format!(
+                "wasmjob_test_{}_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed),
+                fastrand::u32(..)
+            ),
+        }
+    }
+
+    /// A store's configuration on this schema.
+    pub(crate) fn config(&self) -> PostgresConfig {
+        PostgresConfig {
+            schema: Some(self.name.clone()),
+            pool_size: 4,
+            ..PostgresConfig::new(url().expect("the PostgreSQL tests are ready"))
+        }
+    }
+}
+
+impl Drop for Schema {
+    /// Drops the schema from a thread of its own, not waited for: the
+    /// test's runtime (which drives the store's connections, and so the
+    /// rollback of any transaction an error left open) must go on running
+    /// for the drop to get its locks. A schema whose process ended before
+    /// its drop did is dropped by the next run ([`drop_leftovers`]).
+    fn drop(&mut self) {
+        let (Some(url), name) = (url(), self.name.clone()) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            execute(&url, &format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
+        });
+    }
+}
+
+/// Runs `sql` on a connection of its own, on a runtime of its own;
+/// failures are ignored (clean-up only).
+fn execute(url: &str, sql: &str) -> Option<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.ok()
+    })
+}
+
+/// Drops the test schemas of processes that are gone (once per process).
+fn drop_leftovers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(url) = url() else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
+                tokio::spawn(connection);
+                let rows = client
+                    .query(
+                        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'wasmjob\\_test\\_%'",
+                        &[],
+                    )
+                    .await
+                    .ok()?;
+                for row in rows {
+                    let name: String = row.get(0);
+                    let pid = name.split('_').nth(2).unwrap_or_default();
+                    if !std::path::Path::new("/proc").join(pid).exists() {
+                        let sql = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+                        let _ = client.batch_execute(&sql).await;
+                    }
+                }
+                Some(())
+            })
+        });
+    });
+}
+
+/// A fresh store in a fresh schema.
+fn open(options: Options) -> Pin<Box<dyn Future<Output = Opened> + Send>> {
+    Box::pin(async move {
+        let schema = Schema::new();
+        let config = PostgresConfig {
+            max_value_bytes: options.max_value_bytes,
+            ..schema.config()
+        };
+        let store: Arc<dyn JobStore> = Arc::new(PostgresStore::open(config).await.unwrap());
+        Opened {
+            store,
+            keep: Box::new(schema),
+        }
+    })
+}
+
+mod conformance {
+    crate::store::conformance::conformance_tests!(super::open, if super::ready);
+}
+
+/// A plain client on the test server, in `schema`.
+async fn connect(schema: &Schema) -> tokio_postgres::Client {
+    let mut config: tokio_postgres::Config = url().unwrap().parse().unwrap();
+    config.options(format!("-c search_path={}", schema.name));
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn hosts_starting_together_migrate_the_schema_once() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let opens = (0..4).map(|_| PostgresStore::open(schema.config()));
+    for opened in futures_util::future::join_all(opens).await {
+        opened.unwrap();
+    }
+    let client = connect(&schema).await;
+    assert_eq!(schema::version(&client).await.unwrap(), schema::LATEST);
+    let rows = client
+        .query("SELECT count(*) FROM wasmjob_schema", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 1, "one version row");
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    PostgresStore::open(schema.config()).await.unwrap();
+    connect(&schema)
+        .await
+        .execute(
+            "UPDATE wasmjob_schema SET version = $1",
+            &[&(schema::LATEST + 1)],
+        )
+        .await
+        .unwrap();
+    let Err(error) = PostgresStore::open(schema.config()).await else {
+        panic!("a newer schema was opened");
+    };
+    assert!(error.to_string().contains("newer"), "{error}");
+}
+
+/// Two stores on one schema, as two hosts, with the suite's module.
+async fn two_hosts(schema: &Schema) -> (Fixture, Arc<PostgresStore>) {
+    let a = Arc::new(PostgresStore::open(schema.config()).await.unwrap());
+    let b = Arc::new(PostgresStore::open(schema.config()).await.unwrap());
+    let f = Fixture::new(Opened {
+        store: a,
+        keep: Box::new(()),
+    })
+    .await;
+    (f, b)
+}
+
+fn request(owner: &str, limit: usize, caps: &[(&str, usize)]) -> ClaimRequest {
+    ClaimRequest {
+        owner: owner.to_owned(),
+        limit,
+        lease_ms: LEASE_MS,
+        caps: caps.iter().map(|(q, n)| (q.to_string(), *n)).collect(),
+    }
+}
+
+#[tokio::test]
+async fn hosts_claiming_together_never_take_the_same_job() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let (f, b) = two_hosts(&schema).await;
+    let jobs = (0..200).map(|_| f.job(5, T0)).collect();
+    f.store.insert_jobs(jobs, T0).await.unwrap();
+    let mut claimed = Vec::new();
+    // Claims from both hosts at once, until nothing is left.
+    loop {
+        let (x, y) = tokio::join!(
+            f.store.claim_due(request("host-a", 7, &[]), T0),
+            b.claim_due(request("host-b", 7, &[]), T0)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        if x.is_empty() && y.is_empty() {
+            break;
+        }
+        claimed.extend(x.into_iter().chain(y).map(|c| c.job.id));
+    }
+    let distinct: HashSet<_> = claimed.iter().collect();
+    assert_eq!(claimed.len(), 200, "every job claimed");
+    assert_eq!(distinct.len(), 200, "none claimed twice");
+}
+
+#[tokio::test]
+async fn a_cap_holds_across_hosts_claiming_together() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let (f, b) = two_hosts(&schema).await;
+    let jobs = (0..20).map(|_| f.job_in("capped", 5, T0)).collect();
+    f.store.insert_jobs(jobs, T0).await.unwrap();
+    for _ in 0..5 {
+        let (x, y) = tokio::join!(
+            f.store
+                .claim_due(request("host-a", 10, &[("capped", 3)]), T0),
+            b.claim_due(request("host-b", 10, &[("capped", 3)]), T0)
+        );
+        let _ = (x.unwrap(), y.unwrap());
+    }
+    let queues = f.store.queues(T0).await.unwrap();
+    let capped = queues.iter().find(|q| q.name == "capped").unwrap();
+    assert_eq!(capped.running, 3, "{queues:?}");
+}
+
+#[tokio::test]
+async fn module_bytes_live_in_the_database_and_are_checked_when_read() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let (f, b) = two_hosts(&schema).await;
+    // Uploaded through one host, read through the other.
+    let bytes = b.module_bytes(&f.module).await.unwrap();
+    assert_eq!(blake3::hash(&bytes).to_hex().as_str(), f.module);
+    connect(&schema)
+        .await
+        .execute(
+            "UPDATE module_blobs SET bytes = '\\x00'::bytea WHERE hash = $1",
+            &[&f.module],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.module_bytes(&f.module).await,
+        Err(Error::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_submission_on_one_host_wakes_the_other() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let (f, b) = two_hosts(&schema).await;
+    let woken = Arc::new(tokio::sync::Notify::new());
+    let wake = Arc::clone(&woken);
+    b.watch_jobs(Arc::new(move || wake.notify_one()));
+    b.listening().await;
+    f.submit(f.job(5, T0)).await;
+    // A deadline for what must happen, not a timing threshold.
+    tokio::time::timeout(std::time::Duration::from_secs(60), woken.notified())
+        .await
+        .expect("the other host was woken");
+}
+
+#[tokio::test]
+async fn a_host_is_not_woken_by_another_schema() {
+    if !ready() {
+        return;
+    }
+    let (mine, other) = (Schema::new(), Schema::new());
+    let store = PostgresStore::open(mine.config()).await.unwrap();
+    let woken = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&woken);
+    store.watch_jobs(Arc::new(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+    }));
+    store.listening().await;
+    let elsewhere = Fixture::new(Opened {
+        store: Arc::new(PostgresStore::open(other.config()).await.unwrap()),
+        keep: Box::new(()),
+    })
+    .await;
+    elsewhere.submit(elsewhere.job(5, T0)).await;
+    // Then one in this schema: once it has woken this host, the other
+    // schema's notification (sent first, delivered in order) was seen.
+    let here = Fixture::new(Opened {
+        store: Arc::new(PostgresStore::open(mine.config()).await.unwrap()),
+        keep: Box::new(()),
+    })
+    .await;
+    here.submit(here.job(5, T0)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while woken.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never woken");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        1,
+        "woken for its own schema only"
+    );
+}
