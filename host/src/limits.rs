@@ -8,10 +8,10 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// Default fuel: 10^11 units, which agrees with the default timeout: on the
-/// reference machine (`wasmjob exec`, one core) call-heavy code burns about
-/// 2-3 x 10^9 units a second and tight loops 6-10 x 10^9, so a CPU-bound job
-/// runs 10-40 s before either limit stops it, not a fraction of a second
-/// of a 30 s timeout. A job's fuel is still its deterministic budget: set it
+/// reference machine (`wasmjob exec`, one core, idle) call-heavy code burns
+/// about 3.8 x 10^9 units a second and tight loops about 11 x 10^9, so a
+/// CPU-bound job runs 9-26 s before either limit stops it, not a fraction
+/// of a second of a 30 s timeout. A job's fuel is still its deterministic budget: set it
 /// lower per job or per queue where a reproducible bound matters.
 pub const DEFAULT_FUEL: u64 = 100_000_000_000;
 /// Default memory: 64 MiB, summed over all linear memories of the instance,
