@@ -4,11 +4,14 @@
 //! test says it is skipped and passes, except in CI, where it fails.
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use wasmjob_tests::guests;
+
+mod common;
+use common::Served as Host;
 
 /// Upper bound for things that must happen; reaching it is a failure.
 const HANG: Duration = Duration::from_secs(90);
@@ -57,64 +60,18 @@ impl Drop for Schema {
     }
 }
 
-struct Host {
-    child: Child,
-    base: String,
-}
-
 impl Host {
     /// Starts `wasmjob serve` on the schema, with its own data directory
     /// (for compiled artifacts only).
     fn start(config: &Path, data_dir: &Path) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmjob"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--lease", "1h"])
             .arg("--config")
             .arg(config)
             .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wasmjob serve");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the server printed its address before exiting")
-                .unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Host { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn upload(&self, path: &str) -> String {
-        let bytes = std::fs::read(path).unwrap();
-        let mut response = ureq::post(&self.url("/v1/modules"))
-            .send(&bytes[..])
-            .unwrap();
-        let body: Value = response.body_mut().read_json().unwrap();
-        body["hash"].as_str().unwrap().to_owned()
-    }
-
-    fn submit(&self, job: Value) -> i64 {
-        let mut response = ureq::post(&self.url("/v1/jobs")).send_json(&job).unwrap();
-        let body: Value = response.body_mut().read_json().unwrap();
-        body["id"].as_i64().unwrap()
-    }
-
-    fn job(&self, id: i64) -> Value {
-        let mut response = ureq::get(&self.url(&format!("/v1/jobs/{id}")))
-            .call()
-            .unwrap();
-        response.body_mut().read_json().unwrap()
+            .arg(data_dir);
+        Host::spawn(command)
     }
 
     /// Polls job `id` until it is final. (A long poll on one host is not
@@ -132,13 +89,6 @@ impl Host {
             assert!(Instant::now() < deadline, "job {id} never finished: {job}");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,17 +4,15 @@
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wasmjob_tests::guests;
 
+mod common;
+use common::Served as Server;
+
 /// Upper bound for things that must happen; reaching it is a failure.
 const HANG: Duration = Duration::from_secs(90);
-
-struct Server {
-    child: Child,
-    base: String,
-}
 
 impl Server {
     /// Starts a host. Leases last an hour unless `extra` sets `--lease`:
@@ -31,57 +29,15 @@ impl Server {
         } else {
             &["--lease", "1h"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmjob"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmjob"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(lease)
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wasmjob serve");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the server printed its address before exiting")
-                .unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn upload(&self, path: &str) -> String {
-        let bytes = std::fs::read(path).unwrap();
-        let mut response = ureq::post(&self.url("/v1/modules"))
-            .send(&bytes[..])
-            .unwrap();
-        let body: Value = response.body_mut().read_json().unwrap();
-        body["hash"].as_str().unwrap().to_owned()
-    }
-
-    fn submit(&self, job: Value) -> i64 {
-        let mut response = ureq::post(&self.url("/v1/jobs")).send_json(&job).unwrap();
-        let body: Value = response.body_mut().read_json().unwrap();
-        body["id"].as_i64().unwrap()
-    }
-
-    fn job(&self, id: i64) -> Value {
-        let mut response = ureq::get(&self.url(&format!("/v1/jobs/{id}")))
-            .call()
-            .unwrap();
-        response.body_mut().read_json().unwrap()
+            .envs(env.iter().copied());
+        Server::spawn(command)
     }
 
     /// Waits for job `id` to be final, with the API's long poll: the host
@@ -128,13 +84,6 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
