@@ -305,7 +305,8 @@ async fn healthz() -> Json<HealthStatus> {
 }
 
 /// Readiness: the store answers. `degraded` while a worker slot is stuck
-/// (abandoned and replaced: the host still runs jobs).
+/// (abandoned and replaced: the host still runs jobs), or while the
+/// store's writes fail for a full disk or wait for another process's lock.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -313,7 +314,7 @@ async fn healthz() -> Json<HealthStatus> {
     tag = "health",
     responses(
         (status = 200, description = "The store answers: `ready`, or `degraded` with the \
-            problems (a stuck worker slot).", body = HealthStatus,
+            problems (a stuck worker slot, a full disk, a database locked by another process).", body = HealthStatus,
             example = json!({"status": "ready"})),
         (status = 503, description = "`not_ready`: the store is unreachable.", body = ErrorBody),
     ),
@@ -321,14 +322,18 @@ async fn healthz() -> Json<HealthStatus> {
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.queue.ready().await {
         Ok(()) => {
+            let mut problems = Vec::new();
             let stuck = state.queue.slots().counts().stuck;
             if stuck > 0 {
-                let problem = format!(
+                problems.push(format!(
                     "{stuck} worker slot(s) stuck past their job's deadline (abandoned and replaced)"
-                );
+                ));
+            }
+            problems.extend(state.queue.write_trouble());
+            if !problems.is_empty() {
                 return Json(HealthStatus {
                     status: "degraded",
-                    problems: vec![problem],
+                    problems,
                 })
                 .into_response();
             }

@@ -1094,6 +1094,12 @@ impl Queue {
         Ok(self.inner.store.ping().await?)
     }
 
+    /// Why the store's writes are failing for now (a full disk, a lock
+    /// held by another process), until one commits again.
+    pub fn write_trouble(&self) -> Option<String> {
+        self.inner.store.write_trouble()
+    }
+
     /// Ids of the jobs running on this host (not those claimed ahead and
     /// waiting for a slot).
     pub fn running(&self) -> Vec<JobId> {

@@ -73,14 +73,46 @@ pub enum Error {
     #[error("{0}")]
     TooLarge(String),
     /// Stored module bytes do not match their hash.
-    #[error("module {0} is corrupt on disk: its bytes do not match its hash")]
+    #[error("module {0} is corrupt on disk: its bytes do not match its hash; upload it again")]
     Corrupt(String),
+    /// A stored module's file is gone from the disk.
+    #[error("module {0} is missing on disk; upload it again")]
+    Missing(String),
+    /// The disk (or the database's quota) is full: nothing was written.
+    #[error("storage full: {0}")]
+    Full(String),
+    /// Another process held the database's lock for longer than the store
+    /// waits: nothing was written.
+    #[error("database busy: {0}")]
+    Busy(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
     /// The filesystem failed.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Error {
+    /// A full disk or quota is [`Error::Full`]; any other failure stays
+    /// [`Error::Io`].
+    fn from(error: std::io::Error) -> Self {
+        if is_full(&error) {
+            Error::Full(error.to_string())
+        } else {
+            Error::Io(error)
+        }
+    }
+}
+
+/// Whether `error` says the disk or the quota is full (`ENOSPC`,
+/// `EDQUOT`).
+pub(crate) fn is_full(error: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    error.kind() == std::io::ErrorKind::StorageFull
+        || error.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 impl Error {
@@ -98,7 +130,15 @@ impl Error {
     /// the disk full, a file unreadable), as opposed to a refusal that
     /// will stand.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Database(_) | Error::Io(_) | Error::Corrupt(_))
+        matches!(
+            self,
+            Error::Database(_)
+                | Error::Io(_)
+                | Error::Corrupt(_)
+                | Error::Missing(_)
+                | Error::Full(_)
+                | Error::Busy(_)
+        )
     }
 }
 
@@ -579,6 +619,13 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Why writes are failing for now (the disk full, the database locked
+    /// by another process), or `None` while the last write went through.
+    /// Cleared by the next write that commits. The default: never.
+    fn write_trouble(&self) -> Option<String> {
+        None
+    }
 
     /// Calls `wake` whenever another host sharing the store may have made
     /// jobs due (a submission, a requeue, a fire time, a retry, a

@@ -24,6 +24,10 @@ pub struct ApiError {
 /// modules as it may.
 const RETRY_COMPILE_SECS: u32 = 1;
 
+/// When to retry a write refused because the disk was full or the database
+/// locked by another process.
+const RETRY_STORE_SECS: u32 = 5;
+
 impl ApiError {
     /// A client error with a status, a stable code and a message naming the
     /// problem.
@@ -82,7 +86,7 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_json`, `invalid_request`,
     /// `invalid_module`, `invalid_query`, `not_found`, `conflict`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`,
-    /// `busy`, `not_ready`, `internal`.
+    /// `busy`, `storage_full` (507), `store_busy`, `not_ready`, `internal`.
     #[schema(value_type = String, example = "not_found")]
     code: &'static str,
     /// For people: names the field or the problem.
@@ -120,6 +124,26 @@ impl From<store::Error> for ApiError {
                 "payload_too_large",
                 error.to_string(),
             ),
+            // Nothing was written; the same request succeeds once the
+            // operator frees space. The message names no path.
+            store::Error::Full(_) => {
+                tracing::warn!(%error, "a write was refused: storage full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the host's storage is full: nothing was stored; retry once space is freed",
+                )
+                .retry_after(RETRY_STORE_SECS)
+            }
+            store::Error::Busy(_) => {
+                tracing::warn!(%error, "a write was refused: the database stayed locked");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_busy",
+                    "the database is locked by another process: nothing was stored; retry later",
+                )
+                .retry_after(RETRY_STORE_SECS)
+            }
             other => ApiError::internal(other),
         }
     }

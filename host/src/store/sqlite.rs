@@ -538,6 +538,21 @@ impl JobStore for SqliteStore {
         self.readers.read(read::ping).await
     }
 
+    fn write_trouble(&self) -> Option<String> {
+        self.writer.trouble().map(|trouble| {
+            match trouble {
+                writer::Trouble::Full => {
+                    "storage full: writes fail until space returns (submissions are refused \
+                     with 507; finished attempts are kept in memory and written then)"
+                }
+                writer::Trouble::Busy => {
+                    "database locked by another process: writes are waiting for it"
+                }
+            }
+            .to_owned()
+        })
+    }
+
     fn observe_writes(&self, observer: Arc<dyn WriteObserver>) {
         self.writer.observe(observer);
     }

@@ -1,6 +1,9 @@
 //! What the real-binary tests share: a running `wasmjob serve` process and
 //! the calls they make to its HTTP API.
 
+// Each test binary compiles this module and uses part of it.
+#![allow(dead_code)]
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

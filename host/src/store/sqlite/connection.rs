@@ -101,6 +101,13 @@ impl From<rusqlite::Error> for Error {
             Some(rusqlite::ErrorCode::TooBig) => {
                 Error::TooLarge(format!("the value is too large to store: {error}"))
             }
+            // The disk is full: nothing was written; retried once space
+            // returns.
+            Some(rusqlite::ErrorCode::DiskFull) => Error::Full(error.to_string()),
+            // Another process held the lock past the busy timeout.
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Error::Busy(error.to_string())
+            }
             _ => Error::Database(error.to_string()),
         }
     }

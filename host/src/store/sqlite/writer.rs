@@ -17,15 +17,86 @@
 //! it, which for a claim means the job runs again (delivery is at least
 //! once anyway).
 //!
+//! Faults: a batch that finds the database locked by another process
+//! waits for it (each `BEGIN` waits the busy timeout, and is tried again
+//! for up to [`MAX_LOCK_WAIT`]); a batch that finds the disk full fails at
+//! once, with [`Error::Full`]. Either way [`Writer::trouble`] says so until
+//! a batch commits again (`/readyz` reports it as degraded).
+//!
 //! Knows nothing of jobs or modules: commands are opaque closures.
 
 use crate::store::{Error, Result, WriteObserver};
 use rusqlite::Connection;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// How long a batch keeps trying to take the write lock from another
+/// process before its commands fail with [`Error::Busy`]: a backup or an
+/// operator's `sqlite3` session holding the lock for a few seconds delays
+/// writes instead of failing them.
+pub(super) const MAX_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Why writes are failing for now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Trouble {
+    /// The disk (or quota) is full.
+    Full,
+    /// Another process holds the database's lock.
+    Busy,
+}
+
+impl Trouble {
+    fn of(error: &Error) -> Option<Trouble> {
+        match error {
+            Error::Full(_) => Some(Trouble::Full),
+            Error::Busy(_) => Some(Trouble::Busy),
+            _ => None,
+        }
+    }
+}
+
+/// The writer's last trouble, shared with the store's handle.
+#[derive(Debug, Default)]
+struct Health(AtomicU8);
+
+impl Health {
+    fn set(&self, trouble: Option<Trouble>) {
+        let code = match trouble {
+            None => 0,
+            Some(Trouble::Full) => 1,
+            Some(Trouble::Busy) => 2,
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<Trouble> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(Trouble::Full),
+            2 => Some(Trouble::Busy),
+            _ => None,
+        }
+    }
+}
+
+/// Why a whole batch did not commit, given to each of its commands.
+struct Failure {
+    trouble: Option<Trouble>,
+    message: String,
+}
+
+impl Failure {
+    fn error(&self) -> Error {
+        let message = self.message.clone();
+        match self.trouble {
+            Some(Trouble::Full) => Error::Full(message),
+            Some(Trouble::Busy) => Error::Busy(message),
+            None => Error::Database(message),
+        }
+    }
+}
 
 /// Most commands committed together: bounds how long the first command of
 /// a burst waits for the others.
@@ -50,9 +121,12 @@ trait Command: Send {
     /// rolled back.
     fn apply(&mut self, conn: &Connection) -> bool;
 
+    /// Whether the command failed for a full disk or a held lock.
+    fn trouble(&self) -> Option<Trouble>;
+
     /// Sends the command's result, or `failed` when the batch did not
     /// commit.
-    fn reply(self: Box<Self>, failed: Option<&str>);
+    fn reply(self: Box<Self>, failed: Option<&Failure>);
 }
 
 /// A command made of a closure and the channel its caller waits on.
@@ -82,12 +156,19 @@ where
         ok
     }
 
-    fn reply(self: Box<Self>, failed: Option<&str>) {
+    fn trouble(&self) -> Option<Trouble> {
+        match &self.result {
+            Some(Err(error)) => Trouble::of(error),
+            _ => None,
+        }
+    }
+
+    fn reply(self: Box<Self>, failed: Option<&Failure>) {
         let result = match (self.result, failed) {
             // A failed command's error stands: nothing of it was applied
             // either way.
             (Some(Err(e)), _) => Err(e),
-            (Some(Ok(_)), Some(why)) | (None, Some(why)) => Err(Error::Database(why.to_owned())),
+            (Some(Ok(_)), Some(why)) | (None, Some(why)) => Err(why.error()),
             (Some(Ok(value)), None) => Ok(value),
             (None, None) => Err(Error::Database("the command was not applied".to_owned())),
         };
@@ -102,6 +183,7 @@ pub(super) struct Writer {
     thread: Mutex<Option<JoinHandle<()>>>,
     batches: Arc<AtomicU64>,
     observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
+    health: Arc<Health>,
 }
 
 impl Writer {
@@ -112,15 +194,25 @@ impl Writer {
         let counter = Arc::clone(&batches);
         let observer = Arc::new(OnceLock::new());
         let observing = Arc::clone(&observer);
+        let health = Arc::new(Health::default());
+        let shared = Arc::clone(&health);
         let thread = std::thread::Builder::new()
             .name("wasmjob-store-writer".to_owned())
-            .spawn(move || run(conn, receiver, &counter, &observing))?;
+            .spawn(move || run(conn, receiver, &counter, &observing, &shared))?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
             batches,
             observer,
+            health,
         })
+    }
+
+    /// Why the last batch failed (a full disk, a lock held by another
+    /// process), or `None` once a batch committed; also set while a batch
+    /// waits for a lock.
+    pub(super) fn trouble(&self) -> Option<Trouble> {
+        self.health.get()
     }
 
     /// Tells `observer` of every commit from now on. The first observer
@@ -213,6 +305,7 @@ fn run(
     receiver: mpsc::Receiver<Box<dyn Command>>,
     batches: &AtomicU64,
     observer: &OnceLock<Arc<dyn WriteObserver>>,
+    health: &Health,
 ) {
     // The connection opens with `synchronous = FULL`.
     let mut synced = Durability::Durable;
@@ -238,7 +331,11 @@ fn run(
             if let Err(error) = control(&conn, level) {
                 // Answer the batch with the error rather than commit it
                 // with the wrong durability.
-                let why = format!("setting the commit's durability: {error}");
+                let why = Failure {
+                    trouble: Trouble::of(&Error::from(error)),
+                    message: "setting the commit's durability failed".to_owned(),
+                };
+                health.set(why.trouble);
                 for command in batch {
                     command.reply(Some(&why));
                 }
@@ -248,7 +345,7 @@ fn run(
         }
         let writes = batch.len();
         let started = Instant::now();
-        commit_batch(&conn, batch);
+        commit_batch(&conn, batch, health);
         if let Some(observer) = observer.get() {
             observer.committed(writes, started.elapsed());
         }
@@ -256,13 +353,27 @@ fn run(
 }
 
 /// Applies `batch` in one transaction and replies to every command.
-fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Command>>) {
-    let failed = apply_all(conn, &mut batch).err().map(|e| e.to_string());
-    if let Some(why) = &failed {
-        tracing::error!(error = %why, commands = batch.len(), "store batch not committed");
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Command>>, health: &Health) {
+    let failed = apply_all(conn, &mut batch, health).err().map(|e| {
+        let message = e.to_string();
+        // A full disk may make SQLite roll the transaction back itself, so
+        // the batch's own error (a savepoint gone) can hide the cause one
+        // of its commands met.
+        let trouble = Trouble::of(&Error::from(e))
+            .or_else(|| batch.iter().find_map(|command| command.trouble()));
+        Failure { trouble, message }
+    });
+    match &failed {
+        Some(why) => {
+            tracing::error!(error = %why.message, commands = batch.len(), "store batch not committed");
+            health.set(why.trouble);
+        }
+        // Committed: a command that met a full disk was rolled back alone,
+        // and says the disk is still full.
+        None => health.set(batch.iter().find_map(|command| command.trouble())),
     }
     for command in batch {
-        command.reply(failed.as_deref());
+        command.reply(failed.as_ref());
     }
 }
 
@@ -271,8 +382,12 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Command>>) {
 /// savepoint: if it fails, rolling back the transaction undoes it alone,
 /// where a savepoint would first copy every page it touches into the
 /// statement journal.
-fn apply_all(conn: &Connection, batch: &mut [Box<dyn Command>]) -> rusqlite::Result<()> {
-    control(conn, "BEGIN IMMEDIATE")?;
+fn apply_all(
+    conn: &Connection,
+    batch: &mut [Box<dyn Command>],
+    health: &Health,
+) -> rusqlite::Result<()> {
+    begin(conn, health)?;
     let result = match batch {
         [command] => match command.apply(conn) {
             true => control(conn, "COMMIT"),
@@ -286,6 +401,33 @@ fn apply_all(conn: &Connection, batch: &mut [Box<dyn Command>]) -> rusqlite::Res
         let _ = control(conn, "ROLLBACK");
     }
     result
+}
+
+/// `BEGIN IMMEDIATE`, tried again while another process holds the lock,
+/// for up to [`MAX_LOCK_WAIT`] (each try waits the busy timeout).
+fn begin(conn: &Connection, health: &Health) -> rusqlite::Result<()> {
+    let started = Instant::now();
+    loop {
+        match control(conn, "BEGIN IMMEDIATE") {
+            Err(error) if is_busy(&error) && started.elapsed() < MAX_LOCK_WAIT => {
+                if health.get() != Some(Trouble::Busy) {
+                    tracing::warn!(%error, "the database is locked by another process; waiting");
+                }
+                health.set(Some(Trouble::Busy));
+                // The busy timeout already waited; this only keeps a
+                // zero timeout from spinning.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn apply_each(conn: &Connection, batch: &mut [Box<dyn Command>]) -> rusqlite::Result<()> {
@@ -371,6 +513,30 @@ mod tests {
         thread.join().unwrap();
         let err = writer.call(insert(8)).await.unwrap_err();
         assert_eq!(err.to_string(), "database error: the store is closed");
+    }
+
+    #[tokio::test]
+    async fn a_lock_held_by_another_connection_is_waited_for_and_reported_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            busy_timeout: std::time::Duration::from_millis(20),
+            ..Settings::default()
+        };
+        let path = dir.path().join("w.db");
+        let conn = open(&path, Role::Writer, &settings).unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
+            .unwrap();
+        let writer = Writer::start(conn).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let queued = writer.send(Durability::Durable, insert(1)).unwrap();
+        // Many busy timeouts pass; the writer keeps trying and says why.
+        while writer.trouble() != Some(Trouble::Busy) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(queued.await.unwrap().unwrap(), 1);
+        assert_eq!(writer.trouble(), None, "cleared by the commit");
     }
 
     fn synchronous(conn: &Connection) -> Result<i64> {

@@ -1,0 +1,284 @@
+//! Faults other than a crash, against the real `wasmjob` binary: the disk
+//! full, the database locked by another process, module files deleted or
+//! damaged on disk. Each test checks that nothing acknowledged is lost,
+//! that clients get a clear answer meanwhile, and that the host recovers
+//! by itself.
+
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use wasmjob_tests::guests;
+
+mod common;
+use common::Served;
+
+/// Upper bound for things that must happen; reaching it is a failure.
+const HANG: Duration = Duration::from_secs(120);
+
+fn start(data_dir: &Path, extra: &[&str]) -> Served {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmjob"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--lease", "1h"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra);
+    Served::spawn(command)
+}
+
+/// A client that hands back every status instead of failing on 4xx/5xx.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Status, `Retry-After` and JSON body of a submission.
+fn try_submit(server: &Served, job: &Value) -> (u16, Option<String>, Value) {
+    let mut response = agent()
+        .post(&server.url("/v1/jobs"))
+        .send_json(job)
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = response.body_mut().read_json().unwrap();
+    (status, retry_after, body)
+}
+
+fn readyz(server: &Served) -> Value {
+    let mut response = agent().get(&server.url("/readyz")).call().unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "the store still answers reads"
+    );
+    response.body_mut().read_json().unwrap()
+}
+
+/// Polls `/readyz` until its status is `status`.
+fn wait_ready_status(server: &Served, status: &str) -> Value {
+    let deadline = Instant::now() + HANG;
+    loop {
+        let body = readyz(server);
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never said {status}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_final(server: &Served, id: i64) -> Value {
+    let deadline = Instant::now() + HANG;
+    loop {
+        let path = format!("/v1/jobs/{id}?wait_ms=30000");
+        let mut response = ureq::get(&server.url(&path)).call().unwrap();
+        let job: Value = response.body_mut().read_json().unwrap();
+        if matches!(
+            job["state"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        ) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} never finished: {job}");
+    }
+}
+
+/// A size-limited tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (`24m`); `None` when this process may not
+    /// mount (not root, or no mount permission in the container).
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills `path` with zeros until the filesystem is full; returns the bytes
+/// written.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let mut written = 0;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
+                break;
+            }
+        }
+    }
+    let _ = file.sync_all();
+    written
+}
+
+/// The disk fills up under a stream of submissions: the host answers 507
+/// `storage_full` (never a 500), says `degraded` on `/readyz`, keeps
+/// running, and once space returns accepts submissions again by itself;
+/// every job it acknowledged completes.
+///
+/// Needs a small filesystem, so mounts a tmpfs: as root (CI's container).
+/// Elsewhere it says so and checks nothing.
+#[test]
+fn a_full_disk_refuses_submissions_with_507_and_the_host_recovers_when_space_returns() {
+    let Some(disk) = SmallDisk::mount("24m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let data = disk.path().join("data");
+    // Room the test gives back later.
+    let reserve = disk.path().join("reserve");
+    std::fs::write(&reserve, vec![0u8; 6 << 20]).unwrap();
+    let server = start(&data, &["--concurrency", "2"]);
+    let noop = server.upload(guests::NOOP);
+    let pad = "x".repeat(256 * 1024);
+    let job = json!({"module": noop, "input": {"pad": pad}});
+
+    let mut accepted = Vec::new();
+    let mut refusal = None;
+    for _ in 0..400 {
+        let (status, retry_after, body) = try_submit(&server, &job);
+        match status {
+            201 => accepted.push(body["id"].as_i64().unwrap()),
+            _ => {
+                refusal = Some((status, retry_after, body));
+                break;
+            }
+        }
+    }
+    let (status, retry_after, body) = refusal.expect("24 MiB never filled up");
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["error"]["code"], "storage_full", "{body}");
+    assert!(retry_after.is_some(), "a refusal says when to retry");
+    assert!(!accepted.is_empty());
+    // Fill what is left to the last byte (the database may still find
+    // room for small writes in pages it holds), then submissions are
+    // refused while /readyz says why.
+    let filler = disk.path().join("filler");
+    fill(&filler);
+    let deadline = Instant::now() + HANG;
+    loop {
+        let (status, _, body) = try_submit(&server, &job);
+        assert_eq!(status, 507, "{body}");
+        let health = readyz(&server);
+        if health["status"] == "degraded" {
+            let problems = health["problems"].to_string();
+            assert!(problems.contains("storage full"), "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never degraded: {health}");
+    }
+    assert_eq!(
+        server.job(accepted[0])["id"],
+        accepted[0],
+        "reads still work"
+    );
+
+    // Space returns: the host accepts work again without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&reserve).unwrap();
+    let deadline = Instant::now() + HANG;
+    loop {
+        let (status, _, body) = try_submit(&server, &job);
+        if status == 201 {
+            accepted.push(body["id"].as_i64().unwrap());
+            break;
+        }
+        assert_eq!(status, 507, "{body}");
+        assert!(Instant::now() < deadline, "never accepted again: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for &id in &accepted {
+        let job = wait_final(&server, id);
+        assert_eq!(job["state"], "completed", "{job}");
+    }
+    wait_ready_status(&server, "ready");
+    eprintln!(
+        "{} jobs acknowledged around the full disk, all completed",
+        accepted.len()
+    );
+}
+
+/// Another process holds the database's write lock (a backup, an
+/// operator's `sqlite3`): the host's writes wait for it instead of
+/// failing, `/readyz` says `degraded` meanwhile, and once the lock is
+/// released every submission made meanwhile is stored and runs.
+#[test]
+fn a_database_locked_by_another_process_delays_writes_and_loses_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--concurrency", "2"]);
+    let hello = server.upload(guests::HELLO);
+    let before = server.submit(json!({"module": hello, "input": {"name": "before"}}));
+    assert_eq!(wait_final(&server, before)["state"], "completed");
+
+    let other = rusqlite::Connection::open(dir.path().join("wasmjob.db")).unwrap();
+    other.busy_timeout(Duration::from_secs(60)).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let base = server.base.clone();
+    let submitter = std::thread::spawn(move || {
+        (0..3)
+            .map(|i| {
+                let job = json!({"module": hello, "input": {"name": format!("locked {i}")}});
+                let mut response = agent()
+                    .post(&format!("{base}/v1/jobs"))
+                    .send_json(&job)
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.body_mut().read_json().unwrap();
+                assert_eq!(status, 201, "{body}");
+                body["id"].as_i64().unwrap()
+            })
+            .collect::<Vec<i64>>()
+    });
+    // The lock is held until the host says it waits for it.
+    let health = wait_ready_status(&server, "degraded");
+    assert!(
+        health["problems"].to_string().contains("locked"),
+        "{health}"
+    );
+    assert!(
+        !submitter.is_finished(),
+        "a submission went through the lock"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+
+    let ids = submitter.join().expect("every submission was stored");
+    for id in ids {
+        let job = wait_final(&server, id);
+        assert_eq!(job["state"], "completed", "{job}");
+    }
+    wait_ready_status(&server, "ready");
+}
