@@ -5,7 +5,7 @@
 //! by itself.
 
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wasmjob_tests::guests;
@@ -281,4 +281,102 @@ fn a_database_locked_by_another_process_delays_writes_and_loses_no_job() {
         assert_eq!(job["state"], "completed", "{job}");
     }
     wait_ready_status(&server, "ready");
+}
+
+fn module_file(data: &Path, hash: &str) -> PathBuf {
+    data.join("modules").join(format!("{hash}.wasm"))
+}
+
+fn artifact_files(data: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(data.join("artifacts"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "cwasm"))
+        .collect()
+}
+
+fn requeue(server: &Served, id: i64) {
+    let response = ureq::post(&server.url(&format!("/v1/jobs/{id}/requeue")))
+        .send_empty()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+/// A module's bytes damaged or deleted on disk are caught by their hash:
+/// the jobs that need them fail with a host-made report that says to
+/// upload the module again (retryable), the host keeps serving, and after
+/// the upload the jobs run. A damaged compiled artifact is never loaded:
+/// the module is compiled again from its verified bytes.
+#[test]
+fn module_files_damaged_on_disk_fail_their_attempts_clearly_until_uploaded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let mut server = start(data, &["--concurrency", "2"]);
+    let hello = server.upload(guests::HELLO);
+    let job = json!({"module": hello, "input": {"name": "Ada"}, "max_attempts": 1});
+    let first = server.submit(job.clone());
+    assert_eq!(wait_final(&server, first)["state"], "completed");
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+
+    // The compiled artifact damaged in its middle: compiled again.
+    let artifacts = artifact_files(data);
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    let mut bytes = std::fs::read(&artifacts[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&artifacts[0], &bytes).unwrap();
+    let mut server = start(data, &["--concurrency", "2"]);
+    let id = server.submit(job.clone());
+    let done = wait_final(&server, id);
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["output"]["greeting"], "Hello, Ada!", "{done}");
+    let rewritten = std::fs::read(&artifacts[0]).unwrap();
+    assert!(
+        rewritten != bytes,
+        "the damaged artifact was loaded instead of compiled again"
+    );
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+
+    // The module's bytes damaged, then deleted: each attempt fails with a
+    // host-made report, retryable, naming the cure.
+    let path = module_file(data, &hello);
+    let original = std::fs::read(&path).unwrap();
+    let mut damaged = original.clone();
+    damaged[original.len() / 2] ^= 0x01;
+    std::fs::write(&path, &damaged).unwrap();
+    let server = start(data, &["--concurrency", "2"]);
+    let corrupt = server.submit(job.clone());
+    let failed = wait_final(&server, corrupt);
+    let report = &failed["attempts"][0]["report"];
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(report["status"], "host_failed", "{failed}");
+    assert_eq!(report["retryable"], true, "{failed}");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.contains("corrupt") && message.contains("upload it again"),
+        "{message}"
+    );
+    std::fs::remove_file(&path).unwrap();
+    let missing = server.submit(job.clone());
+    let failed = wait_final(&server, missing);
+    let report = &failed["attempts"][0]["report"];
+    assert_eq!(report["status"], "host_failed", "{failed}");
+    assert_eq!(report["retryable"], true, "{failed}");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.contains("missing") && message.contains("upload it again"),
+        "{message}"
+    );
+    assert_eq!(readyz(&server)["status"], "ready", "the host keeps serving");
+
+    // Uploading the same bytes again repairs the file; the jobs run.
+    assert_eq!(server.upload(guests::HELLO), hello);
+    assert_eq!(std::fs::read(&path).unwrap(), original);
+    for id in [corrupt, missing] {
+        requeue(&server, id);
+        let job = wait_final(&server, id);
+        assert_eq!(job["state"], "completed", "{job}");
+    }
 }

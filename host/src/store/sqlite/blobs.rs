@@ -43,8 +43,7 @@ impl Blobs {
     pub(super) fn ensure(&self, hash: &str, bytes: &[u8]) -> Result<()> {
         match self.read(hash) {
             Ok(_) => Ok(()),
-            Err(Error::Corrupt(_)) => self.write(hash, bytes),
-            Err(Error::Io(e)) if e.kind() == ErrorKind::NotFound => self.write(hash, bytes),
+            Err(Error::Corrupt(_) | Error::Missing(_)) => self.write(hash, bytes),
             Err(e) => Err(e),
         }
     }
@@ -64,9 +63,16 @@ impl Blobs {
         self.path(hash).exists()
     }
 
-    /// The bytes for `hash`, checked against it.
+    /// The bytes for `hash`, checked against it: [`Error::Missing`] when
+    /// the file is gone, [`Error::Corrupt`] when its bytes changed.
     pub(super) fn read(&self, hash: &str) -> Result<Vec<u8>> {
-        let bytes = std::fs::read(self.path(hash))?;
+        let bytes = match std::fs::read(self.path(hash)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::Missing(hash.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         if blake3::hash(&bytes).to_hex().as_str() != hash {
             return Err(Error::Corrupt(hash.to_owned()));
         }
