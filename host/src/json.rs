@@ -9,6 +9,12 @@
 use serde_json::value::RawValue;
 use std::fmt;
 
+/// The deepest nesting of arrays and objects a submitted input may have:
+/// the deepest serde_json parses into a tree under its default recursion
+/// limit (128), so every input the host accepts can also be read by the
+/// guest SDK and shown by the dashboard, and no parser recurses deeper.
+pub const MAX_DEPTH: usize = 127;
+
 /// Valid JSON text (one value, surrounding whitespace removed).
 #[derive(Clone)]
 pub struct Json(Box<RawValue>);
@@ -57,6 +63,34 @@ impl Json {
         }
     }
 
+    /// How deeply arrays and objects nest in it: 0 for a scalar, 1 for
+    /// `[1]`, 2 for `{"a": [1]}`. One pass over the text, no parsing.
+    pub fn depth(&self) -> usize {
+        let (mut depth, mut deepest) = (0usize, 0usize);
+        let (mut in_string, mut escaped) = (false, false);
+        for byte in self.as_bytes() {
+            if in_string {
+                match byte {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
     /// The JSON text.
     pub fn as_str(&self) -> &str {
         self.0.get()
@@ -68,6 +102,12 @@ impl Json {
     }
 
     /// The JSON value, parsed (for callers that look inside).
+    ///
+    /// # Panics
+    ///
+    /// If the text nests deeper than serde_json's recursion limit (an
+    /// attempt's output may): parse [`as_str`](Self::as_str) instead where
+    /// that can happen.
     pub fn value(&self) -> serde_json::Value {
         serde_json::from_str(self.as_str()).expect("Json holds valid JSON")
     }
@@ -111,6 +151,17 @@ impl fmt::Display for Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        let depth = |text: &str| Json::parse_str(text).unwrap().depth();
+        assert_eq!(depth("7"), 0);
+        assert_eq!(depth("[]"), 1);
+        assert_eq!(depth(r#"{"a": [1, {"b": []}], "c": {}}"#), 3);
+        assert_eq!(depth(r#"["[[{{", "\"[", {}]"#), 2);
+        let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
+        assert_eq!(depth(&deep), 500);
+    }
 
     #[test]
     fn json_is_kept_as_text_and_other_output_becomes_a_string() {

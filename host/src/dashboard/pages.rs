@@ -119,8 +119,12 @@ fn module_label(job: &Job) -> String {
         .unwrap_or_else(|| job.module.short_hash().to_owned())
 }
 
+/// Indented, or as stored when it nests past serde_json's recursion limit
+/// (a guest's output may).
 fn pretty(json: &Json) -> String {
-    serde_json::to_string_pretty(&json.value()).unwrap_or_else(|_| json.as_str().to_owned())
+    serde_json::from_str::<serde_json::Value>(json.as_str())
+        .and_then(|value| serde_json::to_string_pretty(&value))
+        .unwrap_or_else(|_| json.as_str().to_owned())
 }
 
 /// A queue's depth.

@@ -187,6 +187,16 @@ impl Policy {
         module_grants: &[String],
         now: Millis,
     ) -> Result<NewJob, Invalid> {
+        let depth = spec.input.depth();
+        if depth > crate::json::MAX_DEPTH {
+            return Err(Invalid::new(
+                "input",
+                format!(
+                    "nests {depth} levels of arrays and objects deep; at most {} are accepted",
+                    crate::json::MAX_DEPTH
+                ),
+            ));
+        }
         let grants = narrow(spec.grants, module_grants)?;
         let queue = spec.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
         validate_queue_name(&queue)?;

@@ -1289,3 +1289,40 @@ async fn a_submissions_traceparent_is_kept_with_its_jobs_and_a_malformed_one_ign
     let (_, plain) = api.post_json("/v1/jobs", job).await;
     assert!(plain.get("traceparent").is_none(), "{plain}");
 }
+
+/// An input nested deeper than serde_json parses under its recursion limit
+/// (which a raw JSON value is not checked against) is refused naming
+/// `input`; one at the bound is stored. The submission body itself is parsed with
+/// that limit.
+#[tokio::test]
+async fn an_input_nested_past_the_depth_bound_is_refused_naming_the_field() {
+    let api = Api::new();
+    api.upload(guests::NOOP, Some("noop")).await;
+    let nested = |depth: usize| -> Value {
+        serde_json::from_str(&format!("{}{}", "[".repeat(depth), "]".repeat(depth))).unwrap()
+    };
+    let (status, body) = api
+        .post_json("/v1/jobs", json!({"module": "noop", "input": nested(127)}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let deep = format!(
+        r#"{{"module": "noop", "input": {}{}}}"#,
+        "[".repeat(128),
+        "]".repeat(128)
+    );
+    let (status, body) = api.post_raw("/v1/jobs", deep).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_request", "{body}");
+    let message = error_message(&body);
+    assert!(message.starts_with("input"), "{message}");
+    assert!(message.contains("at most 127"), "{message}");
+    // Far deeper, in a large body: the same answer, no stack trouble.
+    let deeper = format!(
+        r#"{{"module": "noop", "input": {}{}}}"#,
+        "[".repeat(1_000_000),
+        "]".repeat(1_000_000)
+    );
+    let (status, body) = api.post_raw("/v1/jobs", deeper).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).starts_with("input"), "{body}");
+}
