@@ -17,12 +17,17 @@ use common::Served;
 const HANG: Duration = Duration::from_secs(120);
 
 fn start(data_dir: &Path, extra: &[&str]) -> Served {
+    start_with_env(data_dir, extra, &[])
+}
+
+fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Served {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmjob"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--lease", "1h"])
         .arg("--data-dir")
         .arg(data_dir)
-        .args(extra);
+        .args(extra)
+        .envs(env.iter().copied());
     Served::spawn(command)
 }
 
@@ -149,14 +154,26 @@ fn fill(path: &Path) -> u64 {
 /// running, and once space returns accepts submissions again by itself;
 /// every job it acknowledged completes.
 ///
-/// Needs a small filesystem, so mounts a tmpfs: as root (CI's container).
-/// Elsewhere it says so and checks nothing.
+/// On a real small filesystem (a tmpfs of 24 MiB) where the test may mount
+/// one (as root: CI's container); elsewhere it says so, and the next test
+/// still covers the host's side.
 #[test]
 fn a_full_disk_refuses_submissions_with_507_and_the_host_recovers_when_space_returns() {
-    let Some(disk) = SmallDisk::mount("24m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
-        return;
-    };
+    match SmallDisk::mount("24m") {
+        Some(disk) => full_disk(&disk),
+        None => eprintln!("skipped: cannot mount a tmpfs here (needs root)"),
+    }
+}
+
+/// The same with the failure injected, on any machine: the writer's test
+/// hook (`WASMJOB_TEST_DISK_FULL`) fails every commit as SQLite does on a
+/// full disk while a flag file exists.
+#[test]
+fn an_injected_full_disk_refuses_submissions_with_507_and_the_host_recovers() {
+    injected_full_disk();
+}
+
+fn full_disk(disk: &SmallDisk) {
     let data = disk.path().join("data");
     // Room the test gives back later.
     let reserve = disk.path().join("reserve");
@@ -209,9 +226,56 @@ fn a_full_disk_refuses_submissions_with_507_and_the_host_recovers_when_space_ret
     // Space returns: the host accepts work again without a restart.
     std::fs::remove_file(&filler).unwrap();
     std::fs::remove_file(&reserve).unwrap();
+    recovers(&server, &job, accepted);
+}
+
+/// The same story with the failure injected: every commit fails while the
+/// flag file exists.
+fn injected_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let flag = dir.path().join("disk-full");
+    let server = start_with_env(
+        &data,
+        &["--concurrency", "2"],
+        &[("WASMJOB_TEST_DISK_FULL", &flag)],
+    );
+    let noop = server.upload(guests::NOOP);
+    let job = json!({"module": noop, "input": {"pad": "x".repeat(1024)}});
+    let mut accepted: Vec<i64> = (0..5).map(|_| server.submit(job.clone())).collect();
+    // A job running when the disk fills: its result cannot be written then,
+    // is kept, and written later (one attempt, not a lost one run again).
+    let fib = server.upload(guests::FIB);
+    let running = server.submit(json!({"module": fib, "input": {"n": 38}}));
+    let deadline = Instant::now() + HANG;
+    while server.job(running)["state"] != "running" {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&flag, b"").unwrap();
+    let (status, retry_after, body) = try_submit(&server, &job);
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["error"]["code"], "storage_full", "{body}");
+    assert!(retry_after.is_some(), "a refusal says when to retry");
+    let health = wait_ready_status(&server, "degraded");
+    assert!(
+        health["problems"].to_string().contains("storage full"),
+        "{health}"
+    );
+    std::fs::remove_file(&flag).unwrap();
+    let done = wait_final(&server, running);
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["attempts"].as_array().unwrap().len(), 1, "{done}");
+    accepted.push(running);
+    recovers(&server, &job, accepted);
+}
+
+/// Space has returned: submissions are accepted again, every acknowledged
+/// job completes, and `/readyz` says ready.
+fn recovers(server: &Served, job: &Value, mut accepted: Vec<i64>) {
     let deadline = Instant::now() + HANG;
     loop {
-        let (status, _, body) = try_submit(&server, &job);
+        let (status, _, body) = try_submit(server, job);
         if status == 201 {
             accepted.push(body["id"].as_i64().unwrap());
             break;
@@ -221,10 +285,10 @@ fn a_full_disk_refuses_submissions_with_507_and_the_host_recovers_when_space_ret
         std::thread::sleep(Duration::from_millis(100));
     }
     for &id in &accepted {
-        let job = wait_final(&server, id);
+        let job = wait_final(server, id);
         assert_eq!(job["state"], "completed", "{job}");
     }
-    wait_ready_status(&server, "ready");
+    wait_ready_status(server, "ready");
     eprintln!(
         "{} jobs acknowledged around the full disk, all completed",
         accepted.len()

@@ -390,10 +390,10 @@ fn apply_all(
     begin(conn, health)?;
     let result = match batch {
         [command] => match command.apply(conn) {
-            true => control(conn, "COMMIT"),
+            true => commit(conn),
             false => control(conn, "ROLLBACK"),
         },
-        _ => apply_each(conn, batch).and_then(|()| control(conn, "COMMIT")),
+        _ => apply_each(conn, batch).and_then(|()| commit(conn)),
     };
     if result.is_err() && !conn.is_autocommit() {
         // The batch is lost either way; were the rollback to fail too, the
@@ -401,6 +401,28 @@ fn apply_all(
         let _ = control(conn, "ROLLBACK");
     }
     result
+}
+
+fn commit(conn: &Connection) -> rusqlite::Result<()> {
+    if disk_full_injected() {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full (injected by WASMJOB_TEST_DISK_FULL)".to_owned()),
+        ));
+    }
+    control(conn, "COMMIT")
+}
+
+/// A test hook, for machines where a test cannot mount a small
+/// filesystem: while the file named by the environment variable
+/// `WASMJOB_TEST_DISK_FULL` exists, every commit fails as SQLite's does
+/// on a full disk. Not a setting: unset, it costs one check of a cached
+/// `None`.
+fn disk_full_injected() -> bool {
+    static FLAG: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    FLAG.get_or_init(|| std::env::var_os("WASMJOB_TEST_DISK_FULL").map(Into::into))
+        .as_ref()
+        .is_some_and(|flag| flag.exists())
 }
 
 /// `BEGIN IMMEDIATE`, tried again while another process holds the lock,
