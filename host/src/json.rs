@@ -157,7 +157,7 @@ mod tests {
         let depth = |text: &str| Json::parse_str(text).unwrap().depth();
         assert_eq!(depth("7"), 0);
         assert_eq!(depth("[]"), 1);
-        assert_eq!(depth(r#"{"a": [1, {"b": []}], "c": {}}"#), 3);
+        assert_eq!(depth(r#"{"a": [1, {"b": []}], "c": {}}"#), 4);
         assert_eq!(depth(r#"["[[{{", "\"[", {}]"#), 2);
         let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
         assert_eq!(depth(&deep), 500);
