@@ -222,6 +222,14 @@ fn full_disk(disk: &SmallDisk) {
         accepted[0],
         "reads still work"
     );
+    // An upload's bytes cannot be written either: the same answer.
+    let mut response = agent()
+        .post(&server.url("/v1/modules"))
+        .send(&std::fs::read(guests::FIB).unwrap()[..])
+        .unwrap();
+    let body: Value = response.body_mut().read_json().unwrap();
+    assert_eq!(response.status().as_u16(), 507, "{body}");
+    assert_eq!(body["error"]["code"], "storage_full", "{body}");
 
     // Space returns: the host accepts work again without a restart.
     std::fs::remove_file(&filler).unwrap();
