@@ -128,7 +128,7 @@ fn stages(url: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
             _ => {}
         }
     }
-    assert!(!stages.is_empty(), "no stage histograms in /metrics");
+    // Empty from a host built before the histograms (an A/B baseline).
     stages
 }
 
