@@ -13,7 +13,7 @@ use crate::policy::{
     Ceilings, Defaults, Escalation, LimitsSpec, Policy, QueueDefaults, RetryPolicy, RetrySpec,
 };
 use crate::queue::QueueConfig;
-use crate::store::Retention;
+use crate::store::{DurabilityMode, Retention};
 use crate::worker::Scaling;
 use crate::worker::scale::{DEFAULT_CPU_BUSY, DEFAULT_IDLE_MS};
 use serde::Deserialize;
@@ -278,6 +278,13 @@ pub struct StoreSection {
     pub schema: Option<String>,
     /// Connections to PostgreSQL this host keeps at most [default: 8].
     pub pool_size: Option<usize>,
+    /// When an acknowledged write is on disk, for SQLite: `"fsync"` (the
+    /// default: before the answer) or `"interval"` (the writer fsyncs
+    /// about once a second: safe against a crash of the process, up to
+    /// about a second of acknowledged work lost on a power loss). See
+    /// [`DurabilityMode`]. PostgreSQL refuses `"interval"`: its
+    /// durability is the server's `synchronous_commit`.
+    pub durability: DurabilityMode,
 }
 
 impl StoreSection {
@@ -527,6 +534,13 @@ impl Config {
             && (self.store.schema.is_some() || self.store.pool_size.is_some())
         {
             problems.push("store.schema and store.pool_size need store.url".to_owned());
+        }
+        if self.store.url.is_some() && self.store.durability != DurabilityMode::Fsync {
+            problems.push(
+                "store.durability = \"interval\" is for SQLite only: with PostgreSQL, set the \
+                 server's synchronous_commit (off for the same trade) instead"
+                    .to_owned(),
+            );
         }
         let listen = self.server.listen.parse::<SocketAddr>();
         if let Err(e) = &listen {
@@ -811,6 +825,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_durability_is_fsync_by_default_and_interval_is_for_sqlite_only() {
+        assert_eq!(Config::default().store.durability, DurabilityMode::Fsync);
+        let interval = Config::from_toml("[store]\ndurability = \"interval\"\n").unwrap();
+        assert_eq!(interval.store.durability, DurabilityMode::Interval);
+        assert!(interval.validate().is_ok());
+        assert!(Config::from_toml("[store]\ndurability = \"sometimes\"\n").is_err());
+        let postgres = Config::from_toml(
+            "[store]\nurl = \"postgres://u@db/jobs\"\ndurability = \"interval\"\n",
+        )
+        .unwrap();
+        let problems = postgres.validate().unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("store.durability")),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn a_store_url_selects_postgres_and_is_checked() {

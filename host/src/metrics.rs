@@ -87,6 +87,73 @@ struct ScalingLabels {
     reason: &'static str,
 }
 
+/// A stage of a job's way through this host.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+/// The stages of one job's way through this host, timed with the
+/// monotonic clock for `wasmjob_job_stage_seconds{stage}`: where the time
+/// of a job goes, stage by stage (the suite's latency breakdown reads
+/// them). Each is measured where it happens, on its own; they are not
+/// tied to one job, so on a busy host they overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// A submission (`POST /v1/jobs`, `/v1/jobs/batch`) in the queue:
+    /// admission and the durable commit; the HTTP request's parsing and
+    /// its answer are not included.
+    Submit,
+    /// A store commit that fsync'd (a batch of writes).
+    CommitFsync,
+    /// A store commit without an fsync (claims, lease renewals, and
+    /// everything in `store.durability = "interval"`).
+    Commit,
+    /// From a wake-up (a job made due) to the idle dispatcher claiming.
+    Wake,
+    /// One claim in the store, to the jobs in the dispatcher's hands.
+    Claim,
+    /// From the claim's answer to the attempt beginning in its slot.
+    Start,
+    /// The attempt in the sandbox: instantiation to the end.
+    Run,
+    /// From the attempt's end to its outcome committed.
+    Record,
+    /// From an outcome committed (or a start) to a long poll waiting on
+    /// the job having read it again.
+    Notify,
+}
+
+impl Stage {
+    /// Every stage, in the order of a job's way.
+    pub const ALL: [Stage; 9] = [
+        Stage::Submit,
+        Stage::CommitFsync,
+        Stage::Commit,
+        Stage::Wake,
+        Stage::Claim,
+        Stage::Start,
+        Stage::Run,
+        Stage::Record,
+        Stage::Notify,
+    ];
+
+    /// The `stage` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Submit => "submit",
+            Stage::CommitFsync => "commit_fsync",
+            Stage::Commit => "commit",
+            Stage::Wake => "wake",
+            Stage::Claim => "claim",
+            Stage::Start => "start",
+            Stage::Run => "run",
+            Stage::Record => "record",
+            Stage::Notify => "notify",
+        }
+    }
+}
+
 /// Why a lease was taken back from its holder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rescue {
@@ -149,6 +216,8 @@ pub struct Metrics {
     scaling: Family<ScalingLabels, Counter>,
     commit_seconds: Histogram,
     commit_batch: Histogram,
+    /// One histogram per [`Stage`], in [`Stage::ALL`]'s order.
+    stages: Vec<Histogram>,
     alerts: Family<AlertLabels, Counter>,
     /// The alert counters as of the last scrape (they are counted by the
     /// alerts' own thread; a scrape adds what is new).
@@ -315,6 +384,27 @@ impl Metrics {
             Unit::Seconds,
             commit_seconds.clone(),
         );
+        let stage_family = Family::<StageLabels, Histogram>::new_with_constructor(
+            // 10 µs to about 1.3 s, doubling.
+            (|| Histogram::new(exponential_buckets(1e-5, 2.0, 18))) as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "job_stage",
+            "Time of each stage of a job's way through this host (submit, commit_fsync, \
+             commit, wake, claim, start, run, record, notify), each measured on its own",
+            Unit::Seconds,
+            stage_family.clone(),
+        );
+        let stages = Stage::ALL
+            .iter()
+            .map(|stage| {
+                stage_family
+                    .get_or_create(&StageLabels {
+                        stage: stage.as_str(),
+                    })
+                    .clone()
+            })
+            .collect();
         let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register(
             "store_commit_batch_size",
@@ -354,6 +444,7 @@ impl Metrics {
             scaling,
             commit_seconds,
             commit_batch,
+            stages,
         }
     }
 
@@ -381,6 +472,7 @@ impl Metrics {
                 .observe(waited as f64 / 1e3);
             let kind = match &attempt.report {
                 AttemptReport::Ran(report) => {
+                    self.stage(Stage::Run, Duration::from_micros(report.duration_us));
                     self.run_duration
                         .get_or_create(&queue)
                         .observe(report.duration_us as f64 / 1e6);
@@ -412,6 +504,11 @@ impl Metrics {
             Decision::Cancelled => self.cancelled.get_or_create(&labels).inc(),
             Decision::Release => return,
         };
+    }
+
+    /// One pass through `stage` took `took`.
+    pub fn stage(&self, stage: Stage, took: Duration) {
+        self.stages[stage as usize].observe(took.as_secs_f64());
     }
 
     /// Jobs taken back from their holder.
@@ -516,7 +613,13 @@ impl Metrics {
 }
 
 impl WriteObserver for Metrics {
-    fn committed(&self, writes: usize, took: Duration) {
+    fn committed(&self, writes: usize, took: Duration, synced: bool) {
+        let stage = if synced {
+            Stage::CommitFsync
+        } else {
+            Stage::Commit
+        };
+        self.stage(stage, took);
         self.commit_seconds.observe(took.as_secs_f64());
         self.commit_batch.observe(writes as f64);
     }

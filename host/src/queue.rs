@@ -22,7 +22,7 @@ use crate::job::{
     Dependency, Job, JobDetail, JobId, JobState, ModuleRef, NewJob, NewWorkflow, OnFailure, Prereq,
     Submitted, TraceParent, Workflow, WorkflowDetail, WorkflowId,
 };
-use crate::metrics::{Metrics, PoolSnapshot, Snapshot};
+use crate::metrics::{Metrics, PoolSnapshot, Snapshot, Stage};
 use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::{FollowUp, Progress};
 use crate::schedule::{Cadence, Schedule, ScheduleSpec};
@@ -32,6 +32,7 @@ use crate::store::{
 };
 use crate::worker::{Registry, Scaling, Slots};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
@@ -212,13 +213,18 @@ struct Inner {
     config: QueueConfig,
     registry: Arc<Registry>,
     wake: Notify,
+    /// When the first [`Queue::wake`] since the dispatcher's last claim
+    /// was, in ns after `epoch` plus one (0: none).
+    woken_at: AtomicU64,
+    /// The origin of `woken_at`.
+    epoch: std::time::Instant,
     /// Callers of [`Queue::wait`], by job: told when the job may have
     /// changed state.
-    waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<std::time::Instant>>>>,
     /// Callers of [`Queue::wait`] on a `blocked` job: it changes when
     /// another job ends (which this host may not know leads to it), so
     /// they are told of every change.
-    blocked_waiters: Mutex<Vec<oneshot::Sender<()>>>,
+    blocked_waiters: Mutex<Vec<oneshot::Sender<std::time::Instant>>>,
     /// Told when a schedule changes (see [`Queue::schedules_changed`]).
     schedules_changed: Notify,
     /// What a module without grants may reach: nothing.
@@ -269,6 +275,8 @@ impl Queue {
                 config,
                 registry: Arc::new(Registry::new()),
                 wake: Notify::new(),
+                woken_at: AtomicU64::new(0),
+                epoch: std::time::Instant::now(),
                 waiters: Mutex::new(HashMap::new()),
                 blocked_waiters: Mutex::new(Vec::new()),
                 schedules_changed: Notify::new(),
@@ -283,7 +291,6 @@ impl Queue {
         let weak = Arc::downgrade(&queue.inner);
         queue.inner.store.watch_jobs(Arc::new(move || {
             if let Some(inner) = weak.upgrade() {
-                inner.wake.notify_waiters();
                 inner.wake.notify_one();
             }
         }));
@@ -359,8 +366,27 @@ impl Queue {
 
     /// Wakes idle workers (after a submit, or after a test moved the clock).
     pub fn wake(&self) {
-        self.inner.wake.notify_waiters();
+        // The first wake-up since the last claim is the one timed.
+        let now = self.inner.epoch.elapsed().as_nanos() as u64 + 1;
+        let _ = self
+            .inner
+            .woken_at
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        // The pool's one dispatcher waits: woken now if it waits, or it
+        // finds the permit when it next rests (a wake-up during a claim
+        // means another claim). Waking waiters *and* storing a permit, as
+        // this once did, cost an empty claim after every wake-up.
         self.inner.wake.notify_one();
+    }
+
+    /// How long ago the first [`wake`](Self::wake) since the last call
+    /// was, if there was one (the dispatcher's wake-up stage).
+    pub(crate) fn take_wake(&self) -> Option<Duration> {
+        let at = self.inner.woken_at.swap(0, Ordering::Relaxed);
+        (at != 0).then(|| {
+            let now = self.inner.epoch.elapsed().as_nanos() as u64 + 1;
+            Duration::from_nanos(now.saturating_sub(at))
+        })
     }
 
     /// Resolves when [`wake`](Self::wake) is called.
@@ -570,6 +596,7 @@ impl Queue {
     /// durable commit, or none (a unique job whose key is held returns
     /// the holder instead). Every way of creating jobs goes through here.
     pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Submitted>, Error> {
+        let started = std::time::Instant::now();
         let now = self.now();
         let mut jobs = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
@@ -583,6 +610,7 @@ impl Queue {
         }
         self.wake();
         self.changed(jobs.iter().map(|submitted| submitted.job.id));
+        self.inner.metrics.stage(Stage::Submit, started.elapsed());
         Ok(jobs)
     }
 
@@ -985,6 +1013,8 @@ impl Queue {
         let _registered = Registered { queue: self, id };
         // Whether the last read found the job blocked.
         let mut blocked = false;
+        // When the last change this waiter was told of happened.
+        let mut told_at: Option<std::time::Instant> = None;
         loop {
             // Register before reading, so a change between the read and
             // the wait is not missed.
@@ -995,6 +1025,9 @@ impl Queue {
                 self.waiters().entry(id).or_default().push(told);
             }
             let found = self.job(id).await;
+            if let Some(at) = told_at.take() {
+                self.inner.metrics.stage(Stage::Notify, at.elapsed());
+            }
             let waited = match &found {
                 Ok((detail, _)) if detail.job.state == JobState::Blocked && !blocked => {
                     // Listen to every change instead, and read again.
@@ -1003,7 +1036,14 @@ impl Queue {
                 }
                 Ok((detail, _)) if !detail.job.state.is_final() => {
                     blocked = detail.job.state == JobState::Blocked;
-                    tokio::time::timeout_at(deadline, changed).await.is_ok()
+                    match tokio::time::timeout_at(deadline, changed).await {
+                        Ok(Ok(at)) => {
+                            told_at = Some(at);
+                            true
+                        }
+                        Ok(Err(_)) => true,
+                        Err(_) => false,
+                    }
                 }
                 _ => {
                     drop(changed);
@@ -1260,18 +1300,19 @@ impl Queue {
     /// Tells long polls and [`changes`](Self::changes) subscribers that
     /// these jobs may have changed.
     pub(crate) fn changed(&self, ids: impl IntoIterator<Item = JobId>) {
+        let now = std::time::Instant::now();
         {
             let mut waiters = self.waiters();
             if !waiters.is_empty() {
                 for id in ids {
                     for told in waiters.remove(&id).into_iter().flatten() {
-                        let _ = told.send(());
+                        let _ = told.send(now);
                     }
                 }
             }
         }
         for told in std::mem::take(&mut *self.blocked_waiters()) {
-            let _ = told.send(());
+            let _ = told.send(now);
         }
         // Counted even while nobody listens: the count is a version a
         // reader compares later (the dashboard's event stream does).
@@ -1299,11 +1340,15 @@ impl Queue {
         })
     }
 
-    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Vec<oneshot::Sender<()>>>> {
+    fn waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<JobId, Vec<oneshot::Sender<std::time::Instant>>>> {
         self.inner.waiters.lock().expect("waiters map")
     }
 
-    fn blocked_waiters(&self) -> std::sync::MutexGuard<'_, Vec<oneshot::Sender<()>>> {
+    fn blocked_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<oneshot::Sender<std::time::Instant>>> {
         self.inner.blocked_waiters.lock().expect("blocked waiters")
     }
 

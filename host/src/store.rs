@@ -39,7 +39,7 @@ mod sqlite;
 pub(crate) mod conformance;
 
 pub use postgres::{PostgresConfig, PostgresStore, is_postgres_url};
-pub use sqlite::{SqliteStore, StoreConfig};
+pub use sqlite::{DurabilityMode, SYNC_INTERVAL, SqliteStore, StoreConfig};
 
 use crate::clock::Millis;
 use crate::history::MinuteRow;
@@ -648,6 +648,7 @@ pub trait JobStore: Send + Sync + 'static {
 /// Told of each commit of a store's writes: how many writes it held and
 /// how long it took (the writer is held for that long).
 pub trait WriteObserver: Send + Sync {
-    /// One commit of `writes` writes took `took`.
-    fn committed(&self, writes: usize, took: std::time::Duration);
+    /// One commit of `writes` writes took `took`; `synced` when it
+    /// fsync'd.
+    fn committed(&self, writes: usize, took: std::time::Duration, synced: bool);
 }

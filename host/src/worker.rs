@@ -48,6 +48,8 @@ pub(crate) struct Finished {
     /// The report's share of the host's budget, released once the outcome
     /// is written (none for an outcome without a report of the engine's).
     reserved: Option<Reservation>,
+    /// When the attempt ended (the record stage starts).
+    ended: std::time::Instant,
 }
 
 /// How long interrupted jobs get to end at shutdown before their tasks
@@ -247,6 +249,7 @@ fn release(
             outcome,
             span: tracing::Span::none(),
             reserved: None,
+            ended: std::time::Instant::now(),
         });
     }
 }

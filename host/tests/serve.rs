@@ -135,6 +135,37 @@ fn a_host_killed_mid_run_loses_no_job() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
+/// In `--durability interval` a job is acknowledged before any fsync; it
+/// is in the operating system's hands all the same, so a host killed with
+/// SIGKILL right after the acknowledgements (well inside the writer's
+/// one-second sync interval) loses none of them.
+#[test]
+fn jobs_acknowledged_in_interval_mode_survive_a_killed_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = ["--durability", "interval"];
+    let mut server = Server::start(dir.path(), &interval);
+    let hello = server.upload(guests::HELLO);
+    // Delayed by an hour: they stay pending, nothing else writes them.
+    let ids: Vec<i64> = (0..20)
+        .map(|i| {
+            server.submit(json!({"module": hello, "input": {"name": format!("n{i}")},
+                                 "delay_ms": 3_600_000}))
+        })
+        .collect();
+    server.child.kill().unwrap(); // SIGKILL, no shutdown
+    server.child.wait().unwrap();
+
+    let server = Server::start(dir.path(), &interval);
+    for id in ids {
+        let job = server.job(id);
+        assert_eq!(job["state"], "pending", "{job}");
+        assert_eq!(
+            job["input"]["name"].as_str().map(|n| n.starts_with('n')),
+            Some(true)
+        );
+    }
+}
+
 #[test]
 fn a_second_host_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::policy::{Backoff, RetryPolicy};
 use crate::queue::Queue;
-use crate::store::{JobStore, PostgresStore, SqliteStore, StoreConfig};
+use crate::store::{DurabilityMode, JobStore, PostgresStore, SqliteStore, StoreConfig};
 use crate::units::{parse_bytes, parse_duration};
 use crate::{api, scheduler, worker};
 use clap::Args;
@@ -36,6 +36,12 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// When an acknowledged write is on disk (SQLite): fsync (before the
+    /// answer) or interval (fsync about once a second: safe against a
+    /// process crash, up to about a second lost on power loss)
+    /// [default: fsync].
+    #[arg(long, env = "WASMJOB_DURABILITY", value_name = "MODE")]
+    pub durability: Option<DurabilityMode>,
     /// Address to listen on [default: 127.0.0.1:7878].
     #[arg(long, env = "WASMJOB_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -121,6 +127,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.database_url {
             config.store.url = Some(v.clone());
+        }
+        if let Some(v) = self.durability {
+            config.store.durability = v;
         }
         if let Some(v) = &self.listen {
             config.server.listen = v.clone();
@@ -222,7 +231,11 @@ impl Store {
                 Ok(Store::Postgres(Arc::new(store)))
             }
             None => {
-                let store = SqliteStore::open(StoreConfig::new(&config.data_dir)).map_err(|e| {
+                let store_config = StoreConfig {
+                    durability: config.store.durability,
+                    ..StoreConfig::new(&config.data_dir)
+                };
+                let store = SqliteStore::open(store_config).map_err(|e| {
                     format!("opening the store in {}: {e}", config.data_dir.display())
                 })?;
                 Ok(Store::Sqlite(Arc::new(store)))
@@ -390,6 +403,24 @@ mod precedence {
     struct Wrapper {
         #[command(flatten)]
         serve: ServeArgs,
+    }
+
+    #[test]
+    fn the_durability_flag_overrides_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wasmjob.toml");
+        std::fs::write(&file, "[store]\ndurability = \"fsync\"\n").unwrap();
+        let config = |extra: &[&str]| {
+            let mut argv = vec!["serve", "--config", file.to_str().unwrap()];
+            argv.extend_from_slice(extra);
+            Wrapper::parse_from(argv).serve.config().unwrap()
+        };
+        assert_eq!(config(&[]).store.durability, DurabilityMode::Fsync);
+        assert_eq!(
+            config(&["--durability", "interval"]).store.durability,
+            DurabilityMode::Interval
+        );
+        assert!(Wrapper::try_parse_from(["serve", "--durability", "never"]).is_err());
     }
 
     #[test]

@@ -74,6 +74,50 @@ pub struct StoreConfig {
     /// output, a report), when lower than SQLite's own limit of 1 GB. A
     /// larger value is refused with [`Error::TooLarge`].
     pub max_value_bytes: Option<usize>,
+    /// When an acknowledged write reaches the disk [default: `Fsync`].
+    pub durability: DurabilityMode,
+}
+
+/// When an acknowledged write reaches the disk (`store.durability`).
+///
+/// The database is in WAL mode either way, so a crash never corrupts it;
+/// the modes differ only in how much recent work a power loss (or a kernel
+/// crash) can take back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Every acknowledged write is fsync'd first (`synchronous = FULL`),
+    /// one fsync per group-commit batch: nothing acknowledged is lost,
+    /// whatever happens to the machine.
+    #[default]
+    Fsync,
+    /// Commits are written to the WAL without an fsync
+    /// (`synchronous = NORMAL`) and the writer thread fsyncs the WAL about
+    /// once a second ([`SYNC_INTERVAL`]). An acknowledged write survives
+    /// a crash or kill of the process (it is in the operating system's
+    /// page cache); a power loss or kernel crash can undo about the last
+    /// second of acknowledged writes, never more, and leaves a consistent
+    /// database (SQLite's WAL frames are checksummed).
+    Interval,
+}
+
+/// How often [`DurabilityMode::Interval`] makes the writes it acknowledged
+/// durable: what a power loss can undo, the same bound as Redis's AOF
+/// `everysec`.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+impl std::str::FromStr for DurabilityMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "fsync" => Ok(DurabilityMode::Fsync),
+            "interval" => Ok(DurabilityMode::Interval),
+            other => Err(format!(
+                "unknown durability `{other}`: use fsync or interval"
+            )),
+        }
+    }
 }
 
 impl StoreConfig {
@@ -91,6 +135,7 @@ impl StoreConfig {
             readers: Self::DEFAULT_READERS,
             busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
             max_value_bytes: None,
+            durability: DurabilityMode::Fsync,
         }
     }
 }
@@ -133,7 +178,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             data_dir: config.data_dir,
             lock: std::sync::Mutex::new(Some(lock)),
-            writer: Writer::start(conn)?,
+            writer: Writer::start(conn, config.durability, wal_path(&path))?,
             readers: Readers::new(path, config.readers, settings),
             blobs,
         })
@@ -148,6 +193,12 @@ impl SqliteStore {
     /// number of writes, it shows how much group commit is batching.
     pub fn batches(&self) -> u64 {
         self.writer.batches()
+    }
+
+    /// Fsyncs of the WAL the writer made on its own timer
+    /// ([`DurabilityMode::Interval`]; always 0 in `Fsync`).
+    pub fn interval_syncs(&self) -> u64 {
+        self.writer.syncs()
     }
 
     /// Shuts the store down: writes already queued are committed, later
@@ -166,6 +217,13 @@ impl SqliteStore {
         let lock = self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(lock);
     }
+}
+
+/// The WAL file SQLite keeps beside the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// Takes the data directory's exclusive lock (released when the file is

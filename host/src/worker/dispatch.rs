@@ -14,6 +14,7 @@ use super::registry::ClaimInFlight;
 use super::{FaultHook, Finished, Reservation, run};
 use crate::engine::CancelToken;
 use crate::limits::Limits;
+use crate::metrics::Stage;
 use crate::queue::Queue;
 use crate::store::{ClaimRequest, Claimed, Lease};
 use std::collections::VecDeque;
@@ -49,6 +50,8 @@ pub(super) struct Dispatcher {
 pub(super) struct Buffered {
     pub claimed: Claimed,
     pub cancel: CancelToken,
+    /// When the claim answered (the start stage begins).
+    pub claimed_at: std::time::Instant,
 }
 
 /// What a stopped dispatcher hands back: jobs it claimed but did not start
@@ -79,6 +82,9 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
     // Set when the store had no more due jobs (or failed): wait for a wake
     // or this instant before claiming again.
     let mut resting: Option<Instant> = None;
+    // When the next delayed job is due, looked up while resting begins:
+    // off the loop, so the jobs just claimed start first.
+    let mut next_due: Option<JoinHandle<Option<Instant>>> = None;
     loop {
         queue.slots().set_buffered(buffer.len());
         // How many to claim now, if it is time to claim.
@@ -95,11 +101,18 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 caps: queue.config().caps.clone(),
             };
             pace.claimed(Instant::now());
+            // This claim answers any wake-up made until now.
+            let _ = queue.take_wake();
             let in_flight = queue.registry().claiming();
             claiming = Some((
                 limit,
                 in_flight,
-                tokio::spawn(async move { queue.store().claim_due(request, queue.now()).await }),
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let claimed = queue.store().claim_due(request, queue.now()).await;
+                    queue.metrics().stage(Stage::Claim, started.elapsed());
+                    claimed
+                }),
             ));
         }
         let front = buffer.front().map(|job| job.claimed.job.limits);
@@ -113,7 +126,9 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 match claimed {
                     Ok(Ok(claimed)) => {
                         if claimed.len() < asked {
-                            resting = Some(rest_until(&queue).await);
+                            resting = Some(Instant::now() + IDLE_POLL);
+                            let queue = queue.clone();
+                            next_due = Some(tokio::spawn(async move { due(&queue).await }));
                         }
                         for job in &claimed {
                             tracing::info!(job_id = job.job.id, queue = %job.job.queue,
@@ -153,7 +168,21 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
             permit = slots.clone().acquire_owned(), if full && buffer.is_empty() => {
                 if permit.is_err() { break }
             }
-            () = queue.woken(), if resting.is_some() => resting = None,
+            due = async { (&mut next_due.as_mut().expect("a lookup in flight")).await },
+                if next_due.is_some() =>
+            {
+                next_due = None;
+                // A wake may have ended the rest meanwhile.
+                if let (Some(rest), Ok(Some(due))) = (resting, due) {
+                    resting = Some(rest.min(due));
+                }
+            }
+            () = queue.woken(), if resting.is_some() => {
+                resting = None;
+                if let Some(waited) = queue.take_wake() {
+                    queue.metrics().stage(Stage::Wake, waited);
+                }
+            }
             () = tokio::time::sleep_until(resting.unwrap_or_else(Instant::now)),
                 if resting.is_some() => resting = None,
         }
@@ -187,25 +216,28 @@ fn start_permits(
     }
 }
 
-/// When to claim again after the store had nothing more: when the next
-/// delayed job is due, or after [`IDLE_POLL`] (a wake comes sooner).
-async fn rest_until(queue: &Queue) -> Instant {
-    let mut wait = IDLE_POLL;
-    if let Ok(Some(due)) = queue.store().next_due().await {
-        let until = (due - queue.now()).max(0) as u64;
-        wait = wait.min(Duration::from_millis(until.max(1)));
-    }
-    Instant::now() + wait
+/// When the next delayed job is due, if the store knows of one: the rest
+/// after a claim that found fewer jobs than it asked for ends then, or
+/// after [`IDLE_POLL`] (a wake comes sooner).
+async fn due(queue: &Queue) -> Option<Instant> {
+    let due = queue.store().next_due().await.ok()??;
+    let until = (due - queue.now()).max(0) as u64;
+    Some(Instant::now() + Duration::from_millis(until.max(1)))
 }
 
 /// Holds claimed jobs in the registry (buffered), so their leases are
 /// renewed and cancels reach them.
 fn register(queue: &Queue, claimed: Vec<Claimed>) -> Vec<Buffered> {
+    let claimed_at = std::time::Instant::now();
     let cancels = queue.registry().register(&claimed);
     claimed
         .into_iter()
         .zip(cancels)
-        .map(|(claimed, cancel)| Buffered { claimed, cancel })
+        .map(|(claimed, cancel)| Buffered {
+            claimed,
+            cancel,
+            claimed_at,
+        })
         .collect()
 }
 

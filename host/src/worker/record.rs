@@ -16,6 +16,7 @@
 //! meanwhile, so the job's result is not lost to a rescue.
 
 use super::Finished;
+use crate::metrics::Stage;
 use crate::policy::{Decision, Ending};
 use crate::queue::Queue;
 use crate::report::AttemptReport;
@@ -141,6 +142,7 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
                 Ok(recorded) => {
                     if recorded == Recorded::Applied {
                         let metrics = queue.metrics();
+                        metrics.stage(Stage::Record, finished.ended.elapsed());
                         queue.note_outcome(&finished.job, &finished.outcome);
                         let _span = finished.span.enter();
                         tracing::info!(
@@ -200,6 +202,7 @@ fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) 
         outcome,
         span,
         reserved,
+        ended,
     } = finished;
     tracing::warn!(job_id = job.id, %message);
     let ending = Ending::HostFailed { retryable };
@@ -224,5 +227,6 @@ fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) 
         outcome,
         span,
         reserved,
+        ended,
     }
 }

@@ -8,6 +8,7 @@ use crate::clock::Millis;
 use crate::engine::{self, CancelToken, DependencyState, Invocation, JobInfo, ProgressSink};
 use crate::job::{Job, JobState, Resolved};
 use crate::json::Json;
+use crate::metrics::Stage;
 use crate::policy::{Decision, Ending};
 use crate::queue::{self, Queue};
 use crate::report::{AttemptReport, Failure, FailureKind, Report, Status};
@@ -36,7 +37,12 @@ pub(super) async fn supervised(
     fault: Option<Fault>,
     results: mpsc::UnboundedSender<Finished>,
 ) {
-    let Buffered { claimed, cancel } = job;
+    let Buffered {
+        claimed,
+        cancel,
+        claimed_at,
+    } = job;
+    queue.metrics().stage(Stage::Start, claimed_at.elapsed());
     let held = claimed.job.clone();
     let lease = Lease {
         id: held.id,
@@ -152,6 +158,7 @@ pub(super) fn host_failure(
         outcome,
         span: tracing::Span::none(),
         reserved: None,
+        ended: std::time::Instant::now(),
     }
 }
 
@@ -234,6 +241,7 @@ async fn run(
         outcome,
         span: tracing::Span::none(),
         reserved: None,
+        ended: std::time::Instant::now(),
     }
 }
 

@@ -7,13 +7,18 @@
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wasmjob::client::Client;
 
 /// The first argument that makes this binary a host instead of the suite.
 pub const SERVE_FLAG: &str = "--serve-host";
+
+/// The environment variable naming another build of this benchmark to
+/// run the hosts with (their binary is this one by default): an earlier
+/// commit's build, for an A/B run.
+pub const HOST_EXE: &str = "WASMJOB_BENCH_HOST_EXE";
 
 /// How long a host may take to start listening or to stop.
 const START_STOP: Duration = Duration::from_secs(120);
@@ -34,7 +39,16 @@ impl HostProcess {
     /// Starts a host on `data_dir` with the default settings (extra flags
     /// in `args`) and waits until it listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> HostProcess {
-        let exe = std::env::current_exe().expect("the benchmark's own path");
+        let exe = match std::env::var_os(HOST_EXE) {
+            Some(exe) => PathBuf::from(exe),
+            None => std::env::current_exe().expect("the benchmark's own path"),
+        };
+        HostProcess::start_exe(&exe, data_dir, args)
+    }
+
+    /// [`start`](Self::start) with the host run by `exe`, a build of this
+    /// benchmark (for an A/B of two builds in one run).
+    pub fn start_exe(exe: &Path, data_dir: &Path, args: &[&str]) -> HostProcess {
         let mut command = Command::new(exe);
         command
             .arg(SERVE_FLAG)

@@ -1,4 +1,4 @@
-//! The benchmark suite: nine scenarios against a real host, printed as a
+//! The benchmark suite: ten scenarios against a real host, printed as a
 //! table and written as JSON.
 //!
 //! ```text
@@ -19,9 +19,11 @@
 //!    64, against the same request made natively;
 //! 9. operating: throughput with and without a `/metrics` scrape every
 //!    second; a mixed service-call and CPU load on the fixed default pool
-//!    and with auto-scaling.
+//!    and with auto-scaling;
+//! 10. the sequential producer: one HTTP client, each submit awaited, end
+//!     to end, under `store.durability` fsync and interval.
 //!
-//! Scenarios 2 to 9 run the host as a child process (this binary, re-run
+//! Scenarios 2 to 10 run the host as a child process (this binary, re-run
 //! as `wasmjob serve` with default settings on a temp dir), so host
 //! figures are not mixed with the load generator's. `--quick` shrinks every
 //! scenario to seconds and checks correctness only: no figure is judged.
@@ -42,6 +44,7 @@ mod report;
 mod restart;
 mod scale;
 mod scheduling;
+mod sequential;
 mod throughput;
 
 use clap::Parser;
@@ -82,7 +85,7 @@ fn main() -> ExitCode {
                 let list = rest.next().expect("--only takes a list such as 2,3");
                 only = Some(
                     list.split(',')
-                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-9"))
+                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-10"))
                         .collect(),
                 );
             }
@@ -97,7 +100,7 @@ fn main() -> ExitCode {
     }
     let settings = Settings { quick };
     let wanted = |n: u32| only.as_ref().is_none_or(|list| list.contains(&n));
-    let scenarios: [(u32, Scenario); 9] = [
+    let scenarios: [(u32, Scenario); 10] = [
         (1, overhead::run),
         (2, throughput::run),
         (3, latency::run),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         (7, scheduling::run),
         (8, outbound::run),
         (9, operating::run),
+        (10, sequential::run),
     ];
     let mut sections = Vec::new();
     for (n, scenario) in scenarios {

@@ -1,7 +1,9 @@
 //! Scenario 1: sandbox overhead per invocation of a no-op job (a fresh
 //! instance, the call, the teardown), component and command-module paths,
 //! with and without fuel metering; and how long a cancel takes to stop a
-//! running guest. In-process: this is the engine alone.
+//! running guest; and compute: the `fib` example job (naive recursion) with
+//! fuel on and off against the same function compiled natively into this
+//! binary, interleaved in one run. In-process: this is the engine alone.
 
 use crate::Settings;
 use crate::report::{Section, Stats, Target};
@@ -50,7 +52,85 @@ pub fn run(settings: &Settings) -> Section {
     section.figure("cancel() to report: median", cancel.p50, "ms");
     section.figure("cancel() to report: max", cancel.max, "ms");
     section.set("cancel_latency", cancel.json("ms"));
+    compute(settings, &mut section);
     section
+}
+
+/// The `fib` example job's function, compiled natively.
+fn native_fib(n: u32) -> u64 {
+    if n < 2 {
+        u64::from(n)
+    } else {
+        native_fib(n - 1).wrapping_add(native_fib(n - 2))
+    }
+}
+
+/// `fib(n)` natively, in wasm with fuel, in wasm without, one after the
+/// other in each round: the medians (ms) and the ratios.
+fn compute(settings: &Settings, section: &mut Section) {
+    let n = settings.pick(32, 20) as u32;
+    let rounds = settings.pick(15, 2);
+    let engines: Vec<(Engine, Module)> = [true, false]
+        .into_iter()
+        .map(|fuel| {
+            let engine = Engine::new(EngineConfig {
+                concurrency: 4,
+                fuel_metering: fuel,
+                ..EngineConfig::default()
+            })
+            .expect("engine");
+            let module = engine.load(&guest_bytes(guests::FIB)).expect("fib");
+            (engine, module)
+        })
+        .collect();
+    let input = format!("{{\"n\": {n}}}");
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        timeout_ms: 600_000,
+        ..Limits::default()
+    };
+    let rt = runtime();
+    let (mut native, mut fuel, mut no_fuel) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        let start = Instant::now();
+        let value = native_fib(std::hint::black_box(n));
+        let native_ms = start.elapsed().as_secs_f64() * 1e3;
+        std::hint::black_box(value);
+        let mut wasm_ms = [0.0; 2];
+        for (i, (engine, module)) in engines.iter().enumerate() {
+            let invocation = Invocation::new(input.clone().into_bytes()).with_limits(limits);
+            let start = Instant::now();
+            let report = rt
+                .block_on(engine.execute(module, invocation))
+                .expect("host ok");
+            wasm_ms[i] = start.elapsed().as_secs_f64() * 1e3;
+            assert!(report.is_success(), "{report:?}");
+        }
+        // The first round warms caches and the pool's slots.
+        if round > 0 {
+            native.push(native_ms);
+            fuel.push(wasm_ms[0]);
+            no_fuel.push(wasm_ms[1]);
+        }
+    }
+    let (native, fuel, no_fuel) = (Stats::of(native), Stats::of(fuel), Stats::of(no_fuel));
+    section.figure(format!("fib({n}) native: median"), native.p50, "ms");
+    section.figure(format!("fib({n}) wasm, fuel on: median"), fuel.p50, "ms");
+    section.figure(
+        format!("fib({n}) wasm, fuel off: median"),
+        no_fuel.p50,
+        "ms",
+    );
+    section.figure("  wasm fuel on ÷ native", fuel.p50 / native.p50, "×");
+    section.figure("  wasm fuel off ÷ native", no_fuel.p50 / native.p50, "×");
+    section.figure("  fuel on ÷ fuel off", fuel.p50 / no_fuel.p50, "×");
+    section.set(
+        "compute",
+        serde_json::json!({
+            "n": n, "rounds": rounds, "native": native.json("ms"),
+            "wasm_fuel": fuel.json("ms"), "wasm_no_fuel": no_fuel.json("ms"),
+        }),
+    );
 }
 
 /// µs per invocation after a warm-up.

@@ -157,6 +157,19 @@ async fn outcomes_depths_and_waits_are_counted_by_queue_module_and_kind() {
     assert_eq!(at(r#"wasmjob_workers{state="busy"}"#), 0.0);
     assert!(at("wasmjob_store_commit_seconds_count") >= 4.0);
     assert!(at("wasmjob_store_commit_batch_size_sum") >= 4.0);
+    // The stages of a job's way: four attempts ran and were recorded,
+    // after submissions committed with an fsync and claims.
+    let stage = |name: &str| {
+        at(&format!(
+            "wasmjob_job_stage_seconds_count{{stage=\"{name}\"}}"
+        ))
+    };
+    assert_eq!(stage("run"), 4.0);
+    assert_eq!(stage("start"), 4.0);
+    assert_eq!(stage("record"), 4.0);
+    assert!(stage("submit") >= 3.0);
+    assert!(stage("commit_fsync") >= 1.0);
+    assert!(stage("claim") >= 1.0);
 }
 
 #[tokio::test]

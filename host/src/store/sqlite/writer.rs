@@ -23,10 +23,19 @@
 //! once, with [`Error::Full`]. Either way [`Writer::trouble`] says so until
 //! a batch commits again (`/readyz` reports it as degraded).
 //!
+//! In [`DurabilityMode::Interval`] every batch commits without an fsync,
+//! and the thread fsyncs the WAL file itself at most [`SYNC_INTERVAL`]
+//! after the first commit not yet synced (between batches when busy, on a
+//! timed wait when idle). SQLite already syncs the WAL before each
+//! checkpoint and the database after it, so the frames appended since the
+//! last sync are the only ones a power loss can take.
+//!
 //! Knows nothing of jobs or modules: commands are opaque closures.
 
+use super::{DurabilityMode, SYNC_INTERVAL};
 use crate::store::{Error, Result, WriteObserver};
 use rusqlite::Connection;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
@@ -182,27 +191,50 @@ pub(super) struct Writer {
     sender: Mutex<Option<mpsc::Sender<Box<dyn Command>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     batches: Arc<AtomicU64>,
+    syncs: Arc<AtomicU64>,
+    observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
+    health: Arc<Health>,
+}
+
+/// What the writer thread owns besides its connection.
+struct Thread {
+    conn: Connection,
+    mode: DurabilityMode,
+    /// The WAL file, fsync'd by the thread in [`DurabilityMode::Interval`].
+    wal: PathBuf,
+    batches: Arc<AtomicU64>,
+    syncs: Arc<AtomicU64>,
     observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
     health: Arc<Health>,
 }
 
 impl Writer {
     /// Starts the writer thread; it owns `conn` until [`close`](Self::close).
-    pub(super) fn start(conn: Connection) -> Result<Writer> {
+    /// `wal` is the database's WAL file, which the thread fsyncs itself in
+    /// [`DurabilityMode::Interval`].
+    pub(super) fn start(conn: Connection, mode: DurabilityMode, wal: PathBuf) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel();
         let batches = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&batches);
+        let syncs = Arc::new(AtomicU64::new(0));
         let observer = Arc::new(OnceLock::new());
-        let observing = Arc::clone(&observer);
         let health = Arc::new(Health::default());
-        let shared = Arc::clone(&health);
+        let state = Thread {
+            conn,
+            mode,
+            wal,
+            batches: Arc::clone(&batches),
+            syncs: Arc::clone(&syncs),
+            observer: Arc::clone(&observer),
+            health: Arc::clone(&health),
+        };
         let thread = std::thread::Builder::new()
             .name("wasmjob-store-writer".to_owned())
-            .spawn(move || run(conn, receiver, &counter, &observing, &shared))?;
+            .spawn(move || run(state, receiver))?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
             batches,
+            syncs,
             observer,
             health,
         })
@@ -265,6 +297,11 @@ impl Writer {
         self.batches.load(Ordering::Relaxed)
     }
 
+    /// WAL fsyncs made by the thread itself ([`DurabilityMode::Interval`]).
+    pub(super) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
     /// Whether the thread is still taking commands.
     pub(super) fn is_running(&self) -> bool {
         lock(&self.sender).is_some()
@@ -300,16 +337,31 @@ fn closed() -> Error {
 }
 
 /// The writer thread: one batch per wake-up until every sender is gone.
-fn run(
-    conn: Connection,
-    receiver: mpsc::Receiver<Box<dyn Command>>,
-    batches: &AtomicU64,
-    observer: &OnceLock<Arc<dyn WriteObserver>>,
-    health: &Health,
-) {
+fn run(thread: Thread, receiver: mpsc::Receiver<Box<dyn Command>>) {
+    let conn = &thread.conn;
     // The connection opens with `synchronous = FULL`.
     let mut synced = Durability::Durable;
-    while let Ok(first) = receiver.recv() {
+    // In interval mode: when the oldest commit not yet fsync'd was made.
+    let mut unsynced: Option<Instant> = None;
+    loop {
+        let first = match unsynced {
+            None => match receiver.recv() {
+                Ok(command) => command,
+                Err(_) => break,
+            },
+            Some(since) => {
+                let wait = SYNC_INTERVAL.saturating_sub(since.elapsed());
+                match receiver.recv_timeout(wait) {
+                    Ok(command) => command,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        sync_wal(&thread);
+                        unsynced = None;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -317,25 +369,30 @@ fn run(
                 Err(_) => break,
             }
         }
-        batches.fetch_add(1, Ordering::Relaxed);
-        let durability = if batch.iter().any(|c| c.durability() == Durability::Durable) {
+        thread.batches.fetch_add(1, Ordering::Relaxed);
+        let wanted = if batch.iter().any(|c| c.durability() == Durability::Durable) {
             Durability::Durable
         } else {
             Durability::Lazy
+        };
+        let durability = match thread.mode {
+            DurabilityMode::Fsync => wanted,
+            // Fsync'd by the thread within SYNC_INTERVAL instead.
+            DurabilityMode::Interval => Durability::Lazy,
         };
         if durability != synced {
             let level = match durability {
                 Durability::Durable => "PRAGMA synchronous = FULL",
                 Durability::Lazy => "PRAGMA synchronous = NORMAL",
             };
-            if let Err(error) = control(&conn, level) {
+            if let Err(error) = control(conn, level) {
                 // Answer the batch with the error rather than commit it
                 // with the wrong durability.
                 let why = Failure {
                     trouble: Trouble::of(&Error::from(error)),
                     message: "setting the commit's durability failed".to_owned(),
                 };
-                health.set(why.trouble);
+                thread.health.set(why.trouble);
                 for command in batch {
                     command.reply(Some(&why));
                 }
@@ -345,9 +402,37 @@ fn run(
         }
         let writes = batch.len();
         let started = Instant::now();
-        commit_batch(&conn, batch, health);
-        if let Some(observer) = observer.get() {
-            observer.committed(writes, started.elapsed());
+        commit_batch(conn, batch, &thread.health);
+        if let Some(observer) = thread.observer.get() {
+            observer.committed(writes, started.elapsed(), durability == Durability::Durable);
+        }
+        if thread.mode == DurabilityMode::Interval {
+            let since = *unsynced.get_or_insert_with(Instant::now);
+            // A busy writer never waits long enough to time out.
+            if since.elapsed() >= SYNC_INTERVAL {
+                sync_wal(&thread);
+                unsynced = None;
+            }
+        }
+    }
+    // Closing the connection checkpoints the WAL (with fsyncs).
+    if unsynced.is_some() {
+        sync_wal(&thread);
+    }
+}
+
+/// Fsyncs the WAL file: every frame SQLite wrote to it so far (through any
+/// descriptor of the file) reaches the disk. A WAL that does not exist has
+/// nothing to sync.
+fn sync_wal(thread: &Thread) {
+    let result = std::fs::File::open(&thread.wal).and_then(|file| file.sync_data());
+    match result {
+        Ok(()) => {
+            thread.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::error!(%error, wal = %thread.wal.display(), "fsync of the WAL failed")
         }
     }
 }
@@ -474,10 +559,15 @@ mod tests {
     use crate::store::sqlite::connection::{Role, Settings, open};
 
     fn writer(dir: &std::path::Path) -> Writer {
-        let conn = open(&dir.join("w.db"), Role::Writer, &Settings::default()).unwrap();
+        writer_in(dir, DurabilityMode::Fsync)
+    }
+
+    fn writer_in(dir: &std::path::Path, mode: DurabilityMode) -> Writer {
+        let path = dir.join("w.db");
+        let conn = open(&path, Role::Writer, &Settings::default()).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
             .unwrap();
-        Writer::start(conn).unwrap()
+        Writer::start(conn, mode, super::super::wal_path(&path)).unwrap()
     }
 
     fn insert(v: i64) -> impl FnOnce(&Connection) -> Result<i64> + Send + 'static {
@@ -608,5 +698,42 @@ mod tests {
         held.await.unwrap().unwrap();
         assert_eq!(lazy.await.unwrap().unwrap(), 2);
         assert_eq!(durable.await.unwrap().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn interval_mode_commits_without_fsync_and_then_syncs_the_wal_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_in(dir.path(), DurabilityMode::Interval);
+        // Even a durable command commits with NORMAL (no fsync at commit).
+        assert_eq!(
+            writer
+                .call_with(Durability::Durable, synchronous)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(writer.call(insert(1)).await.unwrap(), 1);
+        // The thread fsyncs the WAL on its own within SYNC_INTERVAL; wait
+        // for it with a generous deadline (a correctness check, no timing).
+        let deadline = Instant::now() + SYNC_INTERVAL * 30;
+        while writer.syncs() == 0 {
+            assert!(Instant::now() < deadline, "the WAL was never fsync'd");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn fsync_mode_never_syncs_on_a_timer() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(dir.path());
+        writer.call(insert(1)).await.unwrap();
+        assert_eq!(
+            writer
+                .call_with(Durability::Durable, synchronous)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(writer.syncs(), 0);
     }
 }
