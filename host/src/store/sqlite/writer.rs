@@ -638,7 +638,8 @@ mod tests {
         let conn = open(&path, Role::Writer, &settings).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
             .unwrap();
-        let writer = Writer::start(conn).unwrap();
+        let writer =
+            Writer::start(conn, DurabilityMode::Fsync, super::super::wal_path(&path)).unwrap();
         let other = Connection::open(&path).unwrap();
         other.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let queued = writer.send(Durability::Durable, insert(1)).unwrap();
