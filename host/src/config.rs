@@ -333,6 +333,11 @@ pub struct ServerSection {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSection {
+    /// This host's identity among the hosts sharing a store, written as
+    /// its leases' owner: a restarted host takes back the jobs its
+    /// previous process held under it [default: one made up at the first
+    /// start and kept in `data_dir/host-id`].
+    pub host_id: Option<String>,
     /// Jobs running at once.
     pub concurrency: usize,
     /// Lease duration in ms.
@@ -412,6 +417,23 @@ pub struct EngineSection {
     pub max_concurrent_compiles: usize,
 }
 
+/// Whether `id` can name a host: 1 to 64 ASCII letters, digits, `.`, `_`
+/// or `-`.
+pub fn check_host_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(format!("`{id}` must be 1 to 64 characters long"));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "`{id}` has `{bad}`: use ASCII letters, digits, `.`, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -457,6 +479,7 @@ impl Default for QueueSection {
     fn default() -> Self {
         let q = QueueConfig::default();
         QueueSection {
+            host_id: None,
             concurrency: q.concurrency,
             lease_ms: q.lease_ms,
             aging_ms: q.aging_ms,
@@ -526,6 +549,11 @@ impl Config {
                 "store.url must be a postgres:// URL (leave it out for SQLite in data_dir)"
                     .to_owned(),
             );
+        }
+        if let Some(id) = &self.queue.host_id
+            && let Err(problem) = check_host_id(id)
+        {
+            problems.push(format!("queue.host_id: {problem}"));
         }
         if self.store.pool_size == Some(0) {
             problems.push("store.pool_size must be at least 1".to_owned());
@@ -695,7 +723,11 @@ impl Config {
     /// [`validate`](Self::validate) first to hear of every problem).
     pub fn queue_config(&self) -> Result<QueueConfig, Vec<String>> {
         Ok(QueueConfig {
-            owner: format!("wasmjob-{}", std::process::id()),
+            owner: self
+                .queue
+                .host_id
+                .clone()
+                .unwrap_or_else(|| format!("wasmjob-{}", std::process::id())),
             concurrency: self.queue.concurrency,
             lease_ms: self.queue.lease_ms,
             aging_ms: self.queue.aging_ms,

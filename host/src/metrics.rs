@@ -209,6 +209,8 @@ pub struct Metrics {
     peak_memory: Family<QueueLabels, Histogram>,
     workers: Family<WorkerLabels, Gauge>,
     workers_target: Gauge,
+    leader: Gauge,
+    clock_offset: Gauge<f64, AtomicU64>,
     rescued: Family<RescueLabels, Counter>,
     leases_lost: Counter,
     worker_panics: Counter,
@@ -347,6 +349,19 @@ impl Metrics {
             "How many worker slots the pool aims for now",
             workers_target.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this host leads the hosts sharing the store (it alone rescues expired \
+             leases, ages waiting jobs and prunes), else 0",
+            leader.clone(),
+        );
+        let clock_offset = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "clock_offset_seconds",
+            "The store's clock minus this host's, as last measured (0 for a store held alone)",
+            clock_offset.clone(),
+        );
         let rescued = Family::<RescueLabels, Counter>::default();
         registry.register(
             "leases_rescued",
@@ -437,6 +452,8 @@ impl Metrics {
             peak_memory,
             workers,
             workers_target,
+            leader,
+            clock_offset,
             rescued,
             leases_lost,
             worker_panics,
@@ -520,6 +537,26 @@ impl Metrics {
         self.rescued
             .get_or_create(&RescueLabels { reason })
             .inc_by(jobs as u64);
+    }
+
+    /// Whether this host leads the hosts sharing the store now.
+    pub fn set_leader(&self, leads: bool) {
+        self.leader.set(i64::from(leads));
+    }
+
+    /// Whether this host led at the last look.
+    pub fn leads(&self) -> bool {
+        self.leader.get() == 1
+    }
+
+    /// The store's clock minus this host's, ms, as last measured.
+    pub fn set_clock_offset(&self, offset_ms: i64) {
+        self.clock_offset.set(offset_ms as f64 / 1e3);
+    }
+
+    /// The clock offset last measured, ms.
+    pub fn clock_offset_ms(&self) -> i64 {
+        (self.clock_offset.get() * 1e3).round() as i64
     }
 
     /// Leases this host held that the store no longer gives it.

@@ -27,8 +27,8 @@ use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::{FollowUp, Progress};
 use crate::schedule::{Cadence, Schedule, ScheduleSpec};
 use crate::store::{
-    self, Fired, JobFilter, JobStore, ModuleRecord, Pruned, QueueStats, Retention, StateCounts,
-    Tick, WorkflowFilter,
+    self, Fired, JobFilter, JobStore, ModuleRecord, Pruned, QueueStats, Retention, Signal,
+    StateCounts, Tick, WorkflowFilter,
 };
 use crate::worker::{Registry, Scaling, Slots};
 use std::collections::{BTreeMap, HashMap};
@@ -237,10 +237,10 @@ struct Inner {
     slots: Arc<Slots>,
     /// Host memory for the reports of jobs in flight.
     budget: crate::worker::ReportBudget,
-    /// Module references (hash or name) already resolved. Per host: only
-    /// this host's queue changes modules in its store, and it clears the
-    /// cache whenever it does, so an entry is never stale. (A second host
-    /// on a shared store would need to hear of other hosts' changes.)
+    /// Module references (hash or name) already resolved. Per host: this
+    /// host's queue clears it whenever it changes modules, and whenever
+    /// another host sharing the store says it did
+    /// ([`Signal::ModulesChanged`]).
     resolved: Mutex<Resolved>,
     /// What this host counted for the history since its last flush.
     tally: Mutex<Tally>,
@@ -294,7 +294,42 @@ impl Queue {
                 inner.wake.notify_one();
             }
         }));
+        // What other hosts did that this one must act on.
+        let weak = Arc::downgrade(&queue.inner);
+        queue.inner.store.watch_signals(Arc::new(move |signal| {
+            if let Some(inner) = weak.upgrade() {
+                Queue { inner }.heard(signal);
+            }
+        }));
         queue
+    }
+
+    /// Acts on what another host sharing the store did: stops the jobs it
+    /// cancelled that run here, answers long polls on the jobs it changed,
+    /// forgets module names it may have moved and unloads modules it
+    /// deleted.
+    fn heard(&self, signal: Signal) {
+        match signal {
+            Signal::Cancelled(ids) => {
+                for &id in &ids {
+                    self.inner.registry.cancel(id);
+                }
+                self.changed(ids);
+            }
+            Signal::Changed(ids) => self.changed(ids),
+            Signal::ChangedMany => {
+                let ids: Vec<JobId> = self.waiters().keys().copied().collect();
+                self.changed(ids);
+            }
+            Signal::ModulesChanged(deleted) => {
+                self.forget_resolved();
+                for hash in deleted {
+                    if let Ok(hash) = blake3::Hash::from_hex(&hash) {
+                        self.inner.engine.unload(&hash);
+                    }
+                }
+            }
+        }
     }
 
     /// The pool's slots.

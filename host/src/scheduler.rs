@@ -5,14 +5,72 @@
 //! history writer (what this host counted, flushed every few seconds;
 //! rows past the keep age pruned), retention (finished jobs past their
 //! age deleted in small batches) and the queue-wait alert check.
+//!
+//! Hosts sharing a store do the cluster-wide part once: rescues, aging,
+//! retention, history pruning and the alert check run on the leader only
+//! ([`leads`]); cron runs on every host, since a fire time is a
+//! compare-and-set that one host wins ([`crate::store::JobStore::fire_schedule`]);
+//! each host flushes its own history. [`run_clock`] keeps a host on the
+//! store's clock.
 
-use crate::clock::Millis;
+use crate::clock::{FollowedClock, Millis};
 use crate::metrics::Rescue;
 use crate::policy::Ending;
 use crate::queue::Queue;
 use crate::report::AttemptReport;
-use crate::store::{AttemptRecord, LeaseFilter, LeasedJob, Outcome, Recorded};
+use crate::store::{AttemptRecord, JobStore, LeaseFilter, LeasedJob, Outcome, Recorded};
 use std::time::Duration;
+
+/// Whether this host leads the hosts sharing its store (always, for a
+/// store it holds alone), recorded in its metrics. A host that cannot
+/// tell (the database is unreachable) does not lead.
+pub async fn leads(queue: &Queue) -> bool {
+    let leads = match queue.store().lead().await {
+        Ok(leads) => leads,
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether this host leads; not leading");
+            false
+        }
+    };
+    let before = queue.metrics().leads();
+    if leads != before {
+        tracing::info!(leads, "leadership changed");
+    }
+    queue.metrics().set_leader(leads);
+    leads
+}
+
+/// How often a host measures its offset from the store's clock.
+const CLOCK_EVERY: Duration = Duration::from_secs(10);
+
+/// Measures `clock`'s offset from the store's clock once; returns it (ms),
+/// or `None` for a store without a clock of its own.
+pub async fn follow_clock(
+    store: &dyn JobStore,
+    clock: &FollowedClock,
+) -> crate::store::Result<Option<Millis>> {
+    let before = clock.local();
+    let Some(source) = store.clock().await? else {
+        return Ok(None);
+    };
+    let after = clock.local();
+    Ok(Some(clock.follow(before, source, after)))
+}
+
+/// Keeps `clock` on the store's clock until the task is aborted,
+/// measuring every few seconds (clocks drift and get stepped).
+pub async fn run_clock(queue: Queue, clock: std::sync::Arc<FollowedClock>) {
+    let mut tick = tokio::time::interval(CLOCK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match follow_clock(queue.store().as_ref(), &clock).await {
+            Ok(Some(offset)) => queue.metrics().set_clock_offset(offset),
+            Ok(None) => return,
+            Err(error) => tracing::warn!(%error, "reading the store's clock failed"),
+        }
+    }
+}
 
 /// Most leased jobs one rescue pass reads at a time.
 const RESCUE_PAGE: usize = 1_000;
@@ -28,8 +86,16 @@ pub async fn run(queue: Queue) {
     age.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = rescue.tick() => { rescue_once(&queue).await; }
-            _ = age.tick() => { age_once(&queue).await; }
+            _ = rescue.tick() => {
+                if leads(&queue).await {
+                    rescue_once(&queue).await;
+                }
+            }
+            _ = age.tick() => {
+                if leads(&queue).await {
+                    age_once(&queue).await;
+                }
+            }
         }
     }
 }
@@ -94,6 +160,9 @@ pub async fn run_history(queue: Queue) {
                 }
             }
             _ = prune.tick() => {
+                if !leads(&queue).await {
+                    continue;
+                }
                 if let Err(error) = queue.prune_history().await {
                     tracing::warn!(%error, "pruning the history failed");
                 }
@@ -115,6 +184,9 @@ pub async fn run_retention(queue: Queue) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if !leads(&queue).await {
+            continue;
+        }
         match queue.prune_finished(retention).await {
             Ok(run) if run.pruned.jobs > 0 => tracing::info!(
                 jobs = run.pruned.jobs,
@@ -142,7 +214,9 @@ pub async fn run_alerts(queue: Queue) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        check_waits_once(&queue).await;
+        if leads(&queue).await {
+            check_waits_once(&queue).await;
+        }
     }
 }
 
@@ -177,7 +251,19 @@ pub async fn rescue_once(queue: &Queue) -> usize {
 /// each is rescued now instead of when its lease expires. Returns how
 /// many.
 pub async fn recover(queue: &Queue) -> usize {
-    let rescued = rescue(queue, Which::All).await;
+    recover_which(queue, Which::All).await
+}
+
+/// At start-up of a host sharing its store: the jobs still leased to this
+/// host's identity were left by its previous process, which is gone, so
+/// each is rescued now; other hosts' jobs are left to their hosts (or to
+/// the leader's rescue once their leases expire). Returns how many.
+pub async fn recover_own(queue: &Queue) -> usize {
+    recover_which(queue, Which::Own).await
+}
+
+async fn recover_which(queue: &Queue, which: Which) -> usize {
+    let rescued = rescue(queue, which).await;
     if rescued > 0 {
         tracing::warn!(
             jobs = rescued,
@@ -189,8 +275,12 @@ pub async fn recover(queue: &Queue) -> usize {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Which {
+    /// Leases expired before now.
     Expired,
+    /// Every lease (the store is this host's alone).
     All,
+    /// This host's own leases, expired or not.
+    Own,
 }
 
 async fn rescue(queue: &Queue, which: Which) -> usize {
@@ -198,10 +288,11 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
     let filter = match which {
         Which::Expired => LeaseFilter::ExpiredBefore(now),
         Which::All => LeaseFilter::All,
+        Which::Own => LeaseFilter::OwnedBy(queue.config().owner.clone()),
     };
     let mut rescued = 0;
     loop {
-        let leased = match queue.store().leased_jobs(filter, RESCUE_PAGE).await {
+        let leased = match queue.store().leased_jobs(filter.clone(), RESCUE_PAGE).await {
             Ok(leased) => leased,
             Err(error) => {
                 tracing::error!(%error, "listing leased jobs failed");
@@ -216,7 +307,7 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
         let ids: Vec<_> = outcomes.iter().map(|o| o.lease.id).collect();
         let results = match which {
             Which::Expired => queue.store().rescue_if_expired(outcomes.clone(), now).await,
-            Which::All => queue.store().record_if_leased(outcomes.clone()).await,
+            Which::All | Which::Own => queue.store().record_if_leased(outcomes.clone()).await,
         };
         let results = match results {
             Ok(results) => results,
@@ -227,7 +318,7 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
         };
         let reason = match which {
             Which::Expired => Rescue::Expired,
-            Which::All => Rescue::Startup,
+            Which::All | Which::Own => Rescue::Startup,
         };
         let applied: Vec<_> = ids
             .into_iter()
@@ -271,7 +362,7 @@ fn lost(queue: &Queue, leased: LeasedJob, now: Millis, which: Which) -> Outcome 
             "attempt {} was lost: the lease held by {who} expired at {} without a result",
             leased.job.attempt, leased.expires_at
         ),
-        Which::All => format!(
+        Which::All | Which::Own => format!(
             "attempt {} was lost: its host {who} stopped without a result",
             leased.job.attempt
         ),

@@ -239,11 +239,14 @@ pub struct LeasedJob {
 }
 
 /// Which leased jobs to list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaseFilter {
     /// Those whose lease expired before this time: their host stopped
     /// renewing them.
     ExpiredBefore(Millis),
+    /// Those held by this owner (a host's identity), expired or not: a
+    /// restarted host takes back what its previous process left running.
+    OwnedBy(String),
     /// All of them.
     All,
 }
@@ -637,12 +640,58 @@ pub trait JobStore: Send + Sync + 'static {
         let _ = wake;
     }
 
+    /// Calls `observer` with what another host sharing the store did that
+    /// this host must act on: jobs cancelled (stop them if they run here),
+    /// jobs changed (answer long polls), modules changed (forget cached
+    /// names). Like [`watch_jobs`](Self::watch_jobs) a hint that may come
+    /// late or twice; this host's own changes are not echoed. A backend no
+    /// other host shares may ignore it (the default).
+    fn watch_signals(&self, observer: Arc<dyn Fn(Signal) + Send + Sync>) {
+        let _ = observer;
+    }
+
+    /// Whether this host leads the hosts sharing the store, taking the
+    /// lead when nobody holds it: the leader alone does cluster-wide
+    /// maintenance (rescuing expired leases, aging, retention, history
+    /// pruning, queue-wait alerts). Cheap enough to ask before each such
+    /// pass. Leadership can be lost (a dropped connection) and two hosts
+    /// may both believe they lead for a moment, so the work it guards must
+    /// be safe to repeat; it only saves doing it once per host. A backend
+    /// no other host shares always leads (the default).
+    async fn lead(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// The store's own clock now, when hosts sharing it should judge
+    /// leases by it rather than by their own (see
+    /// [`crate::clock::FollowedClock`]); `None` for a backend no other
+    /// host shares (the default).
+    async fn clock(&self) -> Result<Option<Millis>> {
+        Ok(None)
+    }
+
     /// Tells `observer` of every commit of this store's writes from now
     /// on (for metrics). A backend without a notion of batches may ignore
     /// it.
     fn observe_writes(&self, observer: Arc<dyn WriteObserver>) {
         let _ = observer;
     }
+}
+
+/// What another host sharing the store did, as [`JobStore::watch_signals`]
+/// hears of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// These jobs were cancelled: a host running one stops it now.
+    Cancelled(Vec<JobId>),
+    /// These jobs changed state (an outcome, a rescue, a cancel, a
+    /// requeue); long polls on them look again.
+    Changed(Vec<JobId>),
+    /// Jobs changed, too many to list: every long poll looks again.
+    ChangedMany,
+    /// Modules were uploaded, renamed, deleted or given grants: names
+    /// resolve afresh; these hashes were deleted.
+    ModulesChanged(Vec<String>),
 }
 
 /// Told of each commit of a store's writes: how many writes it held and

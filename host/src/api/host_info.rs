@@ -96,8 +96,17 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiErro
 /// The pool: its slots, its size and how it changed, and the jobs it runs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Workers {
-    /// The name this host writes as the lease owner.
+    /// The name this host writes as the lease owner (its identity among
+    /// hosts sharing a store).
     owner: String,
+    /// Whether this host leads the hosts sharing its store (it alone
+    /// rescues expired leases, ages jobs and prunes; always true for a
+    /// store held alone, once its maintenance ran).
+    leader: bool,
+    /// The store's clock minus this host's, as last measured, in
+    /// milliseconds: leases are judged on the store's clock (0 for a
+    /// store held alone).
+    clock_offset_ms: i64,
     /// Jobs this host runs at once now: the pool's target size.
     concurrency: usize,
     /// Fewest slots the pool scales down to.
@@ -255,6 +264,8 @@ pub async fn workers(State(state): State<AppState>) -> Json<Workers> {
     let counts = slots.counts();
     Json(Workers {
         owner: config.owner.clone(),
+        leader: state.queue.metrics().leads(),
+        clock_offset_ms: state.queue.metrics().clock_offset_ms(),
         concurrency: counts.target,
         min_workers: config.scaling().min,
         max_workers: config.scaling().max,

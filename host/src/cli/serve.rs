@@ -2,7 +2,7 @@
 //! environment variables, then flags (flags win).
 
 use super::{EXIT_OK, EXIT_USAGE, usage_error};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, FollowedClock, SystemClock};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::policy::{Backoff, RetryPolicy};
@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// [default: fsync].
     #[arg(long, env = "WASMJOB_DURABILITY", value_name = "MODE")]
     pub durability: Option<DurabilityMode>,
+    /// This host's identity among hosts sharing a PostgreSQL store
+    /// (letters, digits, `.`, `_`, `-`) [default: made up once and kept in
+    /// the data directory's `host-id` file].
+    #[arg(long, env = "WASMJOB_HOST_ID", value_name = "ID")]
+    pub host_id: Option<String>,
     /// Address to listen on [default: 127.0.0.1:7878].
     #[arg(long, env = "WASMJOB_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -133,6 +138,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.listen {
             config.server.listen = v.clone();
+        }
+        if let Some(v) = &self.host_id {
+            config.queue.host_id = Some(v.clone());
         }
         if let Some(v) = &self.token {
             config.server.token = Some(v.clone());
@@ -266,14 +274,34 @@ impl Store {
     }
 }
 
-async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String> {
+async fn serve(mut config: Config, addr: std::net::SocketAddr) -> Result<(), String> {
+    // Held until the process ends: no second host takes the same identity.
+    let _identity = HostIdentity::claim(&mut config)?;
     let backend = Store::open(&config).await?;
     let store = backend.shared();
+    // Hosts sharing a database judge leases on its clock.
+    let followed = match backend {
+        Store::Postgres(_) => {
+            let clock = Arc::new(FollowedClock::new(clock_skew_for_tests()));
+            scheduler::follow_clock(store.as_ref(), &clock)
+                .await
+                .map_err(|e| format!("reading the database's clock: {e}"))?;
+            Some(clock)
+        }
+        Store::Sqlite(_) => None,
+    };
+    let clock: Arc<dyn Clock> = match &followed {
+        Some(clock) => clock.clone(),
+        None => Arc::new(SystemClock),
+    };
     let engine = Engine::new(config.engine_config()).map_err(|e| e.to_string())?;
     let queue_config = config
         .queue_config()
         .map_err(|problems| problems.join("; "))?;
-    let queue = Queue::new(store.clone(), engine, Arc::new(SystemClock), queue_config);
+    let queue = Queue::new(store.clone(), engine, clock, queue_config);
+    if let Some(clock) = &followed {
+        queue.metrics().set_clock_offset(clock.offset());
+    }
     let webhooks = config.webhooks().map_err(|problems| problems.join("; "))?;
     if !webhooks.is_empty() {
         let alerts = crate::alerts::Alerts::start(webhooks, crate::alerts::Delivery::default())
@@ -283,10 +311,12 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     // SQLite holds the data directory exclusively: whatever is still
     // running was left by a previous process of this host, which is gone.
     // A shared PostgreSQL store's running jobs may be other hosts' live
-    // ones: those of a dead host are rescued when their leases expire.
-    if let Store::Sqlite(_) = backend {
-        scheduler::recover(&queue).await;
-    }
+    // ones: this host takes back only those leased to its identity; a
+    // dead host's are rescued by the leader when their leases expire.
+    match backend {
+        Store::Sqlite(_) => scheduler::recover(&queue).await,
+        Store::Postgres(_) => scheduler::recover_own(&queue).await,
+    };
     match queue.collect_artifacts().await {
         Ok(0) => {}
         Ok(deleted) => tracing::info!(deleted, "deleted compiled artifacts no module needs"),
@@ -298,6 +328,7 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     let history = tokio::spawn(scheduler::run_history(queue.clone()));
     let retention = tokio::spawn(scheduler::run_retention(queue.clone()));
     let alerts = tokio::spawn(scheduler::run_alerts(queue.clone()));
+    let clock_task = followed.map(|clock| tokio::spawn(scheduler::run_clock(queue.clone(), clock)));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -315,12 +346,100 @@ async fn serve(config: Config, addr: std::net::SocketAddr) -> Result<(), String>
     history.abort();
     retention.abort();
     alerts.abort();
+    if let Some(task) = clock_task {
+        task.abort();
+    }
     // The last outcomes' counts, written before the store closes.
     if let Err(error) = queue.flush_history().await {
         tracing::warn!(%error, "writing the history at shutdown failed");
     }
     backend.close().await;
     Ok(())
+}
+
+/// This host's identity, and the lock that keeps it its own.
+struct HostIdentity {
+    /// `data_dir/host-id`, locked while the host runs.
+    _file: std::fs::File,
+}
+
+impl HostIdentity {
+    /// Sets `config.queue.host_id` when it is not set, to the identity kept
+    /// in `data_dir/host-id` (made up and written at the first start), and
+    /// locks that file: two processes on one data directory would take each
+    /// other's jobs for their own at restart.
+    fn claim(config: &mut Config) -> Result<HostIdentity, String> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+        let path = dir.join("host-id");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "{} is in use by another wasmjob process: give each host its own --data-dir",
+                    dir.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", path.display()));
+            }
+        }
+        if config.queue.host_id.is_none() {
+            use std::io::{Read, Seek, Write};
+            let mut kept = String::new();
+            file.read_to_string(&mut kept)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let kept = kept.trim();
+            let id = if !kept.is_empty() && crate::config::check_host_id(kept).is_ok() {
+                kept.to_owned()
+            } else {
+                let id = new_host_id();
+                file.set_len(0)
+                    .and_then(|()| file.rewind())
+                    .and_then(|()| writeln!(file, "{id}"))
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                id
+            };
+            config.queue.host_id = Some(id);
+        }
+        Ok(HostIdentity { _file: file })
+    }
+}
+
+/// A new host identity: the machine's name and a random suffix.
+fn new_host_id() -> String {
+    let machine: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(40)
+        .collect();
+    let machine = if machine.is_empty() {
+        "host".to_owned()
+    } else {
+        machine
+    };
+    format!("{machine}-{:08x}", fastrand::u32(..))
+}
+
+/// A pretended error of this host's clock, ms, from the hidden
+/// `WASMJOB_TEST_CLOCK_SKEW_MS` (tests of hosts with wrong clocks); 0
+/// normally.
+fn clock_skew_for_tests() -> i64 {
+    std::env::var("WASMJOB_TEST_CLOCK_SKEW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// File descriptors kept for everything but client connections: the

@@ -339,6 +339,7 @@ macro_rules! conformance_tests {
             queues::queue_stats_count_what_waits_and_runs_and_the_oldest_wait,
             recovery::cancel_stops_waiting_and_running_jobs_only,
             recovery::leased_jobs_lists_running_jobs_or_those_whose_lease_expired,
+            recovery::leased_jobs_lists_one_owners_leases_expired_or_not,
             recovery::rescue_applies_only_while_the_lease_is_still_expired,
             recovery::a_lost_attempt_is_recorded_with_the_decision_it_was_given,
             recovery::requeue_gives_a_failed_job_a_new_budget_and_keeps_its_history,

@@ -19,11 +19,16 @@
 //! - a schedule's fire time is a compare-and-set of its `next_at`.
 //!
 //! Time is the caller's, as for every backend (`now` is a parameter of the
-//! contract), so lease expiry is judged on the clock of the host that
-//! looks; hosts sharing a database need synchronised clocks.
+//! contract); [`JobStore::clock`] reads the database's clock so that every
+//! host sharing it can follow one clock
+//! ([`crate::clock::FollowedClock`]), and lease expiry never depends on
+//! a host's own clock being right.
 //!
 //! Hosts wake each other with `LISTEN`/`NOTIFY` (`listen`), polling
-//! being the fallback.
+//! being the fallback, and tell each other what they changed that the
+//! others must act on (cancels, finished jobs, module changes: `signals`).
+//! One host at a time leads (`leader`): it holds a session advisory lock
+//! on a connection of its own, and loses it with that connection.
 //!
 //! Submodules mirror the SQLite backend's: `schema` (migrations under an
 //! advisory lock), `rows` (row layouts), `jobs` and `outcomes` (job
@@ -33,6 +38,7 @@
 mod graph;
 mod history;
 mod jobs;
+mod leader;
 mod listen;
 mod modules;
 mod outcomes;
@@ -41,14 +47,15 @@ mod retention;
 mod rows;
 mod schedules;
 mod schema;
+mod signals;
 
 #[cfg(test)]
 mod tests;
 
 use super::{
     ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
-    ModuleRecord, Outcome, Pruned, QueueStats, Recorded, Result, Retention, StateCounts, Tick,
-    WorkflowFilter,
+    ModuleRecord, Outcome, Pruned, QueueStats, Recorded, Result, Retention, Signal, StateCounts,
+    Tick, WorkflowFilter,
 };
 use crate::clock::Millis;
 use crate::history::MinuteRow;
@@ -128,6 +135,12 @@ pub struct PostgresStore {
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// This host's notifications, at most one per interval.
     throttle: listen::Throttle,
+    /// What this host changed that the others must hear of.
+    outbox: Arc<signals::Outbox>,
+    /// The task sending the outbox.
+    sender: tokio::task::JoinHandle<()>,
+    /// The leader's lock, held or tried.
+    leader: leader::Leader,
 }
 
 impl PostgresStore {
@@ -175,13 +188,21 @@ impl PostgresStore {
         }
         schema::migrate(&mut client).await?;
         drop(client);
+        // This store's name among the hosts, fresh for each process: its
+        // own signals come back to it and are dropped by it.
+        let me = format!("{:016x}", fastrand::u64(..));
+        let outbox = signals::Outbox::new();
+        let sender = tokio::spawn(Arc::clone(&outbox).run(pool.clone(), me.clone()));
         Ok(PostgresStore {
             pool,
             max_value_bytes: config.max_value_bytes,
+            leader: leader::Leader::new(listen_config.clone()),
             listen_config,
-            observers: Arc::new(listen::Observers::new()),
+            observers: Arc::new(listen::Observers::new(me)),
             listener: std::sync::Mutex::new(None),
             throttle: listen::Throttle::new(),
+            outbox,
+            sender,
         })
     }
 
@@ -191,6 +212,20 @@ impl PostgresStore {
         self.pool.close();
         if let Some(listener) = self.listener_slot().take() {
             listener.abort();
+        }
+        self.sender.abort();
+        self.leader.close();
+    }
+
+    /// Starts the listener, once, when there is a runtime to run it on
+    /// (without one the workers' polling still finds every job).
+    fn listen(&self) {
+        let mut listener = self.listener_slot();
+        if listener.is_none()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let run = listen::run(self.listen_config.clone(), Arc::clone(&self.observers));
+            *listener = Some(runtime.spawn(run));
         }
     }
 
@@ -271,8 +306,14 @@ impl JobStore for PostgresStore {
                 "the module's bytes do not hash to {hash}"
             )));
         }
-        in_tx!(self, |tx| modules::put(&tx, hash, kind, bytes, name, now)
-            .await?)
+        let record: Result<ModuleRecord> =
+            in_tx!(self, |tx| modules::put(&tx, hash, kind, bytes, name, now)
+                .await?);
+        if record.is_ok() && name.is_some() {
+            // The name may have moved to this hash.
+            self.outbox.put(Signal::ModulesChanged(Vec::new()));
+        }
+        record
     }
 
     async fn module(&self, hash_or_name: &str) -> Result<Option<ModuleRecord>> {
@@ -293,7 +334,12 @@ impl JobStore for PostgresStore {
     }
 
     async fn delete_module_unless_needed(&self, hash: &str) -> Result<()> {
-        in_tx!(self, |tx| modules::delete(&tx, hash).await?)
+        let deleted: Result<()> = in_tx!(self, |tx| modules::delete(&tx, hash).await?);
+        if deleted.is_ok() {
+            self.outbox
+                .put(Signal::ModulesChanged(vec![hash.to_owned()]));
+        }
+        deleted
     }
 
     async fn set_module_grants(
@@ -301,8 +347,13 @@ impl JobStore for PostgresStore {
         hash_or_name: &str,
         grants: Vec<String>,
     ) -> Result<ModuleRecord> {
-        in_tx!(self, |tx| modules::set_grants(&tx, hash_or_name, &grants)
-            .await?)
+        let record: Result<ModuleRecord> =
+            in_tx!(self, |tx| modules::set_grants(&tx, hash_or_name, &grants)
+                .await?);
+        if record.is_ok() {
+            self.outbox.put(Signal::ModulesChanged(Vec::new()));
+        }
+        record
     }
 
     async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>> {
@@ -353,7 +404,7 @@ impl JobStore for PostgresStore {
         reason: String,
         now: Millis,
     ) -> Result<Vec<JobId>> {
-        in_tx!(self, |tx| {
+        let cancelled: Result<Vec<JobId>> = in_tx!(self, |tx| {
             let mut cancelled = Vec::new();
             // Newest first: dependents come after their prerequisites, so
             // each job is cancelled for the workflow's reason, not by the
@@ -367,7 +418,11 @@ impl JobStore for PostgresStore {
                 }
             }
             cancelled
-        })
+        });
+        if let Ok(ids) = &cancelled {
+            self.outbox.put(Signal::Cancelled(ids.clone()));
+        }
+        cancelled
     }
 
     async fn claim_due(&self, request: ClaimRequest, now: Millis) -> Result<Vec<Claimed>> {
@@ -401,19 +456,35 @@ impl JobStore for PostgresStore {
     }
 
     async fn cancel_unless_final(&self, id: JobId, now: Millis) -> Result<Job> {
-        in_tx!(self, |tx| jobs::cancel(&tx, id, None, now).await?)
+        let job: Result<Job> = in_tx!(self, |tx| jobs::cancel(&tx, id, None, now).await?);
+        if job.is_ok() {
+            self.outbox.put(Signal::Cancelled(vec![id]));
+        }
+        job
     }
 
     async fn requeue_if_failed(&self, id: JobId, now: Millis) -> Result<Job> {
-        in_tx!(self, |tx| {
+        let job: Result<Job> = in_tx!(self, |tx| {
             let job = jobs::requeue(&tx, id, now).await?;
             self.notify(&tx).await?;
             job
-        })
+        });
+        if job.is_ok() {
+            self.outbox.put(Signal::Changed(vec![id]));
+        }
+        job
     }
 
     async fn purge_failed(&self, ids: Vec<JobId>) -> Result<u64> {
-        in_tx!(self, |tx| jobs::purge(&tx, &ids).await?)
+        let purged: Result<u64> = in_tx!(self, |tx| jobs::purge(&tx, &ids).await?);
+        if matches!(purged, Ok(n) if n > 0) {
+            self.outbox.put(if ids.is_empty() {
+                Signal::ChangedMany
+            } else {
+                Signal::Changed(ids)
+            });
+        }
+        purged
     }
 
     async fn age_waiting(&self, after_ms: i64, now: Millis) -> Result<u64> {
@@ -529,15 +600,25 @@ impl JobStore for PostgresStore {
 
     fn watch_jobs(&self, wake: Arc<dyn Fn() + Send + Sync>) {
         self.observers.add(wake);
-        let mut listener = self.listener_slot();
-        if listener.is_none() {
-            // Without a runtime there is nothing to listen with: the
-            // workers' polling still finds every job.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let run = listen::run(self.listen_config.clone(), Arc::clone(&self.observers));
-                *listener = Some(runtime.spawn(run));
-            }
-        }
+        self.listen();
+    }
+
+    fn watch_signals(&self, observer: Arc<dyn Fn(Signal) + Send + Sync>) {
+        self.observers.add_signals(observer);
+        self.listen();
+    }
+
+    async fn lead(&self) -> Result<bool> {
+        self.leader.lead().await
+    }
+
+    async fn clock(&self) -> Result<Option<Millis>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8")
+            .await?;
+        let now: i64 = client.query_one(&statement, &[]).await?.try_get(0)?;
+        Ok(Some(now))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -589,6 +670,15 @@ impl PostgresStore {
             self.notify(&tx).await?;
         }
         tx.commit().await?;
+        let changed: Vec<JobId> = outcomes
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| matches!(result, Ok(Recorded::Applied)))
+            .map(|(outcome, _)| outcome.lease.id)
+            .collect();
+        if !changed.is_empty() {
+            self.outbox.put(Signal::Changed(changed));
+        }
         Ok(results)
     }
 
@@ -636,6 +726,8 @@ impl Drop for PostgresStore {
         if let Some(listener) = self.listener_slot().take() {
             listener.abort();
         }
+        self.sender.abort();
+        self.leader.close();
     }
 }
 

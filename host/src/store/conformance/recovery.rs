@@ -76,6 +76,41 @@ pub(crate) async fn leased_jobs_lists_running_jobs_or_those_whose_lease_expired(
     assert_eq!(ids(&listed), [early], "at most `limit`, by id");
 }
 
+pub(crate) async fn leased_jobs_lists_one_owners_leases_expired_or_not(open: OpenFn) {
+    let f = fixture(open).await;
+    let mine = f.submit(f.job(0, T0)).await.id;
+    f.claim(1, T0).await;
+    let theirs = f.submit(f.job(0, T0)).await.id;
+    let request = ClaimRequest {
+        owner: "worker-2".to_owned(),
+        limit: 1,
+        lease_ms: LEASE_MS,
+        caps: Default::default(),
+    };
+    assert_eq!(f.store.claim_due(request, T0).await.unwrap().len(), 1);
+    let owned = |owner: &str| LeaseFilter::OwnedBy(owner.to_owned());
+    let listed = f.store.leased_jobs(owned("worker-1"), 10).await.unwrap();
+    assert_eq!(ids(&listed), [mine], "a live lease of the owner is listed");
+    let listed = f.store.leased_jobs(owned("worker-2"), 10).await.unwrap();
+    assert_eq!(ids(&listed), [theirs]);
+    assert!(
+        f.store
+            .leased_jobs(owned("worker-3"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once finished, a job is no longer anyone's lease.
+    f.store.cancel_unless_final(mine, T0 + 1).await.unwrap();
+    assert!(
+        f.store
+            .leased_jobs(owned("worker-1"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 fn lost(leased: &LeasedJob, decision: Decision, now: Millis) -> Outcome {
     Outcome {
         lease: leased.lease.clone(),

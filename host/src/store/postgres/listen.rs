@@ -1,4 +1,5 @@
-//! Wake-ups between hosts: `LISTEN`/`NOTIFY` on one dedicated connection.
+//! Wake-ups and signals between hosts: `LISTEN`/`NOTIFY` on one
+//! dedicated connection.
 //!
 //! A transaction that may have made jobs due (a submission, a requeue, a
 //! fire time, a retry or release) sends `NOTIFY wasmjob_jobs` with the
@@ -10,12 +11,13 @@
 //! Every store keeps one connection of its own, outside the pool
 //! (pooled connections are driven by a plain `connection.await`, which
 //! drops notifications), reads its messages with `poll_message`, and
-//! calls the observers for each notification about its schema. If the
+//! calls the observers for each notification about its schema: a wake-up
+//! on [`CHANNEL`], a [`Signal`] on [`super::signals::CHANNEL`]. If the
 //! connection fails it reconnects after [`RECONNECT`]; meanwhile the
 //! workers' idle poll is the fallback, so a lost notification only delays
 //! a job.
 
-use crate::store::{Error, Result};
+use crate::store::{Error, Result, Signal};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,17 +64,25 @@ impl Throttle {
     }
 }
 
+/// Told of another host's [`Signal`]s.
+pub(super) type SignalObserver = Arc<dyn Fn(Signal) + Send + Sync>;
+
 /// The observers of one store's notifications.
 pub(super) struct Observers {
+    /// The store's name among the hosts: its own signals are dropped.
+    me: String,
     wakes: Mutex<Vec<Wake>>,
+    signals: Mutex<Vec<SignalObserver>>,
     /// Whether the listener's `LISTEN` is in force now.
     listening: watch::Sender<bool>,
 }
 
 impl Observers {
-    pub(super) fn new() -> Observers {
+    pub(super) fn new(me: String) -> Observers {
         Observers {
+            me,
             wakes: Mutex::new(Vec::new()),
+            signals: Mutex::new(Vec::new()),
             listening: watch::Sender::new(false),
         }
     }
@@ -90,6 +100,24 @@ impl Observers {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(wake);
+    }
+
+    pub(super) fn add_signals(&self, observer: SignalObserver) {
+        self.signals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(observer);
+    }
+
+    fn signal_all(&self, signal: Signal) {
+        let observers = self
+            .signals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for observer in observers {
+            observer(signal.clone());
+        }
     }
 
     fn wake_all(&self) {
@@ -114,7 +142,7 @@ pub(super) async fn run(config: tokio_postgres::Config, observers: Arc<Observers
 /// One connection's life: `LISTEN`, then a wake-up per notification.
 async fn listen(config: &tokio_postgres::Config, observers: &Observers) -> Result<()> {
     let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
-    let (sender, mut received) = mpsc::unbounded_channel::<String>();
+    let (sender, mut received) = mpsc::unbounded_channel::<(bool, String)>();
     // The connection is driven here, not by `connection.await`: that is
     // what hands over its notifications.
     let driver = tokio::spawn(async move {
@@ -122,7 +150,8 @@ async fn listen(config: &tokio_postgres::Config, observers: &Observers) -> Resul
             let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
             match message {
                 Some(Ok(AsyncMessage::Notification(notification))) => {
-                    let _ = sender.send(notification.payload().to_owned());
+                    let wake = notification.channel() == CHANNEL;
+                    let _ = sender.send((wake, notification.payload().to_owned()));
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => return Err(error),
@@ -135,11 +164,24 @@ async fn listen(config: &tokio_postgres::Config, observers: &Observers) -> Resul
             .query_one("SELECT current_schema()", &[])
             .await?
             .try_get(0)?;
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client
+            .batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {}",
+                super::signals::CHANNEL
+            ))
+            .await?;
         observers.listening.send_replace(true);
-        while let Some(payload) = received.recv().await {
-            if payload == schema {
-                observers.wake_all();
+        // Signals sent while the listener was away are lost: every long
+        // poll looks again, and names resolve afresh.
+        observers.signal_all(Signal::ChangedMany);
+        observers.signal_all(Signal::ModulesChanged(Vec::new()));
+        while let Some((wake, payload)) = received.recv().await {
+            if wake {
+                if payload == schema {
+                    observers.wake_all();
+                }
+            } else if let Some(signal) = super::signals::parse(&payload, &schema, &observers.me) {
+                observers.signal_all(signal);
             }
         }
         Err(Error::Database(

@@ -206,18 +206,20 @@ pub(super) async fn leased(
     filter: LeaseFilter,
     limit: usize,
 ) -> Result<Vec<LeasedJob>> {
-    let (all, before) = match filter {
-        LeaseFilter::All => (true, 0),
-        LeaseFilter::ExpiredBefore(now) => (false, now),
+    let (all, before, owner) = match filter {
+        LeaseFilter::All => (true, 0, None),
+        LeaseFilter::ExpiredBefore(now) => (false, now, None),
+        LeaseFilter::OwnedBy(owner) => (true, 0, Some(owner)),
     };
     let sql = format!(
         "SELECT {JOB_COLUMNS}, lease_token, lease_owner, claimed_at, lease_expires_at
          FROM jobs
          WHERE state = 'running' AND ($1 OR lease_expires_at < $2)
+           AND ($4::text IS NULL OR lease_owner = $4)
          ORDER BY id LIMIT $3"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    query(tx, &sql, &[&all, &before, &limit])
+    query(tx, &sql, &[&all, &before, &limit, &owner])
         .await?
         .iter()
         .map(|row| {

@@ -367,3 +367,154 @@ async fn a_host_is_not_woken_by_another_schema() {
         "woken for its own schema only"
     );
 }
+
+/// Collects the signals a store hears from the other hosts.
+fn hear(store: &PostgresStore) -> tokio::sync::mpsc::UnboundedReceiver<crate::store::Signal> {
+    let (told, heard) = tokio::sync::mpsc::unbounded_channel();
+    store.watch_signals(Arc::new(move |signal| {
+        let _ = told.send(signal);
+    }));
+    heard
+}
+
+/// Waits for the first signal `pick` accepts (a deadline for what must
+/// happen, not a timing threshold).
+async fn heard<T>(
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<crate::store::Signal>,
+    mut pick: impl FnMut(&crate::store::Signal) -> Option<T>,
+) -> T {
+    let wait = async {
+        loop {
+            let signal = heard.recv().await.expect("the listener runs");
+            if let Some(found) = pick(&signal) {
+                return found;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .expect("the signal arrived")
+}
+
+#[tokio::test]
+async fn cancels_outcomes_and_module_changes_reach_the_other_hosts() {
+    use crate::policy::Decision;
+    use crate::store::Signal;
+    use crate::store::conformance::ran;
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let a = Arc::new(PostgresStore::open(schema.config()).await.unwrap());
+    let b = Arc::new(PostgresStore::open(schema.config()).await.unwrap());
+    let f = Fixture::new(Opened {
+        store: a.clone(),
+        keep: Box::new(()),
+    })
+    .await;
+    let (mut on_a, mut on_b) = (hear(&a), hear(&b));
+    a.listening().await;
+    b.listening().await;
+    let id = f.submit(f.job(5, T0)).await.id;
+    a.cancel_unless_final(id, T0 + 1).await.unwrap();
+    let cancelled = heard(&mut on_b, |s| match s {
+        Signal::Cancelled(ids) => Some(ids.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(cancelled, vec![id]);
+    // An outcome on A: B's long polls on the job look again.
+    let done = f.submit(f.job(5, T0)).await.id;
+    let claimed = f.claim(1, T0).await;
+    assert_eq!(claimed[0].job.id, done);
+    f.record(
+        &claimed[0],
+        Some(ran(Ok(()))),
+        Decision::Complete,
+        T0,
+        T0 + 5,
+    )
+    .await;
+    heard(&mut on_b, |s| match s {
+        Signal::Changed(ids) if ids.contains(&done) => Some(()),
+        _ => None,
+    })
+    .await;
+    // A module deleted on A: B hears which.
+    let spare = b"spare module".to_vec();
+    let hash = blake3::hash(&spare).to_hex().to_string();
+    a.put_module(&hash, crate::report::ModuleKind::Command, &spare, None, T0)
+        .await
+        .unwrap();
+    a.delete_module_unless_needed(&hash).await.unwrap();
+    let deleted = heard(&mut on_b, |s| match s {
+        Signal::ModulesChanged(hashes) if !hashes.is_empty() => Some(hashes.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(deleted, vec![hash]);
+    // And the other way; nobody hears its own signals.
+    let other = f.submit(f.job(5, T0)).await.id;
+    b.cancel_unless_final(other, T0 + 2).await.unwrap();
+    let from_b = heard(&mut on_a, |s| match s {
+        Signal::Cancelled(ids) => Some(ids.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(from_b, vec![other], "A heard B's cancel, not its own");
+    assert!(
+        std::iter::from_fn(|| on_b.try_recv().ok()).all(|s| !matches!(s, Signal::Cancelled(_))),
+        "B's own cancel is not echoed to B"
+    );
+}
+
+#[tokio::test]
+async fn one_host_leads_and_another_takes_over_when_it_goes() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let a = PostgresStore::open(schema.config()).await.unwrap();
+    let b = PostgresStore::open(schema.config()).await.unwrap();
+    let c = PostgresStore::open(schema.config()).await.unwrap();
+    let (la, lb, lc) = (
+        a.lead().await.unwrap(),
+        b.lead().await.unwrap(),
+        c.lead().await.unwrap(),
+    );
+    assert_eq!((la, lb, lc), (true, false, false), "the first to ask leads");
+    assert!(a.lead().await.unwrap(), "and keeps leading");
+    assert!(!b.lead().await.unwrap());
+    // Another schema has a leader of its own.
+    let other = Schema::new();
+    let d = PostgresStore::open(other.config()).await.unwrap();
+    assert!(d.lead().await.unwrap());
+    // The leader goes (its connection closes): the next to ask leads.
+    a.close();
+    drop(a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (lb, lc) = (b.lead().await.unwrap(), c.lead().await.unwrap());
+        if lb || lc {
+            assert!(!(lb && lc), "one leader");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "nobody took the lead");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_store_clock_is_the_database_clock() {
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let store = PostgresStore::open(schema.config()).await.unwrap();
+    use crate::clock::Clock as _;
+    let before = crate::clock::SystemClock.now();
+    let db = store.clock().await.unwrap().expect("a clock of its own");
+    let after = crate::clock::SystemClock.now();
+    // The test server runs on this machine: one clock, read between.
+    assert!(before <= db && db <= after, "{before} <= {db} <= {after}");
+}

@@ -235,21 +235,23 @@ pub(super) fn leased(
     filter: LeaseFilter,
     limit: usize,
 ) -> Result<Vec<LeasedJob>> {
-    let (all, before) = match filter {
-        LeaseFilter::All => (true, 0),
-        LeaseFilter::ExpiredBefore(now) => (false, now),
+    let (all, before, owner) = match filter {
+        LeaseFilter::All => (true, 0, None),
+        LeaseFilter::ExpiredBefore(now) => (false, now, None),
+        LeaseFilter::OwnedBy(owner) => (true, 0, Some(owner)),
     };
     // INDEXED BY: straight to the running jobs (see `jobs::CLAIM_CANDIDATES`).
     let sql = format!(
         "SELECT {JOB_COLUMNS}, lease_token, lease_owner, claimed_at, lease_expires_at
          FROM jobs INDEXED BY jobs_leases
          WHERE state = 'running' AND (?1 OR lease_expires_at < ?2)
+           AND (?4 IS NULL OR lease_owner = ?4)
          ORDER BY id LIMIT ?3"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let leased = conn
         .prepare_cached(&sql)?
-        .query_map(params![all, before, limit], |row| {
+        .query_map(params![all, before, limit, owner], |row| {
             let job = rows::job(row)?;
             let expires_at: Millis = row.get(JOB_COLUMN_COUNT + 3)?;
             Ok(LeasedJob {
