@@ -107,6 +107,7 @@ impl Pool {
                 guests: guest_runtime.handle().clone(),
                 results: results.clone(),
                 pace: dispatch::Pace::new(tokio::time::Instant::now()),
+                hold: dispatch::BUFFER_HOLD,
                 faults,
             },
             stopped,
@@ -403,6 +404,8 @@ mod tests {
                 guests: tokio::runtime::Handle::current(),
                 results: results.clone(),
                 pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+                // Held until the test stops the dispatcher.
+                hold: Duration::from_secs(3_600),
                 faults: None,
             },
             stopped,
@@ -462,6 +465,67 @@ mod tests {
         }
     }
 
+    /// Jobs claimed ahead while every slot stays busy go back to the
+    /// store after the hold, attempt unspent (another host may have a slot
+    /// for them), and the dispatcher claims nothing more ahead.
+    #[tokio::test]
+    async fn buffered_jobs_go_back_when_no_slot_frees_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(StoreConfig::new(dir.path())).unwrap());
+        let bytes = b"not run in this test".to_vec();
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        store
+            .put_module(&hash, ModuleKind::Component, &bytes, None, T0)
+            .await
+            .unwrap();
+        let engine = Engine::new(EngineConfig {
+            concurrency: 1,
+            pooling: false,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let one = QueueConfig {
+            concurrency: 1,
+            ..QueueConfig::default()
+        };
+        let queue = Queue::new(store.clone(), engine, Arc::new(TestClock::new(T0)), one);
+        let _busy = queue.slots().permits().clone().try_acquire_owned().unwrap();
+        let job = JobSpec::new(hash, Json::null());
+        queue.submit(vec![job; 20]).await.unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let (results, mut received) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch::run(
+            dispatch::Dispatcher {
+                queue: queue.clone(),
+                guests: tokio::runtime::Handle::current(),
+                results,
+                pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+                hold: Duration::from_millis(1),
+                faults: None,
+            },
+            stopped,
+        ));
+        // The dispatcher hands all 8 back, then holds its results sender
+        // idle: read exactly what it sent.
+        let mut released = Vec::new();
+        while released.len() < 8 {
+            let finished = tokio::time::timeout(Duration::from_secs(60), received.recv())
+                .await
+                .expect("the buffered jobs were handed back")
+                .expect("the dispatcher runs");
+            assert_eq!(finished.outcome.decision, Decision::Release);
+            assert_eq!(finished.outcome.attempt, None);
+            released.push(finished.outcome);
+        }
+        let recorded = store.record_if_leased(released).await.unwrap();
+        assert!(recorded.iter().all(|r| matches!(r, Ok(Recorded::Applied))));
+        stop.send(true).unwrap();
+        let stopped = dispatcher.await.unwrap();
+        assert!(stopped.buffered.is_empty(), "nothing claimed ahead again");
+        let counts = store.counts().await.unwrap();
+        assert!(counts.contains(&(JobState::Pending, 20)), "{counts:?}");
+    }
+
     /// Jobs claimed together and held in the buffer each record when they
     /// started running, one after the other on the one slot, not the time
     /// of their shared claim.
@@ -495,6 +559,8 @@ mod tests {
                 guests: tokio::runtime::Handle::current(),
                 results,
                 pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+                // Held until the test stops the dispatcher.
+                hold: Duration::from_secs(3_600),
                 faults: None,
             },
             stopped,

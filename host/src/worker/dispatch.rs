@@ -36,6 +36,12 @@ const HORIZON: Duration = Duration::from_millis(20);
 const SAMPLE: Duration = Duration::from_millis(5);
 /// Most jobs claimed beyond the free slots.
 const MAX_AHEAD: usize = 512;
+/// How long a job claimed ahead may wait for a slot while every slot is
+/// busy before it goes back to the store: claimed ahead behind long jobs,
+/// it would wait on this host while another host (or this one, later)
+/// has a slot for it. Far above the lookahead's horizon, so jobs that
+/// start at the recent rate are never handed back.
+pub(super) const BUFFER_HOLD: Duration = Duration::from_millis(250);
 
 /// What the dispatcher needs.
 pub(super) struct Dispatcher {
@@ -43,6 +49,9 @@ pub(super) struct Dispatcher {
     pub guests: tokio::runtime::Handle,
     pub results: mpsc::UnboundedSender<Finished>,
     pub pace: Pace,
+    /// How long buffered jobs wait for a slot before they are handed back
+    /// ([`BUFFER_HOLD`]).
+    pub hold: Duration,
     pub faults: Option<FaultHook>,
 }
 
@@ -68,6 +77,7 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
         guests,
         results,
         mut pace,
+        hold,
         faults,
     } = dispatcher;
     let slots = Arc::clone(queue.slots().permits());
@@ -116,6 +126,12 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
             ));
         }
         let front = buffer.front().map(|job| job.claimed.job.limits);
+        // When the oldest buffered job has waited long enough, if every
+        // slot stays busy until then.
+        let hold_until = buffer
+            .front()
+            .filter(|_| slots.available_permits() == 0)
+            .map(|job| Instant::from_std(job.claimed_at) + hold);
         tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -163,6 +179,15 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 let slot = queue.slots().occupy(permit, &job.claimed.job, &lease, queue.now());
                 let fault = faults.as_ref().and_then(|hook| hook(&job.claimed.job));
                 jobs.spawn_on(run::supervised(queue.clone(), job, slot, reserved, progress, fault, results.clone()), &guests);
+            }
+            // Every slot stayed busy: what waits goes back to the store,
+            // and nothing is claimed ahead until a slot frees.
+            () = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)),
+                if hold_until.is_some() =>
+            {
+                pace.hold_back();
+                let waiting: Vec<Buffered> = buffer.drain(..).collect();
+                super::release(&queue, &results, waiting);
             }
             // Every slot busy and nothing to claim ahead: wait for a slot.
             permit = slots.clone().acquire_owned(), if full && buffer.is_empty() => {
@@ -275,6 +300,11 @@ impl Pace {
     /// claim commits while the rest of the buffer runs.
     fn low_water(&self) -> usize {
         self.ahead / 2
+    }
+
+    /// Claims nothing ahead until jobs start again.
+    fn hold_back(&mut self) {
+        self.ahead = 0;
     }
 
     fn started(&mut self) {
