@@ -1,4 +1,4 @@
-//! The benchmark suite: ten scenarios against a real host, printed as a
+//! The benchmark suite: eleven scenarios against a real host, printed as a
 //! table and written as JSON.
 //!
 //! ```text
@@ -21,9 +21,12 @@
 //!    second; a mixed service-call and CPU load on the fixed default pool
 //!    and with auto-scaling;
 //! 10. the sequential producer: one HTTP client, each submit awaited, end
-//!     to end, under `store.durability` fsync and interval.
+//!     to end, under `store.durability` fsync and interval;
+//! 11. the PostgreSQL store: backlog and end to end with 1, 2 and 3 hosts
+//!     on one database, and how fast a submission on one host wakes
+//!     another (needs a server: `.ci/postgres` starts one).
 //!
-//! Scenarios 2 to 10 run the host as a child process (this binary, re-run
+//! Scenarios 2 to 11 run the host as a child process (this binary, re-run
 //! as `wasmjob serve` with default settings on a temp dir), so host
 //! figures are not mixed with the load generator's. `--quick` shrinks every
 //! scenario to seconds and checks correctness only: no figure is judged.
@@ -40,6 +43,7 @@ mod latency;
 mod operating;
 mod outbound;
 mod overhead;
+mod postgres;
 mod report;
 mod restart;
 mod scale;
@@ -85,7 +89,7 @@ fn main() -> ExitCode {
                 let list = rest.next().expect("--only takes a list such as 2,3");
                 only = Some(
                     list.split(',')
-                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-10"))
+                        .map(|n| n.trim().parse().expect("--only: scenario numbers 1-11"))
                         .collect(),
                 );
             }
@@ -100,7 +104,7 @@ fn main() -> ExitCode {
     }
     let settings = Settings { quick };
     let wanted = |n: u32| only.as_ref().is_none_or(|list| list.contains(&n));
-    let scenarios: [(u32, Scenario); 10] = [
+    let scenarios: [(u32, Scenario); 11] = [
         (1, overhead::run),
         (2, throughput::run),
         (3, latency::run),
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         (8, outbound::run),
         (9, operating::run),
         (10, sequential::run),
+        (11, postgres::run),
     ];
     let mut sections = Vec::new();
     for (n, scenario) in scenarios {
