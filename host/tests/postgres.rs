@@ -88,6 +88,11 @@ impl Cluster {
 
     /// Runs `sql` in the schema; the first column of each row, as i64.
     fn query(&self, sql: &str) -> Vec<i64> {
+        self.rows(sql, |row| row.get::<_, i64>(0))
+    }
+
+    /// Runs `sql` in the schema; each row as `read` reads it.
+    fn rows<T>(&self, sql: &str, read: impl Fn(&tokio_postgres::Row) -> T) -> Vec<T> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -106,7 +111,7 @@ impl Cluster {
                 .await
                 .unwrap()
                 .iter()
-                .map(|row| row.get::<_, i64>(0))
+                .map(read)
                 .collect()
         })
     }
@@ -278,6 +283,73 @@ fn three_hosts_drain_one_backlog_running_each_job_once() {
         "every host ran some jobs: {ran:?}"
     );
     eprintln!("jobs run per host: {ran:?}");
+}
+
+/// Three hosts draining a backlog; one is killed mid-run. Every job
+/// still completes; the only lost attempts are the dead host's (its
+/// running and claimed-ahead jobs, rescued once their leases expired).
+#[test]
+fn killing_a_host_mid_drain_loses_no_job() {
+    let Some(url) = database_url() else {
+        return;
+    };
+    let cluster = Cluster::new(url);
+    let args = ["--lease", "4s"];
+    let a = cluster.start("a", &args, &[]);
+    let b = cluster.start("b", &args, &[]);
+    let mut c = cluster.start("c", &args, &[]);
+    let noop = a.upload(guests::NOOP);
+    const JOBS: usize = 6_000;
+    for (i, host) in (0..JOBS / 500).zip([&a, &b, &c].iter().cycle()) {
+        let jobs: Vec<Value> = (0..500)
+            .map(|j| json!({"module": noop, "input": {"n": i * 500 + j}}))
+            .collect();
+        host.post("/v1/jobs/batch", json!({"jobs": jobs}));
+    }
+    eventually("host c ran some jobs", || {
+        c.counter("wasmjob_jobs_completed_total") > 0.0
+    });
+    let c_owner = c.owner();
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let mut last = (0, Instant::now());
+    loop {
+        let stats = a.get("/v1/stats");
+        let done = stats["jobs"]["completed"].as_u64().unwrap();
+        if done == JOBS as u64 {
+            break;
+        }
+        if done != last.0 {
+            last = (done, Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < HANG,
+            "no progress: {stats}, {}",
+            a.get("/v1/workers")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lost = cluster.query("SELECT count(*) FROM attempts WHERE report LIKE '{\"lost\"%'")[0];
+    let lost_elsewhere = cluster.query(&format!(
+        "SELECT count(*) FROM attempts WHERE report LIKE '{{\"lost\"%' \
+         AND report NOT LIKE '%\"{c_owner}\"%'"
+    ))[0];
+    assert_eq!(
+        lost_elsewhere,
+        0,
+        "only the dead host's ({c_owner}) leases expired: {:?}",
+        cluster.rows(
+            "SELECT report FROM attempts WHERE report LIKE '{\"lost\"%' LIMIT 5",
+            |row| row.get::<_, String>(0)
+        )
+    );
+    let attempts = cluster.query("SELECT count(*) FROM attempts")[0];
+    assert_eq!(
+        attempts,
+        JOBS as i64 + lost,
+        "one more attempt per lost one"
+    );
+    eprintln!("{lost} jobs of the killed host were rescued");
 }
 
 /// Three hosts, one of them with a clock ten minutes fast and leading: it

@@ -74,6 +74,10 @@ use tokio_postgres::IsolationLevel;
 /// A transaction on a pooled connection, with its statement cache.
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
+/// The longest a statement waits for a lock (`lock_timeout`), except the
+/// migrations' wait for another host migrating.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where and how [`PostgresStore`] keeps its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostgresConfig {
@@ -151,9 +155,14 @@ impl PostgresStore {
             .url
             .parse()
             .map_err(|e| Error::Database(format!("the database URL is not valid: {e}")))?;
+        // A verb waiting this long on a lock fails (and its caller
+        // retries) rather than hang: the backstop behind the one lock
+        // order every verb keeps (jobs by id).
+        let mut options = format!("-c lock_timeout={}", LOCK_TIMEOUT.as_millis());
         if let Some(schema) = &config.schema {
-            pg.options(format!("-c search_path={}", quote_ident(schema)));
+            options.push_str(&format!(" -c search_path={}", quote_ident(schema)));
         }
+        pg.options(options);
         let listen_config = pg.clone();
         let manager = Manager::from_config(
             pg,
@@ -174,6 +183,7 @@ impl PostgresStore {
             // Under an advisory lock: two hosts creating the schema together
             // would otherwise collide on the catalog's unique index.
             let tx = client.transaction().await?;
+            tx.batch_execute("SET LOCAL lock_timeout = 0").await?;
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended('wasmjob schema ' || $1, 0))",
                 &[schema],
@@ -642,24 +652,34 @@ impl PostgresStore {
         }
         let mut client = self.client().await?;
         let mut tx = client.transaction().await?;
-        let mut results = Vec::with_capacity(outcomes.len());
-        for outcome in &outcomes {
+        // In job id order, the order every verb locking several jobs
+        // keeps (renewals too), so two batches never deadlock; answered in
+        // the caller's order.
+        let mut order: Vec<usize> = (0..outcomes.len()).collect();
+        order.sort_by_key(|&i| outcomes[i].lease.id);
+        let mut results: Vec<Option<Result<Recorded>>> = outcomes.iter().map(|_| None).collect();
+        for i in order {
+            let outcome = &outcomes[i];
             if let Err(error) = self.check_outcome(outcome) {
-                results.push(Err(error));
+                results[i] = Some(Err(error));
                 continue;
             }
             let savepoint = tx.savepoint("outcome").await?;
             match outcomes::apply(&savepoint, outcome, require).await {
                 Ok(recorded) => {
                     savepoint.commit().await?;
-                    results.push(Ok(recorded));
+                    results[i] = Some(Ok(recorded));
                 }
                 Err(error) => {
                     savepoint.rollback().await?;
-                    results.push(Err(error));
+                    results[i] = Some(Err(error));
                 }
             }
         }
+        let results: Vec<Result<Recorded>> = results
+            .into_iter()
+            .map(|r| r.expect("every outcome answered"))
+            .collect();
         // A release or a completion (its dependents, its follow-ups) may
         // leave jobs due for another host.
         let freed = outcomes.iter().zip(&results).any(|(outcome, result)| {

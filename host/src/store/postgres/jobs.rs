@@ -235,12 +235,21 @@ pub(super) async fn claim(
 pub(super) async fn renew(tx: &Tx<'_>, leases: &[Lease], until: Millis) -> Result<Vec<JobId>> {
     let ids: Vec<JobId> = leases.iter().map(|l| l.id).collect();
     let tokens: Vec<&str> = leases.iter().map(|l| l.token.as_str()).collect();
+    // The rows are locked in id order, as every verb that locks several
+    // jobs does (outcomes, rescues): two such transactions never wait on
+    // each other in a cycle.
     let rows = query(
         tx,
-        "UPDATE jobs SET lease_expires_at = $3
-         FROM unnest($1::bigint[], $2::text[]) AS lease (id, token)
-         WHERE jobs.id = lease.id AND jobs.lease_token = lease.token
-           AND jobs.state = 'running'
+        "WITH held AS (
+             SELECT jobs.id FROM jobs
+             JOIN unnest($1::bigint[], $2::text[]) AS lease (id, token)
+               ON jobs.id = lease.id AND jobs.lease_token = lease.token
+             WHERE jobs.state = 'running'
+             ORDER BY jobs.id
+             FOR UPDATE OF jobs
+         )
+         UPDATE jobs SET lease_expires_at = $3
+         FROM held WHERE jobs.id = held.id
          RETURNING jobs.id, jobs.lease_token",
         &[&ids, &tokens, &until],
     )

@@ -20,7 +20,8 @@ pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
 pub(super) async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = client.transaction().await?;
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('wasmjob migrate ' || current_schema(), 0));
+        "SET LOCAL lock_timeout = 0;
+         SELECT pg_advisory_xact_lock(hashtextextended('wasmjob migrate ' || current_schema(), 0));
          CREATE TABLE IF NOT EXISTS wasmjob_schema (version bigint NOT NULL);",
     )
     .await?;
