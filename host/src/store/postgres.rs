@@ -658,7 +658,50 @@ impl PostgresStore {
         let mut order: Vec<usize> = (0..outcomes.len()).collect();
         order.sort_by_key(|&i| outcomes[i].lease.id);
         let mut results: Vec<Option<Result<Recorded>>> = outcomes.iter().map(|_| None).collect();
+        // Every row of the batch locked first, in id order: what follows
+        // locks nothing out of that order.
+        let mut ids: Vec<JobId> = outcomes.iter().map(|o| o.lease.id).collect();
+        ids.sort_unstable();
+        rows::execute(
+            &tx,
+            "SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ids],
+        )
+        .await?;
+        // Plain completions, the bulk of a busy host's outcomes, in one
+        // statement; what it leaves (stale, cancelled, with dependents, or
+        // all of them if it fails) takes the one-by-one path.
+        let plain: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| {
+                outcomes::plain_completion(&outcomes[i], require)
+                    && self.check_outcome(&outcomes[i]).is_ok()
+            })
+            .collect();
+        if !plain.is_empty() {
+            let batch: Vec<&Outcome> = plain.iter().map(|&i| &outcomes[i]).collect();
+            let savepoint = tx.savepoint("completions").await?;
+            match outcomes::complete_many(&savepoint, &batch).await {
+                Ok(done) => {
+                    savepoint.commit().await?;
+                    let done: std::collections::HashSet<JobId> = done.into_iter().collect();
+                    for &i in &plain {
+                        if done.contains(&outcomes[i].lease.id) {
+                            results[i] = Some(Ok(Recorded::Applied));
+                        }
+                    }
+                }
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    tracing::debug!(%error, "completing a batch at once failed; one by one");
+                }
+            }
+        }
         for i in order {
+            if results[i].is_some() {
+                continue;
+            }
             let outcome = &outcomes[i];
             if let Err(error) = self.check_outcome(outcome) {
                 results[i] = Some(Err(error));

@@ -120,6 +120,83 @@ pub(super) async fn apply(tx: &Tx<'_>, outcome: &Outcome, require: Require) -> R
     Ok(Recorded::Applied)
 }
 
+/// Whether `outcome` may take [`complete_many`]'s path: a completion of a
+/// held lease with its attempt and no follow-ups.
+pub(super) fn plain_completion(outcome: &Outcome, require: Require) -> bool {
+    matches!(require, Require::Held)
+        && outcome.decision == Decision::Complete
+        && outcome.attempt.is_some()
+        && outcome.follow_ups.is_empty()
+}
+
+/// Applies many [`plain_completion`]s in one statement: each whose lease
+/// is still held and whose job no other job waits for (those take
+/// [`apply`], which releases or cancels the dependents) is completed with
+/// its attempt recorded, exactly as [`apply`] would. Returns the ids
+/// completed; the others are left untouched for [`apply`] to answer
+/// (stale, cancelled meanwhile, or with dependents). Rows are locked in
+/// id order.
+pub(super) async fn complete_many(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<Vec<JobId>> {
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut tokens = Vec::with_capacity(outcomes.len());
+    let mut outputs: Vec<Option<&str>> = Vec::with_capacity(outcomes.len());
+    let mut ats = Vec::with_capacity(outcomes.len());
+    let mut starts = Vec::with_capacity(outcomes.len());
+    let mut reports = Vec::with_capacity(outcomes.len());
+    let mut errors: Vec<Option<&str>> = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let attempt = outcome
+            .attempt
+            .as_ref()
+            .expect("a plain completion has its attempt");
+        ids.push(outcome.lease.id);
+        tokens.push(outcome.lease.token.as_str());
+        outputs.push(outcome.output.as_ref().map(|o| o.as_str()));
+        ats.push(outcome.at);
+        starts.push(attempt.started_at);
+        reports.push(encoding::encode(&attempt.report)?);
+        errors.push(attempt.report.error());
+    }
+    let sql = format!(
+        "WITH input AS (
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
+                                  $5::bigint[], $6::text[], $7::text[])
+                 AS i (id, token, output, at, started_at, report, error)
+         ),
+         held AS (
+             SELECT jobs.id, jobs.attempts_total FROM jobs
+             JOIN input i ON jobs.id = i.id AND jobs.lease_token = i.token
+             WHERE jobs.state = 'running'
+               AND NOT EXISTS (SELECT 1 FROM job_deps d WHERE d.prereq_id = jobs.id)
+             ORDER BY jobs.id
+             FOR UPDATE OF jobs
+         ),
+         done AS (
+             UPDATE jobs SET state = 'completed', output = coalesce(i.output, 'null'),
+                    finished_at = i.at, started_at = i.started_at,
+                    last_error = coalesce(i.error, jobs.last_error), {CLEAR_LEASE}
+             FROM held JOIN input i ON i.id = held.id
+             WHERE jobs.id = held.id
+             RETURNING jobs.id, held.attempts_total
+         ),
+         recorded AS (
+             INSERT INTO attempts (job_id, attempt, started_at, finished_at, report)
+             SELECT done.id, done.attempts_total, i.started_at, i.at, i.report
+             FROM done JOIN input i ON i.id = done.id
+         )
+         SELECT id FROM done"
+    );
+    query(
+        tx,
+        &sql,
+        &[&ids, &tokens, &outputs, &ats, &starts, &reports, &errors],
+    )
+    .await?
+    .iter()
+    .map(|row| rows::get(row, 0))
+    .collect()
+}
+
 /// Creates the follow-up jobs of job `parent`'s completed attempt: in the
 /// parent's workflow, or a new one the parent joins.
 async fn follow_ups(tx: &Tx<'_>, parent: JobId, jobs: &[NewJob], now: Millis) -> Result<()> {

@@ -518,3 +518,49 @@ async fn the_store_clock_is_the_database_clock() {
     // The test server runs on this machine: one clock, read between.
     assert!(before <= db && db <= after, "{before} <= {db} <= {after}");
 }
+
+/// Plain completions go in one statement: those still held and without
+/// dependents are completed with their attempt; a stale one is left for
+/// the one-by-one path.
+#[tokio::test]
+async fn plain_completions_are_applied_in_one_statement() {
+    use crate::policy::Decision;
+    use crate::store::conformance::{outcome, ran};
+    if !ready() {
+        return;
+    }
+    let schema = Schema::new();
+    let store = Arc::new(PostgresStore::open(schema.config()).await.unwrap());
+    let f = Fixture::new(Opened {
+        store: store.clone(),
+        keep: Box::new(()),
+    })
+    .await;
+    for _ in 0..3 {
+        f.submit(f.job(5, T0)).await;
+    }
+    let claimed = f.claim(3, T0).await;
+    let mut outcomes: Vec<_> = claimed
+        .iter()
+        .map(|c| outcome(c, Some(ran(Ok(()))), Decision::Complete, T0 + 1, T0 + 2))
+        .collect();
+    // The third's lease is not held any more.
+    outcomes[2].lease.token = "stale".to_owned();
+    let mut client = store.client().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let plain: Vec<&crate::store::Outcome> = outcomes.iter().collect();
+    let mut done = super::outcomes::complete_many(&tx, &plain).await.unwrap();
+    tx.commit().await.unwrap();
+    done.sort_unstable();
+    assert_eq!(done, vec![claimed[0].job.id, claimed[1].job.id]);
+    for c in &claimed[..2] {
+        let detail = f.get(c.job.id).await;
+        assert_eq!(detail.job.state, crate::job::JobState::Completed);
+        assert_eq!(detail.job.started_at, Some(T0 + 1));
+        assert_eq!(detail.attempts.len(), 1);
+        assert_eq!(detail.attempts[0].number, 1);
+    }
+    let stale = f.get(claimed[2].job.id).await;
+    assert_eq!(stale.job.state, crate::job::JobState::Running);
+    assert!(stale.attempts.is_empty());
+}
