@@ -384,8 +384,10 @@ impl HostIdentity {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(format!(
-                    "{} is in use by another wasmjob process: give each host its own --data-dir",
-                    dir.display()
+                    "{} is in use by another wasmjob host (it holds {}): give each host its \
+                     own --data-dir",
+                    dir.display(),
+                    path.display()
                 ));
             }
             Err(std::fs::TryLockError::Error(e)) => {
