@@ -14,6 +14,7 @@
 //! store's clock.
 
 use crate::clock::{FollowedClock, Millis};
+use crate::job::JobId;
 use crate::metrics::Rescue;
 use crate::policy::Ending;
 use crate::queue::Queue;
@@ -300,6 +301,19 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
             }
         };
         let full_page = leased.len() == RESCUE_PAGE;
+        // A lease this host still holds is alive whatever the clock says
+        // (a step of the clock forward past the lease, a long stall before
+        // the renewal): never rescued here.
+        let held: std::collections::HashSet<(JobId, String)> = queue
+            .registry()
+            .leases()
+            .into_iter()
+            .map(|lease| (lease.id, lease.token))
+            .collect();
+        let leased: Vec<LeasedJob> = leased
+            .into_iter()
+            .filter(|leased| !held.contains(&(leased.lease.id, leased.lease.token.clone())))
+            .collect();
         let (jobs, outcomes): (Vec<_>, Vec<Outcome>) = leased
             .into_iter()
             .map(|leased| (leased.job.clone(), lost(queue, leased, now, which)))

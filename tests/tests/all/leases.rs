@@ -83,6 +83,45 @@ async fn held_leases_are_renewed_and_a_job_whose_lease_is_lost_is_stopped() {
     host.stop_workers().await;
 }
 
+/// The clock steps forward far past the lease before the renewer runs
+/// (an NTP step, a suspended VM): the lease is expired by the clock, but
+/// this host holds it, so its own rescuer leaves the job alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_step_past_the_lease_does_not_rescue_a_job_this_host_runs() {
+    // Renewed every 200 s of real time: not during this test.
+    let mut host = Host::new(QueueConfig {
+        concurrency: 1,
+        lease_ms: 600_000,
+        ..QueueConfig::default()
+    });
+    let looping = host.upload(guests::INFINITE_LOOP).await;
+    let id = host.submit(forever(&host, &looping)).await.id;
+    host.start_workers();
+    let queue = host.queue.clone();
+    wait_until(&queue, || {
+        let running = queue.running().contains(&id);
+        async move { running.then_some(()) }
+    })
+    .await
+    .expect("the job started");
+    // Past the lease (10 minutes), within the job's timeout (an hour).
+    host.clock.advance(1_200_000);
+    let leased = host
+        .store
+        .leased_jobs(LeaseFilter::ExpiredBefore(host.clock.now_ms()), 10)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1, "the lease is expired by the clock");
+    assert_eq!(
+        wasmjob::scheduler::rescue_once(&queue).await,
+        0,
+        "but held by this host"
+    );
+    assert!(queue.running().contains(&id), "the job runs on");
+    queue.cancel(id).await.unwrap();
+    host.stop_workers().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_rescues_the_job_of_a_host_that_died() {
     let mut host = Host::new(QueueConfig {
