@@ -288,3 +288,18 @@ pub fn all_jobs(client: &Client) -> Vec<Value> {
         }
     }
 }
+
+/// Sizes of the batches (at most `batch` each) that make up `jobs`.
+pub fn chunks(jobs: usize, batch: usize) -> impl Iterator<Item = usize> {
+    (0..jobs)
+        .step_by(batch)
+        .map(move |start| batch.min(jobs - start))
+}
+
+/// Wall-clock time, ms since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}

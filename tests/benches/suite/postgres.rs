@@ -23,7 +23,7 @@ use crate::host::{self, HostProcess};
 use crate::report::{Section, Stats, Target};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use wasmjob_tests::{guest_bytes, guests};
 
 const BATCH: usize = 1_000;
@@ -141,11 +141,11 @@ fn throughput(url: &str, hosts: usize, jobs: usize) -> (f64, f64) {
     // Submissions through PostgreSQL are slower than the drain: a
     // millisecond per job, with room to spare.
     let lead = Duration::from_millis(3_000 + jobs as u64);
-    let due = now_ms() + lead.as_millis() as u64;
+    let due = host::now_ms() + lead.as_millis() as u64;
     let start = Instant::now();
     let mut last = None;
-    for (chunk, submitter) in chunks(jobs).zip(submitters.iter().cycle()) {
-        let delay = due.saturating_sub(now_ms());
+    for (chunk, submitter) in host::chunks(jobs, BATCH).zip(submitters.iter().cycle()) {
+        let delay = due.saturating_sub(host::now_ms());
         assert!(delay > 0, "the submission outlasted its lead; raise it");
         let job = host::noop_job(&noop, 5, delay).to_string();
         last = submitter.submit(&vec![job.as_str(); chunk]).last().copied();
@@ -156,7 +156,7 @@ fn throughput(url: &str, hosts: usize, jobs: usize) -> (f64, f64) {
     let job = host::noop_job(&noop, 5, 0).to_string();
     let start = Instant::now();
     let mut last = None;
-    for (chunk, submitter) in chunks(jobs).zip(submitters.iter().cycle()) {
+    for (chunk, submitter) in host::chunks(jobs, BATCH).zip(submitters.iter().cycle()) {
         last = submitter.submit(&vec![job.as_str(); chunk]).last().copied();
     }
     let done = host::wait_final(&client, last, 2 * jobs as u64);
@@ -229,17 +229,4 @@ fn running_on(hosts: &[HostProcess], id: i64) -> usize {
         assert!(Instant::now() < deadline, "job {id} never ran");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn chunks(jobs: usize) -> impl Iterator<Item = usize> {
-    (0..jobs)
-        .step_by(BATCH)
-        .map(move |start| BATCH.min(jobs - start))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64
 }

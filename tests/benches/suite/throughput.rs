@@ -12,7 +12,7 @@ use crate::Settings;
 use crate::host::{self, HostProcess};
 use crate::report::{Section, Stats, Target};
 use serde_json::json;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use wasmjob::client::Client;
 use wasmjob_tests::{guest_bytes, guests};
 
@@ -29,11 +29,11 @@ pub fn run(settings: &Settings) -> Section {
 
     // Backlog: due at `due`, far enough ahead for the submission to end.
     let lead = Duration::from_millis(2_000 + (jobs as u64) / 5);
-    let due = now_ms() + lead.as_millis() as u64;
+    let due = host::now_ms() + lead.as_millis() as u64;
     let start = Instant::now();
     let mut last = None;
-    for chunk in chunks(jobs) {
-        let delay = due.saturating_sub(now_ms());
+    for chunk in host::chunks(jobs, BATCH) {
+        let delay = due.saturating_sub(host::now_ms());
         assert!(delay > 0, "the submission outlasted its lead; raise it");
         let job = host::noop_job(&noop, 5, delay).to_string();
         last = submitter.submit(&vec![job.as_str(); chunk]).last().copied();
@@ -115,7 +115,7 @@ fn end_to_end(
     // The job expected to finish last: the last one of the least urgent
     // priority.
     let mut last = None;
-    for chunk in chunks(jobs) {
+    for chunk in host::chunks(jobs, BATCH) {
         let batch: Vec<&str> = (n..n + chunk)
             .map(|i| texts[i % texts.len()].as_str())
             .collect();
@@ -142,17 +142,4 @@ fn end_to_end(
         })
         .collect();
     (rate, waits)
-}
-
-fn chunks(jobs: usize) -> impl Iterator<Item = usize> {
-    (0..jobs)
-        .step_by(BATCH)
-        .map(move |start| BATCH.min(jobs - start))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64
 }
