@@ -465,11 +465,10 @@ mod tests {
         }
     }
 
-    /// Jobs claimed ahead while every slot stays busy go back to the
-    /// store after the hold, attempt unspent (another host may have a slot
-    /// for them), and the dispatcher claims nothing more ahead.
-    #[tokio::test]
-    async fn buffered_jobs_go_back_when_no_slot_frees_for_them() {
+    /// A queue with one slot over a fresh SQLite store holding a module
+    /// that is never run: the directory (keep it), the store, the
+    /// module's hash and the queue.
+    async fn one_slot_queue() -> (tempfile::TempDir, Arc<SqliteStore>, String, Queue) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(StoreConfig::new(dir.path())).unwrap());
         let bytes = b"not run in this test".to_vec();
@@ -489,6 +488,15 @@ mod tests {
             ..QueueConfig::default()
         };
         let queue = Queue::new(store.clone(), engine, Arc::new(TestClock::new(T0)), one);
+        (dir, store, hash, queue)
+    }
+
+    /// Jobs claimed ahead while every slot stays busy go back to the
+    /// store after the hold, attempt unspent (another host may have a slot
+    /// for them), and the dispatcher claims nothing more ahead.
+    #[tokio::test]
+    async fn buffered_jobs_go_back_when_no_slot_frees_for_them() {
+        let (_dir, store, hash, queue) = one_slot_queue().await;
         let _busy = queue.slots().permits().clone().try_acquire_owned().unwrap();
         let job = JobSpec::new(hash, Json::null());
         queue.submit(vec![job; 20]).await.unwrap();
