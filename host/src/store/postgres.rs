@@ -672,14 +672,17 @@ impl PostgresStore {
         )
         .await?;
         // Plain completions, the bulk of a busy host's outcomes, in one
-        // statement; what it leaves (stale, cancelled, with dependents, or
-        // all of them if it fails) takes the one-by-one path.
+        // statement; what it leaves (stale, cancelled, with dependents, a
+        // second outcome for one job, or all of them if it fails) takes
+        // the one-by-one path.
+        let mut seen = std::collections::HashSet::new();
         let plain: Vec<usize> = order
             .iter()
             .copied()
             .filter(|&i| {
                 outcomes::plain_completion(&outcomes[i], require)
                     && self.check_outcome(&outcomes[i]).is_ok()
+                    && seen.insert(outcomes[i].lease.id)
             })
             .collect();
         if !plain.is_empty() {

@@ -264,6 +264,10 @@ pub(crate) async fn one_call_applies_each_outcome_on_its_own(open: OpenFn) {
         recorded,
         [Recorded::Applied, Recorded::Applied, Recorded::Stale]
     );
+    // The stale one left no trace: one attempt recorded per job.
+    for c in &claimed {
+        assert_eq!(f.get(c.job.id).await.attempts.len(), 1);
+    }
 }
 
 pub(crate) async fn an_outcome_too_large_to_store_is_refused_alone(open: OpenFn) {

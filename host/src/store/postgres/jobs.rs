@@ -154,9 +154,12 @@ async fn holding(tx: &Tx<'_>, queue: &str, unique: &Unique, now: Millis) -> Resu
 /// locked with `FOR UPDATE SKIP LOCKED` so concurrent claims pass each
 /// other; the first `$3` of them across queues in claim order go
 /// `running` with a fresh 128-bit token (`gen_random_uuid`, 32 hex
-/// digits). A paused queue's backlog is never read.
+/// digits). A paused queue's backlog is never read. The claimed rows are
+/// updated through their ids (`= ANY(ARRAY(…))`, a primary-key lookup
+/// whatever the planner estimates): as a join, the generic plan of a young
+/// schema hashed a full scan of `jobs` on every claim.
 const CLAIM: &str = "WITH candidates AS (
-    SELECT c.id AS claim_id, c.effective_priority AS claim_priority, c.run_at AS claim_run_at
+    SELECT c.id AS claim_id
     FROM (SELECT name FROM queues WHERE NOT paused) q
     CROSS JOIN LATERAL (
         SELECT j.id, j.effective_priority, j.run_at FROM jobs j
@@ -175,7 +178,7 @@ const CLAIM: &str = "WITH candidates AS (
 UPDATE jobs SET state = 'running', attempt = attempt + 1, attempts_total = attempts_total + 1,
        lease_owner = $1, lease_token = replace(gen_random_uuid()::text, '-', ''),
        lease_expires_at = $4, claimed_at = $2
-FROM candidates WHERE jobs.id = candidates.claim_id
+WHERE jobs.id = ANY(ARRAY(SELECT claim_id FROM candidates))
 RETURNING ";
 
 /// Claims up to `request.limit` due jobs, most urgent first across every

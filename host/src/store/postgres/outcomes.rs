@@ -135,7 +135,9 @@ pub(super) fn plain_completion(outcome: &Outcome, require: Require) -> bool {
 /// its attempt recorded, exactly as [`apply`] would. Returns the ids
 /// completed; the others are left untouched for [`apply`] to answer
 /// (stale, cancelled meanwhile, or with dependents). Rows are locked in
-/// id order.
+/// id order. The input is joined once, to `jobs` by primary key: the
+/// planner takes an `unnest` for ten rows, and a second join between two
+/// CTEs was a nested loop, quadratic in the batch (0.1 s for 420).
 pub(super) async fn complete_many(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<Vec<JobId>> {
     let mut ids = Vec::with_capacity(outcomes.len());
     let mut tokens = Vec::with_capacity(outcomes.len());
@@ -164,25 +166,25 @@ pub(super) async fn complete_many(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<
                  AS i (id, token, output, at, started_at, report, error)
          ),
          held AS (
-             SELECT jobs.id, jobs.attempts_total FROM jobs
-             JOIN input i ON jobs.id = i.id AND jobs.lease_token = i.token
+             SELECT jobs.id, jobs.attempts_total, i.output, i.at, i.started_at, i.report,
+                    i.error
+             FROM jobs JOIN input i ON jobs.id = i.id AND jobs.lease_token = i.token
              WHERE jobs.state = 'running'
                AND NOT EXISTS (SELECT 1 FROM job_deps d WHERE d.prereq_id = jobs.id)
              ORDER BY jobs.id
              FOR UPDATE OF jobs
          ),
          done AS (
-             UPDATE jobs SET state = 'completed', output = coalesce(i.output, 'null'),
-                    finished_at = i.at, started_at = i.started_at,
-                    last_error = coalesce(i.error, jobs.last_error), {CLEAR_LEASE}
-             FROM held JOIN input i ON i.id = held.id
+             UPDATE jobs SET state = 'completed', output = coalesce(held.output, 'null'),
+                    finished_at = held.at, started_at = held.started_at,
+                    last_error = coalesce(held.error, jobs.last_error), {CLEAR_LEASE}
+             FROM held
              WHERE jobs.id = held.id
-             RETURNING jobs.id, held.attempts_total
+             RETURNING jobs.id, held.attempts_total, held.started_at, held.at, held.report
          ),
          recorded AS (
              INSERT INTO attempts (job_id, attempt, started_at, finished_at, report)
-             SELECT done.id, done.attempts_total, i.started_at, i.at, i.report
-             FROM done JOIN input i ON i.id = done.id
+             SELECT id, attempts_total, started_at, at, report FROM done
          )
          SELECT id FROM done"
     );
