@@ -65,7 +65,7 @@ use crate::job::{
 use crate::policy::Decision;
 use crate::report::ModuleKind;
 use crate::schedule::Schedule;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use outcomes::Require;
 use std::sync::Arc;
 use std::time::Duration;
@@ -246,12 +246,12 @@ impl PostgresStore {
         self.listener.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells the other hosts, when this transaction commits, that jobs
-    /// may be due (at most once per `listen::MIN_INTERVAL`).
-    async fn notify(&self, tx: &Tx<'_>) -> Result<()> {
+    /// Tells the other hosts, when `db`'s transaction commits (at once
+    /// outside one), that jobs may be due (at most once per `listen::MIN_INTERVAL`).
+    async fn notify(&self, db: &impl GenericClient) -> Result<()> {
         if self.throttle.take() {
             rows::execute(
-                tx,
+                db,
                 "SELECT pg_notify($1, current_schema())",
                 &[&listen::CHANNEL],
             )
@@ -442,6 +442,13 @@ impl JobStore for PostgresStore {
         if request.limit == 0 {
             return Ok(Vec::new());
         }
+        if request.caps.is_empty() {
+            // One statement in its own transaction: no BEGIN and COMMIT
+            // round trips on the busiest path.
+            let client = self.client().await?;
+            return jobs::claim(&client, &request, now).await;
+        }
+        // Capped queues are claimed under advisory locks held to the end.
         in_tx!(self, |tx| jobs::claim(&tx, &request, now).await?)
     }
 
@@ -449,7 +456,9 @@ impl JobStore for PostgresStore {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        in_tx!(self, |tx| jobs::renew(&tx, &leases, until).await?)
+        // One statement in its own transaction.
+        let client = self.client().await?;
+        jobs::renew(&client, &leases, until).await
     }
 
     async fn record_if_leased(&self, outcomes: Vec<Outcome>) -> Result<Vec<Result<Recorded>>> {
@@ -627,8 +636,10 @@ impl JobStore for PostgresStore {
 
     async fn clock(&self) -> Result<Option<Millis>> {
         let client = self.client().await?;
+        // Truncated to the millisecond, as a local clock reads: a cast
+        // alone rounds, up to half a millisecond into the future.
         let statement = client
-            .prepare_cached("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8")
+            .prepare_cached("SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::int8")
             .await?;
         let now: i64 = client.query_one(&statement, &[]).await?.try_get(0)?;
         Ok(Some(now))
@@ -642,9 +653,12 @@ impl JobStore for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Applies outcomes in one transaction, each inside its own savepoint:
-    /// one that fails is rolled back and answered with its error, the
-    /// others stand.
+    /// Applies outcomes, each on its own: one that fails is answered with
+    /// its error, the others stand. Plain completions (the bulk of a busy
+    /// host's outcomes) go first in one statement, its own transaction;
+    /// the rest (stale, cancelled, with dependents or follow-ups, a second
+    /// outcome for one job, or all of them if that statement fails) in
+    /// one transaction with a savepoint each.
     async fn apply(
         &self,
         outcomes: Vec<Outcome>,
@@ -654,27 +668,12 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let mut client = self.client().await?;
-        let mut tx = client.transaction().await?;
+        let mut results: Vec<Option<Result<Recorded>>> = outcomes.iter().map(|_| None).collect();
         // In job id order, the order every verb locking several jobs
         // keeps (renewals too), so two batches never deadlock; answered in
         // the caller's order.
         let mut order: Vec<usize> = (0..outcomes.len()).collect();
         order.sort_by_key(|&i| outcomes[i].lease.id);
-        let mut results: Vec<Option<Result<Recorded>>> = outcomes.iter().map(|_| None).collect();
-        // Every row of the batch locked first, in id order: what follows
-        // locks nothing out of that order.
-        let mut ids: Vec<JobId> = outcomes.iter().map(|o| o.lease.id).collect();
-        ids.sort_unstable();
-        rows::execute(
-            &tx,
-            "SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            &[&ids],
-        )
-        .await?;
-        // Plain completions, the bulk of a busy host's outcomes, in one
-        // statement; what it leaves (stale, cancelled, with dependents, a
-        // second outcome for one job, or all of them if it fails) takes
-        // the one-by-one path.
         let mut seen = std::collections::HashSet::new();
         let plain: Vec<usize> = order
             .iter()
@@ -687,10 +686,8 @@ impl PostgresStore {
             .collect();
         if !plain.is_empty() {
             let batch: Vec<&Outcome> = plain.iter().map(|&i| &outcomes[i]).collect();
-            let savepoint = tx.savepoint("completions").await?;
-            match outcomes::complete_many(&savepoint, &batch).await {
+            match outcomes::complete_many(&client, &batch).await {
                 Ok(done) => {
-                    savepoint.commit().await?;
                     let done: std::collections::HashSet<JobId> = done.into_iter().collect();
                     for &i in &plain {
                         if done.contains(&outcomes[i].lease.id) {
@@ -699,15 +696,65 @@ impl PostgresStore {
                     }
                 }
                 Err(error) => {
-                    savepoint.rollback().await?;
                     tracing::debug!(%error, "completing a batch at once failed; one by one");
                 }
             }
         }
-        for i in order {
-            if results[i].is_some() {
-                continue;
-            }
+        let rest: Vec<usize> = order
+            .into_iter()
+            .filter(|&i| results[i].is_none())
+            .collect();
+        if !rest.is_empty() {
+            self.apply_one_by_one(&mut client, &outcomes, &rest, require, &mut results)
+                .await?;
+        }
+        let results: Vec<Result<Recorded>> = results
+            .into_iter()
+            .map(|r| r.expect("every outcome answered"))
+            .collect();
+        // A release or a completion (its dependents, its follow-ups) may
+        // leave jobs due for another host; told after the commits.
+        let freed = outcomes.iter().zip(&results).any(|(outcome, result)| {
+            matches!(result, Ok(Recorded::Applied))
+                && matches!(outcome.decision, Decision::Release | Decision::Complete)
+        });
+        if freed {
+            self.notify(&client).await?;
+        }
+        let changed: Vec<JobId> = outcomes
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| matches!(result, Ok(Recorded::Applied)))
+            .map(|(outcome, _)| outcome.lease.id)
+            .collect();
+        if !changed.is_empty() {
+            self.outbox.put(Signal::Changed(changed));
+        }
+        Ok(results)
+    }
+
+    /// Applies `outcomes[i]` for each `i` of `indexes` (in job id order)
+    /// in one transaction, each inside its own savepoint: one that fails
+    /// is rolled back and answered with its error, the others stand.
+    async fn apply_one_by_one(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        outcomes: &[Outcome],
+        indexes: &[usize],
+        require: Require,
+        results: &mut [Option<Result<Recorded>>],
+    ) -> Result<()> {
+        let mut tx = client.transaction().await?;
+        // Every row locked first, in id order: what follows locks nothing
+        // out of that order.
+        let ids: Vec<JobId> = indexes.iter().map(|&i| outcomes[i].lease.id).collect();
+        rows::execute(
+            &tx,
+            "SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ids],
+        )
+        .await?;
+        for &i in indexes {
             let outcome = &outcomes[i];
             if let Err(error) = self.check_outcome(outcome) {
                 results[i] = Some(Err(error));
@@ -725,30 +772,8 @@ impl PostgresStore {
                 }
             }
         }
-        let results: Vec<Result<Recorded>> = results
-            .into_iter()
-            .map(|r| r.expect("every outcome answered"))
-            .collect();
-        // A release or a completion (its dependents, its follow-ups) may
-        // leave jobs due for another host.
-        let freed = outcomes.iter().zip(&results).any(|(outcome, result)| {
-            matches!(result, Ok(Recorded::Applied))
-                && matches!(outcome.decision, Decision::Release | Decision::Complete)
-        });
-        if freed {
-            self.notify(&tx).await?;
-        }
         tx.commit().await?;
-        let changed: Vec<JobId> = outcomes
-            .iter()
-            .zip(&results)
-            .filter(|(_, result)| matches!(result, Ok(Recorded::Applied)))
-            .map(|(outcome, _)| outcome.lease.id)
-            .collect();
-        if !changed.is_empty() {
-            self.outbox.put(Signal::Changed(changed));
-        }
-        Ok(results)
+        Ok(())
     }
 
     /// Refuses an outcome with a value larger than the store accepts.

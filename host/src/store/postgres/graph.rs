@@ -10,6 +10,7 @@ use crate::job::{
     WorkflowDetail, WorkflowId,
 };
 use crate::store::{Error, Result, WorkflowFilter};
+use deadpool_postgres::GenericClient;
 use std::collections::HashSet;
 use tokio_postgres::Row;
 
@@ -179,9 +180,9 @@ pub(super) async fn ended(
 
 /// The prerequisites of job `id` as its attempt sees them: how each ended
 /// and, if it completed, its output.
-pub(super) async fn resolved(tx: &Tx<'_>, id: JobId) -> Result<Vec<Resolved>> {
+pub(super) async fn resolved(db: &impl GenericClient, id: JobId) -> Result<Vec<Resolved>> {
     query(
-        tx,
+        db,
         "SELECT d.name, d.prereq_id, j.state, j.output, j.last_error
          FROM job_deps d JOIN jobs j ON j.id = d.prereq_id
          WHERE d.job_id = $1 ORDER BY d.name",

@@ -9,6 +9,7 @@ use super::{Tx, graph, modules};
 use crate::clock::Millis;
 use crate::job::{Job, JobId, JobState, NewJob, Submitted, Unique, WorkflowId};
 use crate::store::{ClaimRequest, Claimed, Error, Lease, Result};
+use deadpool_postgres::GenericClient;
 
 /// The SQL that drops a job's lease.
 pub(super) const CLEAR_LEASE: &str =
@@ -186,7 +187,7 @@ RETURNING ";
 /// a cap are claimed from under an advisory lock each, so that two hosts
 /// claiming together cannot both fill the same room.
 pub(super) async fn claim(
-    tx: &Tx<'_>,
+    db: &impl GenericClient,
     request: &ClaimRequest,
     now: Millis,
 ) -> Result<Vec<Claimed>> {
@@ -199,7 +200,7 @@ pub(super) async fn claim(
     if !capped.is_empty() {
         // Sorted (a BTreeMap's order): two claims take the locks in one order.
         execute(
-            tx,
+            db,
             "SELECT pg_advisory_xact_lock(hashtextextended(name, 2))
              FROM unnest($1::text[]) AS name",
             &[&capped],
@@ -209,7 +210,7 @@ pub(super) async fn claim(
     let sql = format!("{CLAIM}{JOB_COLUMNS}, input, lease_token, prereqs, effective_priority");
     let expires = now.saturating_add(request.lease_ms);
     let rows = query(
-        tx,
+        db,
         &sql,
         &[&request.owner, &now, &limit, &expires, &capped, &caps],
     )
@@ -224,7 +225,7 @@ pub(super) async fn claim(
         };
         let prereqs: i64 = rows::get(row, JOB_COLUMN_COUNT + 2)?;
         if prereqs > 0 {
-            job.dependencies = graph::resolved(tx, job.job.id).await?;
+            job.dependencies = graph::resolved(db, job.job.id).await?;
         }
         let effective: i64 = rows::get(row, JOB_COLUMN_COUNT + 3)?;
         claimed.push((effective, job));
@@ -235,14 +236,18 @@ pub(super) async fn claim(
 }
 
 /// Extends the leases still held; returns their ids, in the order given.
-pub(super) async fn renew(tx: &Tx<'_>, leases: &[Lease], until: Millis) -> Result<Vec<JobId>> {
+pub(super) async fn renew(
+    db: &impl GenericClient,
+    leases: &[Lease],
+    until: Millis,
+) -> Result<Vec<JobId>> {
     let ids: Vec<JobId> = leases.iter().map(|l| l.id).collect();
     let tokens: Vec<&str> = leases.iter().map(|l| l.token.as_str()).collect();
     // The rows are locked in id order, as every verb that locks several
     // jobs does (outcomes, rescues): two such transactions never wait on
     // each other in a cycle.
     let rows = query(
-        tx,
+        db,
         "WITH held AS (
              SELECT jobs.id FROM jobs
              JOIN unnest($1::bigint[], $2::text[]) AS lease (id, token)

@@ -17,6 +17,7 @@ use crate::policy::Decision;
 use crate::store::{
     AttemptRecord, Lease, LeaseFilter, LeasedJob, Outcome, Recorded, Result, encoding,
 };
+use deadpool_postgres::GenericClient;
 
 /// Back to waiting without spending the attempt: `pending` again if it
 /// never ran before, `retrying` otherwise; due at once.
@@ -138,7 +139,10 @@ pub(super) fn plain_completion(outcome: &Outcome, require: Require) -> bool {
 /// id order. The input is joined once, to `jobs` by primary key: the
 /// planner takes an `unnest` for ten rows, and a second join between two
 /// CTEs was a nested loop, quadratic in the batch (0.1 s for 420).
-pub(super) async fn complete_many(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<Vec<JobId>> {
+pub(super) async fn complete_many(
+    db: &impl GenericClient,
+    outcomes: &[&Outcome],
+) -> Result<Vec<JobId>> {
     let mut ids = Vec::with_capacity(outcomes.len());
     let mut tokens = Vec::with_capacity(outcomes.len());
     let mut outputs: Vec<Option<&str>> = Vec::with_capacity(outcomes.len());
@@ -189,7 +193,7 @@ pub(super) async fn complete_many(tx: &Tx<'_>, outcomes: &[&Outcome]) -> Result<
          SELECT id FROM done"
     );
     query(
-        tx,
+        db,
         &sql,
         &[&ids, &tokens, &outputs, &ats, &starts, &reports, &errors],
     )

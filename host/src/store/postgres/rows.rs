@@ -2,13 +2,13 @@
 //! as SQLite's, see `store/sqlite/rows.rs`), and the statement helpers
 //! every query goes through (statements prepared once per connection).
 
-use super::Tx;
 use crate::job::{Attempt, Job, JobState, ModuleRef, TraceParent};
 use crate::json::Json;
 use crate::limits::Limits;
 use crate::policy::{Backoff, RetryPolicy};
 use crate::report::ModuleKind;
 use crate::store::{Error, ModuleRecord, Result, encoding};
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
@@ -16,27 +16,43 @@ use tokio_postgres::types::{FromSql, ToSql};
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// The rows of `sql`.
-pub(super) async fn query(tx: &Tx<'_>, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
-    let statement = tx.prepare_cached(sql).await?;
-    Ok(tx.query(&statement, params).await?)
+pub(super) async fn query(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Vec<Row>> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.query(&statement, params).await?)
 }
 
 /// The one row of `sql`, if any.
-pub(super) async fn query_opt(tx: &Tx<'_>, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
-    let statement = tx.prepare_cached(sql).await?;
-    Ok(tx.query_opt(&statement, params).await?)
+pub(super) async fn query_opt(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Option<Row>> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.query_opt(&statement, params).await?)
 }
 
 /// The one row of `sql`.
-pub(super) async fn query_one(tx: &Tx<'_>, sql: &str, params: &Params<'_>) -> Result<Row> {
-    let statement = tx.prepare_cached(sql).await?;
-    Ok(tx.query_one(&statement, params).await?)
+pub(super) async fn query_one(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Row> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.query_one(&statement, params).await?)
 }
 
 /// Runs `sql`; returns how many rows it changed.
-pub(super) async fn execute(tx: &Tx<'_>, sql: &str, params: &Params<'_>) -> Result<u64> {
-    let statement = tx.prepare_cached(sql).await?;
-    Ok(tx.execute(&statement, params).await?)
+pub(super) async fn execute(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<u64> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.execute(&statement, params).await?)
 }
 
 /// Column `index` of `row`.
