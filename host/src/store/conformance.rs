@@ -309,6 +309,7 @@ macro_rules! conformance_tests {
             claiming::renew_extends_only_the_leases_still_held,
             claiming::insert_refuses_an_unknown_module_and_stores_none_of_the_batch,
             claiming::insert_keeps_every_field_as_given,
+            claiming::a_mixed_batch_is_stored_in_the_order_given,
             claiming::list_filters_and_pages_newest_first,
             claiming::counts_cover_every_state,
             follow_ups::a_completed_attempt_creates_its_follow_ups_with_its_result,

@@ -140,6 +140,62 @@ pub(crate) async fn insert_keeps_every_field_as_given(open: OpenFn) {
     );
 }
 
+/// A batch mixing plain jobs with a dependent and a unique one is stored
+/// in the order given, each job as given (a backend may store the plain
+/// ones in bulk).
+pub(crate) async fn a_mixed_batch_is_stored_in_the_order_given(open: OpenFn) {
+    let f = fixture(open).await;
+    let mut granted = f.job_in("b", 2, T0 + 7);
+    granted.grants = Some(vec!["http".to_owned()]);
+    granted.node = Some("second".to_owned());
+    let mut dependent = f.job_in("a", 4, T0);
+    dependent.depends_on = vec![Dependency {
+        on: Prereq::Earlier(0),
+        name: "first".to_owned(),
+        on_failure: OnFailure::Cancel,
+    }];
+    let mut unique = f.job_in("a", 5, T0);
+    unique.unique = Some(crate::job::Unique {
+        key: "k".to_owned(),
+        window_ms: 0,
+    });
+    let batch = vec![
+        f.job_in("a", 1, T0),
+        granted.clone(),
+        dependent,
+        f.job_in("c", 6, T0),
+        unique,
+        f.job_in("a", 3, T0 + 1),
+    ];
+    let stored = f.store.insert_jobs(batch, T0).await.unwrap();
+    let ids: Vec<JobId> = stored.iter().map(|s| s.job.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let shape: Vec<_> = stored
+        .iter()
+        .map(|s| (s.job.queue.as_str(), s.job.priority, s.job.state, s.created))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("a", 1, JobState::Pending, true),
+            ("b", 2, JobState::Pending, true),
+            ("a", 4, JobState::Blocked, true),
+            ("c", 6, JobState::Pending, true),
+            ("a", 5, JobState::Pending, true),
+            ("a", 3, JobState::Pending, true),
+        ]
+    );
+    for s in &stored {
+        assert_eq!(f.get(s.job.id).await.job, s.job, "returned as stored");
+    }
+    assert_eq!(stored[1].job.grants, granted.grants);
+    assert_eq!(stored[1].job.node, granted.node);
+    assert_eq!(stored[1].job.run_at, T0 + 7);
+    assert_eq!(stored[5].job.run_at, T0 + 1);
+    let detail = f.get(stored[2].job.id).await;
+    assert_eq!(detail.job.state, JobState::Blocked);
+}
+
 pub(crate) async fn list_filters_and_pages_newest_first(open: OpenFn) {
     let f = fixture(open).await;
     let mut ids = Vec::new();

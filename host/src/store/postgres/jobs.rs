@@ -10,6 +10,7 @@ use crate::clock::Millis;
 use crate::job::{Job, JobId, JobState, NewJob, Submitted, Unique, WorkflowId};
 use crate::store::{ClaimRequest, Claimed, Error, Lease, Result};
 use deadpool_postgres::GenericClient;
+use std::collections::HashSet;
 
 /// The SQL that drops a job's lease.
 pub(super) const CLEAR_LEASE: &str =
@@ -49,11 +50,32 @@ pub(super) async fn insert(
          RETURNING {JOB_COLUMNS}"
     );
     let mut stored = Vec::with_capacity(jobs.len());
-    let mut last_queue: Option<&str> = None;
+    // Each module locked once (a key share until commit, against its
+    // deletion); each queue created once.
+    let mut modules_seen: HashSet<&str> = HashSet::new();
+    let mut queues_seen: HashSet<&str> = HashSet::new();
+    // Jobs without a key or prerequisites go in runs, one statement each;
+    // the others one by one, in submission order.
+    let mut run: Vec<&NewJob> = Vec::new();
     for new in jobs {
-        if !modules::exists(tx, &new.module.hash).await? {
+        if modules_seen.insert(&new.module.hash) && !modules::exists(tx, &new.module.hash).await? {
             return Err(Error::module_not_found(&new.module.hash));
         }
+        if queues_seen.insert(&new.queue) {
+            // A queue is created on first use.
+            execute(
+                tx,
+                "INSERT INTO queues (name, created_at) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&new.queue, &now],
+            )
+            .await?;
+        }
+        if new.unique.is_none() && new.depends_on.is_empty() {
+            run.push(new);
+            continue;
+        }
+        insert_run(tx, &std::mem::take(&mut run), now, origin, &mut stored).await?;
         if let Some(unique) = &new.unique
             && let Some(job) = holding(tx, &new.queue, unique, now).await?
         {
@@ -64,17 +86,6 @@ pub(super) async fn insert(
             continue;
         }
         let prereqs = graph::prereqs(tx, &new.depends_on, &stored).await?;
-        // A queue is created on first use.
-        if last_queue != Some(new.queue.as_str()) {
-            execute(
-                tx,
-                "INSERT INTO queues (name, created_at) VALUES ($1, $2)
-                 ON CONFLICT (name) DO NOTHING",
-                &[&new.queue, &now],
-            )
-            .await?;
-            last_queue = Some(&new.queue);
-        }
         let [fuel, memory, timeout, output, records, log_bytes, tail] =
             rows::limit_columns(&new.limits)?;
         let [backoff, base, max] = rows::retry_columns(&new.retry)?;
@@ -124,7 +135,122 @@ pub(super) async fn insert(
         graph::insert_edges(tx, job.id, &prereqs).await?;
         stored.push(Submitted { job, created: true });
     }
+    insert_run(tx, &run, now, origin, &mut stored).await?;
     Ok(stored)
+}
+
+/// Stores `run`, jobs without a unique key or prerequisites whose modules
+/// and queues exist, `pending`, in one statement; appends them to
+/// `stored` in the order given.
+async fn insert_run(
+    tx: &Tx<'_>,
+    run: &[&NewJob],
+    now: Millis,
+    origin: Origin<'_>,
+    stored: &mut Vec<Submitted>,
+) -> Result<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let n = run.len();
+    let mut modules = Vec::with_capacity(n);
+    let mut names = Vec::with_capacity(n);
+    let mut inputs = Vec::with_capacity(n);
+    let mut priorities = Vec::with_capacity(n);
+    let mut max_attempts = Vec::with_capacity(n);
+    let mut run_ats = Vec::with_capacity(n);
+    let mut limits: [Vec<i64>; 7] = Default::default();
+    let mut retries: [Vec<i64>; 3] = Default::default();
+    let mut jitters = Vec::with_capacity(n);
+    let mut queues = Vec::with_capacity(n);
+    let mut nodes = Vec::with_capacity(n);
+    let mut grants = Vec::with_capacity(n);
+    let mut traces = Vec::with_capacity(n);
+    for new in run {
+        modules.push(new.module.hash.as_str());
+        names.push(new.module.name.as_deref());
+        inputs.push(new.input.as_str());
+        priorities.push(i64::from(new.priority));
+        max_attempts.push(i64::from(new.max_attempts));
+        run_ats.push(new.run_at);
+        for (column, value) in limits.iter_mut().zip(rows::limit_columns(&new.limits)?) {
+            column.push(value);
+        }
+        for (column, value) in retries.iter_mut().zip(rows::retry_columns(&new.retry)?) {
+            column.push(value);
+        }
+        jitters.push(new.retry.jitter);
+        queues.push(new.queue.as_str());
+        nodes.push(new.node.as_deref());
+        grants.push(new.grants.as_ref().map(|grants| grants.join(" ")));
+        traces.push(new.trace.map(|trace| trace.to_string()));
+    }
+    let [fuel, memory, timeout, output, records, log_bytes, tail] = &limits;
+    let [backoff, base, max] = &retries;
+    let sql = format!(
+        "INSERT INTO jobs (module, module_name, input, priority, effective_priority, state,
+                           max_attempts, run_at, created_at, {POLICY_COLUMNS}, queue,
+                           workflow_id, node, parent_id, schedule, grants, trace_parent)
+         SELECT module, module_name, input, priority, priority, 'pending', max_attempts,
+                run_at, $22::int8, fuel, memory_bytes, timeout_ms, output_bytes, log_records,
+                log_bytes, stdio_tail_bytes, backoff, retry_base_ms, retry_max_delay_ms,
+                retry_jitter, queue, $23::int8, node, $24::int8, $25::text, grants, trace_parent
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
+                     $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+                     $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[],
+                     $17::bool[], $18::text[], $19::text[], $20::text[], $21::text[])
+              WITH ORDINALITY AS new (module, module_name, input, priority, max_attempts,
+                                      run_at, fuel, memory_bytes, timeout_ms, output_bytes,
+                                      log_records, log_bytes, stdio_tail_bytes, backoff,
+                                      retry_base_ms, retry_max_delay_ms, retry_jitter, queue,
+                                      node, grants, trace_parent, ord)
+         ORDER BY ord
+         RETURNING {JOB_COLUMNS}"
+    );
+    let rows = query(
+        tx,
+        &sql,
+        &[
+            &modules,
+            &names,
+            &inputs,
+            &priorities,
+            &max_attempts,
+            &run_ats,
+            fuel,
+            memory,
+            timeout,
+            output,
+            records,
+            log_bytes,
+            tail,
+            backoff,
+            base,
+            max,
+            &jitters,
+            &queues,
+            &nodes,
+            &grants,
+            &traces,
+            &now,
+            &origin.workflow,
+            &origin.parent,
+            &origin.schedule,
+        ],
+    )
+    .await?;
+    if rows.len() != n {
+        return Err(Error::Database(format!(
+            "stored {} of {n} jobs in one statement",
+            rows.len()
+        )));
+    }
+    // Ids are drawn in the statement's order (`ORDER BY ord`), the order
+    // given; RETURNING has none of its own.
+    let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<Job>>>()?;
+    jobs.sort_by_key(|job| job.id);
+    stored.extend(jobs.into_iter().map(|job| Submitted { job, created: true }));
+    Ok(())
 }
 
 /// The job of `queue` that holds `unique`'s key now: not final, or
