@@ -329,6 +329,7 @@ impl Queue {
                     }
                 }
             }
+            Signal::SchedulesChanged => self.inner.schedules_changed.notify_one(),
         }
     }
 

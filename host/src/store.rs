@@ -692,6 +692,9 @@ pub enum Signal {
     /// Modules were uploaded, renamed, deleted or given grants: names
     /// resolve afresh; these hashes were deleted.
     ModulesChanged(Vec<String>),
+    /// Schedules were created, changed, paused, resumed or deleted: the
+    /// cron loop reads them again.
+    SchedulesChanged,
 }
 
 /// Told of each commit of a store's writes: how many writes it held and

@@ -541,7 +541,10 @@ impl JobStore for PostgresStore {
     }
 
     async fn put_schedule(&self, schedule: Schedule, replace: bool) -> Result<Schedule> {
-        in_tx!(self, |tx| schedules::put(&tx, &schedule, replace).await?)
+        let stored: Result<Schedule> =
+            in_tx!(self, |tx| schedules::put(&tx, &schedule, replace).await?);
+        self.outbox.put(Signal::SchedulesChanged);
+        stored
     }
 
     async fn schedule(&self, name: &str) -> Result<Option<Schedule>> {
@@ -559,14 +562,18 @@ impl JobStore for PostgresStore {
         next_at: Millis,
         now: Millis,
     ) -> Result<Schedule> {
-        in_tx!(self, |tx| schedules::set_paused(
+        let changed: Result<Schedule> = in_tx!(self, |tx| schedules::set_paused(
             &tx, name, paused, next_at, now
         )
-        .await?)
+        .await?);
+        self.outbox.put(Signal::SchedulesChanged);
+        changed
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<()> {
-        in_tx!(self, |tx| schedules::delete(&tx, name).await?)
+        let deleted: Result<()> = in_tx!(self, |tx| schedules::delete(&tx, name).await?);
+        self.outbox.put(Signal::SchedulesChanged);
+        deleted
     }
 
     async fn due_schedules(&self, now: Millis, limit: usize) -> Result<Vec<Schedule>> {

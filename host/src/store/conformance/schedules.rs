@@ -7,7 +7,7 @@ use crate::policy::{Backoff, JobSpec, LimitsSpec, RetrySpec, UniqueSpec};
 use crate::schedule::{Missed, Schedule};
 use crate::store::{Error, Fired, JobFilter, Tick};
 
-fn schedule(f: &Fixture, name: &str, next_at: Millis) -> Schedule {
+pub(crate) fn schedule(f: &Fixture, name: &str, next_at: Millis) -> Schedule {
     Schedule {
         name: name.to_owned(),
         cron: "0 * * * *".to_owned(),

@@ -1,14 +1,14 @@
 //! Signals between hosts: what one host's writes mean for the others
 //! (a job cancelled that another host runs, a job finished that another
 //! host's client long-polls, a module renamed or deleted that another host
-//! has cached), sent with `NOTIFY` on [`CHANNEL`] after the write commits.
+//! has cached, a schedule another host's cron loop must read again), sent with `NOTIFY` on [`CHANNEL`] after the write commits.
 //!
 //! Sending is off the writers' path: a verb that committed puts what it
 //! changed in the [`Outbox`] and returns; one task per store drains the
 //! outbox and sends it in a transaction of its own with
 //! `synchronous_commit = off` (a notification is not worth an fsync, and a
 //! lost one only delays what the receivers' polling finds anyway).
-//! Cancels and module changes go at once; job changes are gathered for up
+//! Cancels, module and schedule changes go at once; job changes are gathered for up
 //! to [`GATHER`] so a busy host sends a few hundred notifications a second,
 //! not one per outcome.
 //!
@@ -41,16 +41,21 @@ struct Pending {
     changed: Vec<JobId>,
     many: bool,
     modules: Option<Vec<String>>,
+    schedules: bool,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.cancelled.is_empty() && self.changed.is_empty() && !self.many && self.modules.is_none()
+        self.cancelled.is_empty()
+            && self.changed.is_empty()
+            && !self.many
+            && self.modules.is_none()
+            && !self.schedules
     }
 
     /// Whether what waits should go now rather than after [`GATHER`].
     fn urgent(&self) -> bool {
-        !self.cancelled.is_empty() || self.modules.is_some()
+        !self.cancelled.is_empty() || self.modules.is_some() || self.schedules
     }
 }
 
@@ -96,6 +101,7 @@ impl Outbox {
                 Signal::ModulesChanged(hashes) => {
                     pending.modules.get_or_insert_with(Vec::new).extend(hashes);
                 }
+                Signal::SchedulesChanged => pending.schedules = true,
             }
         }
         self.ready.notify_one();
@@ -136,6 +142,7 @@ impl Outbox {
         if let Some(modules) = old.modules {
             pending.modules.get_or_insert_with(Vec::new).extend(modules);
         }
+        pending.schedules |= old.schedules;
     }
 }
 
@@ -173,6 +180,9 @@ fn payloads(sender: &str, pending: &Pending) -> Vec<String> {
         } else {
             chunk(sender, "modules", hashes, &mut out);
         }
+    }
+    if pending.schedules {
+        out.push(format!("{sender}\nschedules\n"));
     }
     out
 }
@@ -222,6 +232,7 @@ pub(super) fn parse(payload: &str, schema: &str, me: &str) -> Option<Signal> {
                 .map(str::to_owned)
                 .collect(),
         )),
+        "schedules" => Some(Signal::SchedulesChanged),
         _ => None,
     }
 }
@@ -244,6 +255,7 @@ mod unit {
             changed: (1..=3_000).collect(),
             many: false,
             modules: Some(vec!["ab".repeat(32)]),
+            schedules: true,
         };
         let payloads = payloads("host-a", &pending);
         assert!(
@@ -263,8 +275,11 @@ mod unit {
         assert_eq!(changed, (1..=3_000).collect::<Vec<_>>());
         assert!(signals.len() > 3, "3,000 ids take more than one payload");
         assert_eq!(
-            signals.last(),
-            Some(&Signal::ModulesChanged(vec!["ab".repeat(32)]))
+            signals[signals.len() - 2..],
+            [
+                Signal::ModulesChanged(vec!["ab".repeat(32)]),
+                Signal::SchedulesChanged
+            ]
         );
     }
 

@@ -397,7 +397,7 @@ async fn heard<T>(
 }
 
 #[tokio::test]
-async fn cancels_outcomes_and_module_changes_reach_the_other_hosts() {
+async fn cancels_outcomes_module_and_schedule_changes_reach_the_other_hosts() {
     use crate::policy::Decision;
     use crate::store::Signal;
     use crate::store::conformance::ran;
@@ -453,6 +453,13 @@ async fn cancels_outcomes_and_module_changes_reach_the_other_hosts() {
     })
     .await;
     assert_eq!(deleted, vec![hash]);
+    // A schedule created on A: B's cron loop reads the schedules again.
+    let nightly = crate::store::conformance::schedules::schedule(&f, "nightly", T0 + 60_000);
+    a.put_schedule(nightly, false).await.unwrap();
+    heard(&mut on_b, |s| {
+        matches!(s, Signal::SchedulesChanged).then_some(())
+    })
+    .await;
     // And the other way; nobody hears its own signals.
     let other = f.submit(f.job(5, T0)).await.id;
     b.cancel_unless_final(other, T0 + 2).await.unwrap();
