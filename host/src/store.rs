@@ -85,6 +85,11 @@ pub enum Error {
     /// waits: nothing was written.
     #[error("database busy: {0}")]
     Busy(String),
+    /// The database cannot be reached or refuses connections for now (a
+    /// server down or restarting, its connection slots full): nothing was
+    /// written.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
@@ -138,6 +143,7 @@ impl Error {
                 | Error::Missing(_)
                 | Error::Full(_)
                 | Error::Busy(_)
+                | Error::Unavailable(_)
         )
     }
 }

@@ -86,7 +86,8 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_json`, `invalid_request`,
     /// `invalid_module`, `invalid_query`, `not_found`, `conflict`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`,
-    /// `busy`, `storage_full` (507), `store_busy`, `not_ready`, `internal`.
+    /// `busy`, `storage_full` (507), `store_busy`, `store_unavailable`, `not_ready`,
+    /// `internal`.
     #[schema(value_type = String, example = "not_found")]
     code: &'static str,
     /// For people: names the field or the problem.
@@ -141,6 +142,15 @@ impl From<store::Error> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_busy",
                     "the database is locked by another process: nothing was stored; retry later",
+                )
+                .retry_after(RETRY_STORE_SECS)
+            }
+            store::Error::Unavailable(_) => {
+                tracing::warn!(%error, "a request was refused: the database is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the database cannot be reached: nothing was stored; retry later",
                 )
                 .retry_after(RETRY_STORE_SECS)
             }
@@ -202,5 +212,31 @@ impl From<QueryRejection> for ApiError {
             "invalid_query",
             rejection.body_text(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a retry later can cure is a 503 or 507 with `Retry-After`,
+    /// never a 500.
+    #[test]
+    fn store_errors_a_retry_can_cure_are_not_internal() {
+        let cases = [
+            (store::Error::Full("disk".into()), 507, "storage_full"),
+            (store::Error::Busy("lock".into()), 503, "store_busy"),
+            (
+                store::Error::Unavailable("gone".into()),
+                503,
+                "store_unavailable",
+            ),
+            (store::Error::Database("bug".into()), 500, "internal"),
+        ];
+        for (error, status, code) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.status.as_u16(), api.code), (status, code));
+            assert_eq!(api.retry_after.is_some(), status != 500, "{code}");
+        }
     }
 }

@@ -304,7 +304,8 @@ pub(super) async fn traced<F: Future>(
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `server.max_body_bytes`.", body = ErrorBody),
         (status = 503, description = "`store_busy`: the database stayed locked by another \
-            process; nothing is stored. `Retry-After` says when to try again.", body = ErrorBody),
+            process; `store_unavailable`: the database cannot be reached (PostgreSQL). Nothing \
+            is stored. `Retry-After` says when to try again.", body = ErrorBody),
         (status = 507, description = "`storage_full`: the host's disk is full; nothing is \
             stored. `Retry-After` says when to try again.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the request does not say \
@@ -357,7 +358,8 @@ pub async fn submit(
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `server.max_body_bytes`.", body = ErrorBody),
         (status = 503, description = "`store_busy`: the database stayed locked by another \
-            process; nothing is stored. `Retry-After` says when to try again.", body = ErrorBody),
+            process; `store_unavailable`: the database cannot be reached (PostgreSQL). Nothing \
+            is stored. `Retry-After` says when to try again.", body = ErrorBody),
         (status = 507, description = "`storage_full`: the host's disk is full; nothing is \
             stored. `Retry-After` says when to try again.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the request does not say \

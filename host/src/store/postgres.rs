@@ -809,17 +809,53 @@ impl From<tokio_postgres::Error> for Error {
         // The server's message, with its detail, is more useful than the
         // client's summary ("db error").
         match error.as_db_error() {
-            Some(db) => Error::Database(match db.detail() {
-                Some(detail) => format!("{}: {detail}", db.message()),
-                None => db.message().to_owned(),
-            }),
+            Some(db) => {
+                let message = match db.detail() {
+                    Some(detail) => format!("{}: {detail}", db.message()),
+                    None => db.message().to_owned(),
+                };
+                classify(db.code().code(), message)
+            }
+            // No answer from the server: the connection broke or never was.
+            None if reaches_no_server(&error) => Error::Unavailable(error.to_string()),
             None => Error::Database(error.to_string()),
         }
     }
 }
 
+/// Whether a client-side error means the server could not be reached or
+/// went away (as opposed to a row that did not convert).
+fn reaches_no_server(error: &tokio_postgres::Error) -> bool {
+    let text = error.to_string();
+    error.is_closed()
+        || std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>())
+        || text.starts_with("error connecting to server")
+        || text.starts_with("timeout waiting for server")
+}
+
+/// The store error for a server error of SQLSTATE `code`: what a retry
+/// later can cure (contention, a full disk, a server going away) is told
+/// apart from a failure.
+fn classify(code: &str, message: String) -> Error {
+    match code {
+        // disk_full
+        "53100" => Error::Full(message),
+        // lock_not_available (lock_timeout), deadlock_detected,
+        // serialization_failure, query_canceled (statement_timeout)
+        "55P03" | "40P01" | "40001" | "57014" => Error::Busy(message),
+        // too_many_connections, admin_shutdown, crash_shutdown,
+        // cannot_connect_now, and every connection exception (class 08)
+        "53300" | "57P01" | "57P02" | "57P03" => Error::Unavailable(message),
+        code if code.starts_with("08") => Error::Unavailable(message),
+        _ => Error::Database(message),
+    }
+}
+
 fn pool_error(error: deadpool_postgres::PoolError) -> Error {
-    Error::Database(format!("no database connection: {error}"))
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => error.into(),
+        error => Error::Unavailable(format!("no database connection: {error}")),
+    }
 }
 
 impl Drop for PostgresStore {

@@ -571,3 +571,41 @@ async fn plain_completions_are_applied_in_one_statement() {
     assert_eq!(stale.job.state, crate::job::JobState::Running);
     assert!(stale.attempts.is_empty());
 }
+
+/// Server errors a retry can cure are told apart from failures: the API
+/// answers them 503 or 507 instead of 500.
+#[test]
+fn server_errors_are_classified_by_sqlstate() {
+    let kind = |code: &str| match super::classify(code, "m".to_owned()) {
+        Error::Full(_) => "full",
+        Error::Busy(_) => "busy",
+        Error::Unavailable(_) => "unavailable",
+        Error::Database(_) => "database",
+        other => panic!("{other}"),
+    };
+    assert_eq!(kind("53100"), "full", "disk_full");
+    for code in ["55P03", "40P01", "40001", "57014"] {
+        assert_eq!(kind(code), "busy", "{code}");
+    }
+    for code in ["53300", "57P01", "57P03", "08006", "08001"] {
+        assert_eq!(kind(code), "unavailable", "{code}");
+    }
+    for code in ["23505", "42P01", "22P02"] {
+        assert_eq!(kind(code), "database", "{code}");
+    }
+}
+
+/// A server nobody answers for is `Unavailable` (503), not a failure.
+#[tokio::test]
+async fn a_server_that_cannot_be_reached_is_unavailable() {
+    // Port 1 on the loopback: nothing listens there.
+    let config = PostgresConfig {
+        wait: std::time::Duration::from_secs(2),
+        ..PostgresConfig::new("postgres://wasmjob@127.0.0.1:1/wasmjob".to_owned())
+    };
+    match PostgresStore::open(config).await {
+        Err(Error::Unavailable(message)) => assert!(!message.is_empty()),
+        Err(other) => panic!("expected unavailable, got {other:?}"),
+        Ok(_) => panic!("opened a store on a closed port"),
+    }
+}
