@@ -491,6 +491,79 @@ mod tests {
         (dir, store, hash, queue)
     }
 
+    /// An idle dispatcher with a free slot parks its claim: the next
+    /// submission runs it in its own commit (its job is running when the
+    /// submission returns, and nothing else was written), a wake-up
+    /// withdraws the claim and parks it again, and a stopped dispatcher
+    /// leaves none parked.
+    #[tokio::test]
+    async fn an_idle_dispatchers_claim_rides_on_the_next_submission() {
+        let (_dir, store, hash, queue) = one_slot_queue().await;
+        let (stop, stopped) = watch::channel(false);
+        // The job's module does not load: its failure waits here unread.
+        let (results, _received) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch::run(
+            dispatch::Dispatcher {
+                queue: queue.clone(),
+                guests: tokio::runtime::Handle::current(),
+                results,
+                pace: dispatch::Pace::new(tokio::time::Instant::now()),
+                hold: Duration::from_secs(3_600),
+                faults: None,
+            },
+            stopped,
+        ));
+        let parked = |queue: &Queue| {
+            let queue = queue.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                while queue.parked_claims() != 1 {
+                    assert!(tokio::time::Instant::now() < deadline, "no claim parked");
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        parked(&queue).await;
+
+        let before = store.batches();
+        let job = JobSpec::new(hash, Json::null());
+        let id = queue.submit(vec![job.clone()]).await.unwrap()[0].job.id;
+        assert_eq!(
+            store.batches(),
+            before + 1,
+            "one commit stored and claimed it"
+        );
+        let stored = store.job(id).await.unwrap().unwrap().job;
+        assert_eq!(stored.state, JobState::Running);
+        assert_eq!(stored.attempt, 1);
+
+        // A wake-up ends the rest: the claim is withdrawn, a claim of the
+        // dispatcher's own is sent, and it parks again.
+        parked(&queue).await;
+        let before = store.batches();
+        queue.wake();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while store.batches() == before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the wake-up sent no claim"
+            );
+            tokio::task::yield_now().await;
+        }
+        parked(&queue).await;
+
+        stop.send(true).unwrap();
+        dispatcher.await.unwrap();
+        assert_eq!(
+            queue.parked_claims(),
+            0,
+            "a stopped dispatcher withdraws its claim"
+        );
+        let later = queue.submit(vec![job]).await.unwrap()[0].job.id;
+        let stored = store.job(later).await.unwrap().unwrap().job;
+        assert_eq!(stored.state, JobState::Pending);
+    }
+
     /// Jobs claimed ahead while every slot stays busy go back to the
     /// store after the hold, attempt unspent (another host may have a slot
     /// for them), and the dispatcher claims nothing more ahead.
