@@ -339,7 +339,7 @@ async fn rescue(queue: &Queue, which: Which) -> usize {
             .zip(results)
             .zip(jobs.iter().zip(&outcomes))
             .filter_map(|((id, result), (job, outcome))| match result {
-                Ok(Recorded::Applied) => {
+                Ok(Recorded::Applied | Recorded::Released) => {
                     queue.note_outcome(job, outcome);
                     Some(id)
                 }

@@ -296,11 +296,23 @@ pub struct Outcome {
 pub enum Recorded {
     /// Applied.
     Applied,
+    /// Applied, and the job's end changed jobs waiting for it (released
+    /// them, perhaps due now, or cancelled them): idle workers may have
+    /// work.
+    Released,
     /// The lease was no longer held (rescued, re-claimed, or already
     /// reported), or for a rescue no longer expired: nothing changed. A
     /// job cancelled while it ran still takes its attempt's record, once:
     /// that is `Applied`.
     Stale,
+}
+
+impl Recorded {
+    /// Whether the outcome was applied ([`Applied`](Self::Applied) or
+    /// [`Released`](Self::Released)).
+    pub fn is_applied(self) -> bool {
+        self != Recorded::Stale
+    }
 }
 
 /// Filters for listing jobs. Results are ordered by id, newest first;

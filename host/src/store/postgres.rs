@@ -722,7 +722,7 @@ impl PostgresStore {
         // A release or a completion (its dependents, its follow-ups) may
         // leave jobs due for another host; told after the commits.
         let freed = outcomes.iter().zip(&results).any(|(outcome, result)| {
-            matches!(result, Ok(Recorded::Applied))
+            matches!(result, Ok(recorded) if recorded.is_applied())
                 && matches!(outcome.decision, Decision::Release | Decision::Complete)
         });
         if freed {
@@ -731,7 +731,7 @@ impl PostgresStore {
         let changed: Vec<JobId> = outcomes
             .iter()
             .zip(&results)
-            .filter(|(_, result)| matches!(result, Ok(Recorded::Applied)))
+            .filter(|(_, result)| matches!(result, Ok(recorded) if recorded.is_applied()))
             .map(|(outcome, _)| outcome.lease.id)
             .collect();
         if !changed.is_empty() {

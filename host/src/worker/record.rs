@@ -140,7 +140,7 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
         for (finished, result) in batch.drain(..).zip(results) {
             match result {
                 Ok(recorded) => {
-                    if recorded == Recorded::Applied {
+                    if recorded.is_applied() {
                         let metrics = queue.metrics();
                         metrics.stage(Stage::Record, finished.ended.elapsed());
                         queue.note_outcome(&finished.job, &finished.outcome);
@@ -157,7 +157,7 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
                             metrics.submitted(&follow_up.queue, &follow_up.module);
                         }
                         changed.push(finished.outcome.lease.id);
-                        due |= !matches!(finished.outcome.decision, Decision::Retry { .. });
+                        due |= may_free_work(queue, &finished, recorded);
                     }
                     queue.registry().forget(&finished.outcome.lease);
                 }
@@ -191,6 +191,19 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
         batch = replaced;
     }
     again
+}
+
+/// Whether an applied outcome may have left jobs due that a claim made
+/// before it did not see: jobs waiting for this one released, follow-ups
+/// created, the job given back, or a place freed under a queue's cap. A
+/// plain completion frees nothing: waking the workers for it would only
+/// cost a claim that finds nothing.
+fn may_free_work(queue: &Queue, finished: &Finished, recorded: Recorded) -> bool {
+    let outcome = &finished.outcome;
+    recorded == Recorded::Released
+        || !outcome.follow_ups.is_empty()
+        || outcome.decision == Decision::Release
+        || queue.config().caps.contains_key(&finished.job.queue)
 }
 
 /// An outcome the store refused becomes a failure of its job: the host's

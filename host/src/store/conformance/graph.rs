@@ -7,9 +7,9 @@ use crate::job::{Dependency, JobState, NewWorkflow, OnFailure, Prereq, Resolved,
 use crate::store::{Error, JobFilter, WorkflowFilter};
 
 /// Completes `claimed` at `now` with output `"done"`.
-async fn complete(f: &Fixture, claimed: &Claimed, now: Millis) {
+async fn complete(f: &Fixture, claimed: &Claimed, now: Millis) -> Recorded {
     f.record(claimed, Some(ran(Ok(()))), Decision::Complete, now, now)
-        .await;
+        .await
 }
 
 /// Claims job `id` (it must be due at `now`).
@@ -40,13 +40,14 @@ pub(crate) async fn a_job_waits_blocked_until_every_prerequisite_completes(open:
     let claimed = f.claim(10, T0 + 100).await;
     let ids: Vec<_> = claimed.iter().map(|c| c.job.id).collect();
     assert_eq!(ids, [a, b], "a blocked job is never claimed");
-    complete(&f, &claimed[0], T0 + 10).await;
+    // Each end changes the job waiting for it: the workers are told.
+    assert_eq!(complete(&f, &claimed[0], T0 + 10).await, Recorded::Released);
     assert_eq!(
         f.get(c.id).await.job.state,
         JobState::Blocked,
         "b still runs"
     );
-    complete(&f, &claimed[1], T0 + 20).await;
+    assert_eq!(complete(&f, &claimed[1], T0 + 20).await, Recorded::Released);
     let unblocked = f.get(c.id).await.job;
     assert_eq!(
         (unblocked.state, unblocked.run_at),
@@ -78,6 +79,8 @@ pub(crate) async fn a_job_waits_blocked_until_every_prerequisite_completes(open:
     let detail = f.get(c.id).await;
     let prereqs: Vec<_> = detail.depends_on.iter().map(|e| e.prereq).collect();
     assert_eq!(prereqs, [a, b]);
+    // Nothing waits for c.
+    assert_eq!(complete(&f, &claimed, T0 + 60).await, Recorded::Applied);
 }
 
 pub(crate) async fn an_unblocked_job_is_due_no_earlier_than_when_it_was_unblocked(open: OpenFn) {

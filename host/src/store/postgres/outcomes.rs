@@ -80,7 +80,8 @@ pub(super) async fn apply(tx: &Tx<'_>, outcome: &Outcome, require: Require) -> R
         &[&id, &started_at, &error],
     )
     .await?;
-    match &outcome.decision {
+    // Whether jobs waiting for this one changed with it.
+    let released = match &outcome.decision {
         Decision::Complete => {
             let output = outcome.output.as_ref().map(|o| o.as_str());
             let sql = format!(
@@ -89,10 +90,11 @@ pub(super) async fn apply(tx: &Tx<'_>, outcome: &Outcome, require: Require) -> R
                  WHERE id = $1"
             );
             execute(tx, &sql, &[&id, &output, &outcome.at]).await?;
-            graph::ended(tx, id, JobState::Completed, outcome.at).await?;
+            let changed = graph::ended(tx, id, JobState::Completed, outcome.at).await?;
             if !outcome.follow_ups.is_empty() {
                 follow_ups(tx, id, &outcome.follow_ups, outcome.at).await?;
             }
+            !changed.is_empty()
         }
         Decision::Retry { run_at, limits } => {
             let [fuel, memory, timeout, output, records, log_bytes, tail] =
@@ -113,12 +115,17 @@ pub(super) async fn apply(tx: &Tx<'_>, outcome: &Outcome, require: Require) -> R
                 ],
             )
             .await?;
+            false
         }
         Decision::DeadLetter => finish(tx, id, JobState::Failed, outcome.at).await?,
         Decision::Cancelled => finish(tx, id, JobState::Cancelled, outcome.at).await?,
         Decision::Release => unreachable!("handled above"),
-    }
-    Ok(Recorded::Applied)
+    };
+    Ok(if released {
+        Recorded::Released
+    } else {
+        Recorded::Applied
+    })
 }
 
 /// Whether `outcome` may take [`complete_many`]'s path: a completion of a
@@ -258,11 +265,11 @@ async fn held(tx: &Tx<'_>, lease: &Lease, require: Require) -> Result<Option<Hel
 }
 
 /// Ends the job in a final `state`; the jobs waiting for it follow.
-async fn finish(tx: &Tx<'_>, id: JobId, state: JobState, now: Millis) -> Result<()> {
+/// Returns whether any of them changed.
+async fn finish(tx: &Tx<'_>, id: JobId, state: JobState, now: Millis) -> Result<bool> {
     let sql = format!("UPDATE jobs SET state = $2, finished_at = $3, {CLEAR_LEASE} WHERE id = $1");
     execute(tx, &sql, &[&id, &state.as_str(), &now]).await?;
-    graph::ended(tx, id, state, now).await?;
-    Ok(())
+    Ok(!graph::ended(tx, id, state, now).await?.is_empty())
 }
 
 async fn insert_attempt(

@@ -111,7 +111,8 @@ fn apply(conn: &Connection, outcome: &Outcome, require: Require) -> Result<Recor
          WHERE id = ?1",
     )?
     .execute(params![id, started_at, error])?;
-    match &outcome.decision {
+    // Whether jobs waiting for this one changed with it.
+    let released = match &outcome.decision {
         Decision::Complete => {
             let output = outcome.output.as_ref().map(|o| o.as_str());
             let sql = format!(
@@ -121,10 +122,11 @@ fn apply(conn: &Connection, outcome: &Outcome, require: Require) -> Result<Recor
             );
             conn.prepare_cached(&sql)?
                 .execute(params![id, output, outcome.at])?;
-            graph::ended(conn, id, JobState::Completed, outcome.at)?;
+            let changed = graph::ended(conn, id, JobState::Completed, outcome.at)?;
             if !outcome.follow_ups.is_empty() {
                 follow_ups(conn, id, &outcome.follow_ups, outcome.at)?;
             }
+            !changed.is_empty()
         }
         Decision::Retry { run_at, limits } => {
             let [fuel, memory, timeout, output, records, log_bytes, tail] =
@@ -140,12 +142,17 @@ fn apply(conn: &Connection, outcome: &Outcome, require: Require) -> Result<Recor
             conn.prepare_cached(&sql)?.execute(params![
                 id, run_at, fuel, memory, timeout, output, records, log_bytes, tail
             ])?;
+            false
         }
         Decision::DeadLetter => finish(conn, id, JobState::Failed, outcome.at)?,
         Decision::Cancelled => finish(conn, id, JobState::Cancelled, outcome.at)?,
         Decision::Release => unreachable!("handled above"),
-    }
-    Ok(Recorded::Applied)
+    };
+    Ok(if released {
+        Recorded::Released
+    } else {
+        Recorded::Applied
+    })
 }
 
 /// Creates the follow-up jobs of job `parent`'s completed attempt: in the
@@ -197,15 +204,15 @@ fn held(conn: &Connection, lease: &Lease, require: Require) -> Result<Option<Hel
 }
 
 /// Ends the job in a final `state`; the jobs waiting for it follow.
-fn finish(conn: &Connection, id: JobId, state: JobState, now: Millis) -> Result<()> {
+/// Returns whether any of them changed.
+fn finish(conn: &Connection, id: JobId, state: JobState, now: Millis) -> Result<bool> {
     let sql = format!(
         "UPDATE jobs SET state = ?2, finished_at = ?3, {CLEAR_LEASE}
          WHERE id = ?1"
     );
     conn.prepare_cached(&sql)?
         .execute(params![id, state.as_str(), now])?;
-    graph::ended(conn, id, state, now)?;
-    Ok(())
+    Ok(!graph::ended(conn, id, state, now)?.is_empty())
 }
 
 fn insert_attempt(
