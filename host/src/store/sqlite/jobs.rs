@@ -5,7 +5,7 @@
 //! Every function runs inside one writer batch, on the writer's connection,
 //! and changes only rows whose current state allows the verb.
 
-use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS, POLICY_COLUMNS};
+use super::rows::{self, JOB_COLUMN_COUNT, JOB_COLUMNS, MODULE_HASH, POLICY_COLUMNS};
 use super::{graph, modules};
 use crate::clock::Millis;
 use crate::job::{Job, JobId, JobState, NewJob, Submitted, Unique, WorkflowId};
@@ -53,7 +53,7 @@ pub(super) fn insert(
     origin: Origin<'_>,
 ) -> Result<Vec<Submitted>> {
     let sql = format!(
-        "INSERT INTO jobs (module, module_name, input, priority, effective_priority, state,
+        "INSERT INTO jobs (module_id, module_name, input, priority, effective_priority, state,
                            max_attempts, run_at, created_at, {POLICY_COLUMNS}, queue,
                            unique_key, prereqs, waiting_on, workflow_id, node, parent_id,
                            schedule, grants, trace_parent)
@@ -68,10 +68,17 @@ pub(super) fn insert(
     )?;
     let mut stored = Vec::with_capacity(jobs.len());
     let mut last_queue: Option<&str> = None;
+    let mut last_module: Option<(&str, i64)> = None;
     for new in jobs {
-        if !modules::exists(conn, &new.module.hash)? {
-            return Err(Error::module_not_found(&new.module.hash));
-        }
+        let module_id = match last_module {
+            Some((hash, id)) if hash == new.module.hash => id,
+            _ => {
+                let id = modules::id(conn, &new.module.hash)?
+                    .ok_or_else(|| Error::module_not_found(&new.module.hash))?;
+                last_module = Some((&new.module.hash, id));
+                id
+            }
+        };
         if let Some(unique) = &new.unique
             && let Some(job) = holding(conn, &new.queue, unique, now)?
         {
@@ -91,7 +98,7 @@ pub(super) fn insert(
             rows::limit_columns(&new.limits)?;
         let [backoff, base, max, jitter] = rows::retry_columns(&new.retry)?;
         let values = params![
-            new.module.hash,
+            module_id,
             new.module.name,
             new.input.as_str(),
             new.priority,
@@ -299,7 +306,7 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Millis) -> Result<Job> 
         )));
     }
     let module: String = conn
-        .prepare_cached("SELECT module FROM jobs WHERE id = ?1")?
+        .prepare_cached(&format!("SELECT {MODULE_HASH} FROM jobs WHERE id = ?1"))?
         .query_row([id], |row| row.get(0))?;
     if !modules::exists(conn, &module)? {
         return Err(Error::Conflict(format!(

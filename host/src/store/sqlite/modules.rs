@@ -50,6 +50,9 @@ pub(super) fn put(
          ON CONFLICT (hash) DO NOTHING",
     )?
     .execute(params![hash, kind.as_str(), size, now])?;
+    // Jobs name the module by this id (see `id`).
+    conn.prepare_cached("INSERT INTO module_ids (hash) VALUES (?1) ON CONFLICT (hash) DO NOTHING")?
+        .execute([hash])?;
     if let Some(name) = name {
         // Delete and insert rather than ignore: the pair gets a new id, so
         // giving a name back to an older module makes it the newest again.
@@ -72,7 +75,8 @@ pub(super) fn delete(conn: &Connection, hash: &str) -> Result<()> {
     let user: Option<(i64, String)> = conn
         .prepare_cached(
             "SELECT id, state FROM jobs
-             WHERE module = ?1 AND state NOT IN ('completed', 'failed', 'cancelled')
+             WHERE module_id = (SELECT id FROM module_ids WHERE hash = ?1)
+               AND state NOT IN ('completed', 'failed', 'cancelled')
              ORDER BY id LIMIT 1",
         )?
         .query_row([hash], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -94,6 +98,17 @@ pub(super) fn remove_unused_file(conn: &Connection, blobs: &Blobs, hash: &str) -
         blobs.remove(hash)?;
     }
     Ok(())
+}
+
+/// The id jobs name a recorded module by (`module_ids`), or `None` when no
+/// module with exactly this hash is recorded.
+pub(super) fn id(conn: &Connection, hash: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT i.id FROM modules m JOIN module_ids i ON i.hash = m.hash WHERE m.hash = ?1",
+        )?
+        .query_row([hash], |row| row.get(0))
+        .optional()?)
 }
 
 /// Whether a module with exactly this hash is recorded.

@@ -60,7 +60,7 @@ pub(super) fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>> {
         values.push(Value::Text(queue.clone()));
     }
     if let Some(module) = &filter.module {
-        conditions.push("module = ?");
+        conditions.push("module_id = (SELECT id FROM module_ids WHERE hash = ?)");
         values.push(Value::Text(module.clone()));
     }
     if let Some(priority) = filter.priority {

@@ -53,6 +53,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/v8.sql"),
         rebuilds: false,
     },
+    Migration {
+        sql: include_str!("schema/v9.sql"),
+        rebuilds: false,
+    },
 ];
 
 /// The schema version this code reads and writes.
@@ -205,6 +209,22 @@ mod tests {
                          11, 13, 17, 19, 1, 250, 9000, 1, 1000, 1000, 'emails', 'k');
              UPDATE sqlite_sequence SET seq = 10 WHERE name = 'jobs';"#,
         ),
+        (
+            9,
+            r#"INSERT INTO modules (hash, kind, size, created_at)
+                 VALUES ('aa', 'command', 3, 1000);
+             INSERT INTO module_ids (id, hash) VALUES (7, 'aa');
+             INSERT INTO module_names (name, hash, created_at) VALUES ('seed', 'aa', 1000);
+             INSERT INTO queues (name, paused, created_at) VALUES ('emails', 1, 1000);
+             INSERT INTO jobs (id, module_id, module_name, input, priority, effective_priority,
+                               state, max_attempts, fuel, memory_bytes, timeout_ms,
+                               output_bytes, log_records, log_bytes, stdio_tail_bytes, backoff,
+                               retry_base_ms, retry_max_delay_ms, retry_jitter, run_at,
+                               created_at, queue, unique_key)
+                 VALUES (1, 7, 'seed', '{"n":1}', 5, 4, 'pending', 3, 123, 1048576, 7,
+                         11, 13, 17, 19, 1, 250, 9000, 1, 1000, 1000, 'emails', 'k');
+             UPDATE sqlite_sequence SET seq = 10 WHERE name = 'jobs';"#,
+        ),
     ];
 
     fn connect(path: &Path) -> Connection {
@@ -243,6 +263,21 @@ mod tests {
         assert_eq!(pending.job.state, JobState::Pending);
         assert_eq!(pending.input.as_str(), r#"{"n":1}"#);
         assert_eq!(pending.job.module.name.as_deref(), Some("seed"));
+        // Version 9: the job names its module by id, read back as the hash.
+        assert_eq!(pending.job.module.hash, "aa");
+        let by_module = JobFilter {
+            module: Some("aa".to_owned()),
+            ..JobFilter::default()
+        };
+        assert!(
+            store
+                .list(by_module)
+                .await
+                .unwrap()
+                .iter()
+                .any(|j| j.id == 1),
+            "upgrade from {from}"
+        );
         assert_eq!(
             (pending.job.limits.fuel, pending.job.limits.memory_bytes),
             (123, 1_048_576)
