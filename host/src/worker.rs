@@ -465,12 +465,10 @@ mod tests {
         }
     }
 
-    /// A queue with `slots` slots over a fresh SQLite store holding a
-    /// module that is never run: the directory (keep it), the store, the
+    /// A queue with one slot over a fresh SQLite store holding a module
+    /// that is never run: the directory (keep it), the store, the
     /// module's hash and the queue.
-    async fn queue_with_slots(
-        slots: usize,
-    ) -> (tempfile::TempDir, Arc<SqliteStore>, String, Queue) {
+    async fn one_slot_queue() -> (tempfile::TempDir, Arc<SqliteStore>, String, Queue) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(StoreConfig::new(dir.path())).unwrap());
         let bytes = b"not run in this test".to_vec();
@@ -480,16 +478,16 @@ mod tests {
             .await
             .unwrap();
         let engine = Engine::new(EngineConfig {
-            concurrency: slots as u32,
+            concurrency: 1,
             pooling: false,
             ..EngineConfig::default()
         })
         .unwrap();
-        let config = QueueConfig {
-            concurrency: slots,
+        let one = QueueConfig {
+            concurrency: 1,
             ..QueueConfig::default()
         };
-        let queue = Queue::new(store.clone(), engine, Arc::new(TestClock::new(T0)), config);
+        let queue = Queue::new(store.clone(), engine, Arc::new(TestClock::new(T0)), one);
         (dir, store, hash, queue)
     }
 
@@ -500,7 +498,7 @@ mod tests {
     /// leaves none parked.
     #[tokio::test]
     async fn an_idle_dispatchers_claim_rides_on_the_next_submission() {
-        let (_dir, store, hash, queue) = queue_with_slots(2).await;
+        let (_dir, store, hash, queue) = one_slot_queue().await;
         let (stop, stopped) = watch::channel(false);
         // The job's module does not load: its failure waits here unread.
         let (results, _received) = mpsc::unbounded_channel();
@@ -571,7 +569,7 @@ mod tests {
     /// for them), and the dispatcher claims nothing more ahead.
     #[tokio::test]
     async fn buffered_jobs_go_back_when_no_slot_frees_for_them() {
-        let (_dir, store, hash, queue) = queue_with_slots(1).await;
+        let (_dir, store, hash, queue) = one_slot_queue().await;
         let _busy = queue.slots().permits().clone().try_acquire_owned().unwrap();
         let job = JobSpec::new(hash, Json::null());
         queue.submit(vec![job; 20]).await.unwrap();
