@@ -13,10 +13,6 @@
 //! It knows the store only through [`JobStore`] and wasmtime only through
 //! [`Engine`]; it knows nothing of HTTP.
 
-mod parked;
-
-pub(crate) use parked::Ticket;
-
 use crate::alerts::Alerts;
 use crate::clock::{Clock, Millis};
 use crate::engine::{Admission, Engine, LoadError, Module};
@@ -31,8 +27,8 @@ use crate::policy::{Invalid, JobSpec, Policy, WorkflowSpec};
 use crate::report::{FollowUp, Progress};
 use crate::schedule::{Cadence, Schedule, ScheduleSpec};
 use crate::store::{
-    self, ClaimRequest, Fired, JobFilter, JobStore, ModuleRecord, Pruned, QueueStats, Retention,
-    Signal, StateCounts, Tick, WorkflowFilter,
+    self, Fired, JobFilter, JobStore, ModuleRecord, Pruned, QueueStats, Retention, Signal,
+    StateCounts, Tick, WorkflowFilter,
 };
 use crate::worker::{Registry, Scaling, Slots};
 use std::collections::{BTreeMap, HashMap};
@@ -217,8 +213,6 @@ struct Inner {
     config: QueueConfig,
     registry: Arc<Registry>,
     wake: Notify,
-    /// The idle dispatcher's claim, for the next submission to run.
-    parked: parked::ParkedClaims,
     /// When the first [`Queue::wake`] since the dispatcher's last claim
     /// was, in ns after `epoch` plus one (0: none).
     woken_at: AtomicU64,
@@ -281,7 +275,6 @@ impl Queue {
                 config,
                 registry: Arc::new(Registry::new()),
                 wake: Notify::new(),
-                parked: parked::ParkedClaims::default(),
                 woken_at: AtomicU64::new(0),
                 epoch: std::time::Instant::now(),
                 waiters: Mutex::new(HashMap::new()),
@@ -645,82 +638,16 @@ impl Queue {
         for (index, spec) in specs.into_iter().enumerate() {
             jobs.push(self.admit(spec, index, now).await?);
         }
-        let (jobs, claimed) = match self.inner.parked.take() {
-            None => (self.inner.store.insert_jobs(jobs, now).await?, false),
-            Some(parked) => self.insert_and_claim(jobs, now, parked).await?,
-        };
+        let jobs = self.inner.store.insert_jobs(jobs, now).await?;
         for submitted in jobs.iter().filter(|s| s.created) {
             let job = &submitted.job;
             self.inner.metrics.submitted(&job.queue, &job.module);
             tracing::info!(job_id = job.id, queue = %job.queue, module = %job.module, "submitted");
         }
-        // A claim that ran in the submission's commit saw every job due
-        // then: the dispatcher has its answer and needs no wake-up.
-        if !claimed {
-            self.wake();
-        }
+        self.wake();
         self.changed(jobs.iter().map(|submitted| submitted.job.id));
         self.inner.metrics.stage(Stage::Submit, started.elapsed());
         Ok(jobs)
-    }
-
-    /// Stores `jobs` with the parked claim run in the same commit, and
-    /// hands the claim's answer to the dispatcher that parked it. Runs as a
-    /// task of its own: a submitter that stops waiting (a client gone)
-    /// cannot drop the answer, and with it jobs claimed for nobody.
-    /// Returns whether the claim ran.
-    async fn insert_and_claim(
-        &self,
-        jobs: Vec<NewJob>,
-        now: Millis,
-        parked: parked::Parked,
-    ) -> Result<(Vec<Submitted>, bool), Error> {
-        let store = Arc::clone(&self.inner.store);
-        let task = tokio::spawn(async move {
-            let request = parked.request.clone();
-            // On an error nothing was stored or claimed; the dropped
-            // claim tells the dispatcher so.
-            let (submitted, claimed) = store.insert_jobs_and_claim(jobs, now, request).await?;
-            let ran = claimed.is_ok();
-            if let Err(error) = &claimed {
-                tracing::warn!(%error, "the claim in a submission's commit failed");
-            }
-            if !parked.answer(claimed) {
-                tracing::warn!(
-                    "jobs claimed for a dispatcher that stopped; their leases will expire"
-                );
-            }
-            Ok::<_, store::Error>((submitted, ran))
-        });
-        match task.await {
-            Ok(result) => Ok(result?),
-            Err(error) => {
-                Err(store::Error::Database(format!("the submission task failed: {error}")).into())
-            }
-        }
-    }
-
-    /// Parks `request` for the next submission to claim in its own commit
-    /// (see [`parked`]), if the store can; the dispatcher waits on the
-    /// ticket's answer and [withdraws](Self::withdraw_claim) it when its
-    /// rest ends another way.
-    pub(crate) fn park_claim(&self, request: ClaimRequest) -> Option<Ticket> {
-        self.inner
-            .store
-            .claims_in_insert_commit()
-            .then(|| self.inner.parked.park(request))
-    }
-
-    /// How many claims wait for a submission.
-    #[cfg(test)]
-    pub(crate) fn parked_claims(&self) -> usize {
-        self.inner.parked.len()
-    }
-
-    /// Withdraws parked claim `id`: `true` if no submission took it (it
-    /// never runs), `false` if one did (its answer is coming).
-    pub(crate) fn withdraw_claim(&self, id: u64) -> bool {
-        self.inner.parked.withdraw(id)
     }
 
     /// Submits a workflow: checks its graph (names, edges, no cycle),

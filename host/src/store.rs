@@ -502,35 +502,6 @@ pub trait JobStore: Send + Sync + 'static {
     /// durable against a process crash.
     async fn claim_due(&self, request: ClaimRequest, now: Millis) -> Result<Vec<Claimed>>;
 
-    /// Whether [`insert_jobs_and_claim`](Self::insert_jobs_and_claim)
-    /// makes the insert and the claim one commit. Only then does a waiting
-    /// host park its claim for the next submission (a store that would run
-    /// them one after the other gains nothing over a wake-up).
-    fn claims_in_insert_commit(&self) -> bool {
-        false
-    }
-
-    /// Stores `jobs` as [`insert_jobs`](Self::insert_jobs) does, then
-    /// claims as [`claim_due`](Self::claim_due) does at `now`, the new jobs
-    /// among every due job in claim order. The claim's own failure does not
-    /// undo the jobs: it is the inner result. The outer error means nothing
-    /// was stored and nothing claimed.
-    ///
-    /// By default the two run one after the other; a store that answers
-    /// [`claims_in_insert_commit`](Self::claims_in_insert_commit) makes
-    /// them one commit, so a waiting host's claim costs no write of its
-    /// own and the job is claimed before its submitter hears back.
-    async fn insert_jobs_and_claim(
-        &self,
-        jobs: Vec<NewJob>,
-        now: Millis,
-        claim: ClaimRequest,
-    ) -> Result<(Vec<Submitted>, Result<Vec<Claimed>>)> {
-        let submitted = self.insert_jobs(jobs, now).await?;
-        let claimed = self.claim_due(claim, now).await;
-        Ok((submitted, claimed))
-    }
-
     /// Extends to `until` each lease that is still held (the job `running`
     /// with that token); returns the ids extended.
     async fn renew_held_leases(&self, leases: Vec<Lease>, until: Millis) -> Result<Vec<JobId>>;

@@ -305,7 +305,6 @@ macro_rules! conformance_tests {
             claiming::claim_takes_the_most_urgent_priority_then_the_oldest_run_at,
             claiming::a_batch_claim_returns_jobs_in_claim_order_up_to_the_limit,
             claiming::claim_starts_an_attempt_with_a_fresh_token_per_job,
-            claiming::a_claim_with_a_submission_takes_due_jobs_in_claim_order,
             claiming::a_job_is_not_claimed_before_its_run_at,
             claiming::renew_extends_only_the_leases_still_held,
             claiming::insert_refuses_an_unknown_module_and_stores_none_of_the_batch,

@@ -418,25 +418,6 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    fn claims_in_insert_commit(&self) -> bool {
-        true
-    }
-
-    async fn insert_jobs_and_claim(
-        &self,
-        jobs: Vec<NewJob>,
-        now: Millis,
-        claim: ClaimRequest,
-    ) -> Result<(Vec<Submitted>, Result<Vec<Claimed>>)> {
-        self.writer
-            .call(move |conn| {
-                let submitted = jobs::insert(conn, &jobs, now, jobs::Origin::default())?;
-                let claimed = jobs::claim_alone(conn, &claim, now)?;
-                Ok((submitted, claimed))
-            })
-            .await
-    }
-
     async fn renew_held_leases(&self, leases: Vec<Lease>, until: Millis) -> Result<Vec<JobId>> {
         if leases.is_empty() {
             return Ok(Vec::new());

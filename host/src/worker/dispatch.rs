@@ -83,11 +83,12 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
     let slots = Arc::clone(queue.slots().permits());
     let mut buffer: VecDeque<Buffered> = VecDeque::new();
     let mut jobs = JoinSet::new();
-    // (jobs asked for, the registry's guard, the answer): a claim sent to
-    // the store, or parked for the next submission (then `parked` holds
-    // its id).
-    let mut claiming: Option<(usize, ClaimInFlight, ClaimAnswer)> = None;
-    let mut parked: Option<u64> = None;
+    type Claim = (
+        usize,
+        ClaimInFlight,
+        JoinHandle<crate::store::Result<Vec<Claimed>>>,
+    );
+    let mut claiming: Option<Claim> = None;
     // Set when the store had no more due jobs (or failed): wait for a wake
     // or this instant before claiming again.
     let mut resting: Option<Instant> = None;
@@ -95,14 +96,6 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
     // off the loop, so the jobs just claimed start first.
     let mut next_due: Option<JoinHandle<Option<Instant>>> = None;
     loop {
-        // The rest is over: a claim still parked is withdrawn (one a
-        // submission took answers soon, and is awaited as a claim).
-        if resting.is_none()
-            && let Some(id) = parked.take()
-            && queue.withdraw_claim(id)
-        {
-            claiming = None;
-        }
         queue.slots().set_buffered(buffer.len());
         // How many to claim now, if it is time to claim.
         let want = (claiming.is_none() && resting.is_none() && buffer.len() <= pace.low_water())
@@ -121,46 +114,16 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
             // This claim answers any wake-up made until now.
             let _ = queue.take_wake();
             let in_flight = queue.registry().claiming();
-            let claim = tokio::spawn(async move {
-                let started = std::time::Instant::now();
-                let claimed = queue.store().claim_due(request, queue.now()).await;
-                queue.metrics().stage(Stage::Claim, started.elapsed());
-                claimed
-            });
             claiming = Some((
                 limit,
                 in_flight,
-                Box::pin(async move {
-                    Some(claim.await.unwrap_or_else(|error| {
-                        Err(crate::store::Error::Database(format!(
-                            "the claim task failed: {error}"
-                        )))
-                    }))
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let claimed = queue.store().claim_due(request, queue.now()).await;
+                    queue.metrics().stage(Stage::Claim, started.elapsed());
+                    claimed
                 }),
             ));
-        }
-        // Resting with room for jobs: the next submission claims them in
-        // its own commit (see `queue::parked`).
-        if resting.is_some() && claiming.is_none() && buffer.len() <= pace.low_water() {
-            let limit = (slots.available_permits() + pace.ahead()).saturating_sub(buffer.len());
-            let request = ClaimRequest {
-                owner: queue.config().owner.clone(),
-                limit,
-                lease_ms: queue.config().lease_ms,
-                caps: queue.config().caps.clone(),
-            };
-            if limit > 0
-                && let Some(ticket) = queue.park_claim(request)
-            {
-                parked = Some(ticket.id);
-                let in_flight = queue.registry().claiming();
-                let mut answer = ticket.answer;
-                claiming = Some((
-                    limit,
-                    in_flight,
-                    Box::pin(async move { (&mut answer).await.ok() }),
-                ));
-            }
         }
         let front = buffer.front().map(|job| job.claimed.job.limits);
         // When the oldest buffered job has waited long enough, if every
@@ -176,18 +139,10 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 if claiming.is_some() =>
             {
                 let (asked, in_flight, _) = claiming.take().expect("claim in flight");
-                if parked.take().is_some() {
-                    pace.claimed(Instant::now());
-                }
                 match claimed {
-                    // A parked claim that never ran: park again.
-                    None => {}
-                    Some(Ok(claimed)) => {
-                        // Fewer than asked: nothing more is due now (the
-                        // submission that ran a parked claim may have
-                        // added a delayed job: look again when it is due).
-                        resting = (claimed.len() < asked).then(|| Instant::now() + IDLE_POLL);
-                        if resting.is_some() {
+                    Ok(Ok(claimed)) => {
+                        if claimed.len() < asked {
+                            resting = Some(Instant::now() + IDLE_POLL);
                             let queue = queue.clone();
                             next_due = Some(tokio::spawn(async move { due(&queue).await }));
                         }
@@ -198,8 +153,12 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                         buffer.extend(register(&queue, claimed));
                         drop(in_flight);
                     }
-                    Some(Err(error)) => {
+                    Ok(Err(error)) => {
                         tracing::error!(%error, "claiming jobs failed");
+                        resting = Some(Instant::now() + ERROR_BACKOFF);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the claim task failed");
                         resting = Some(Instant::now() + ERROR_BACKOFF);
                     }
                 }
@@ -253,15 +212,9 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 if resting.is_some() => resting = None,
         }
     }
-    // A claim in flight may have taken jobs: hand them back too (a parked
-    // one is withdrawn unless a submission took it).
-    if let Some(id) = parked.take()
-        && queue.withdraw_claim(id)
-    {
-        claiming = None;
-    }
+    // A claim in flight may have taken jobs: hand them back too.
     if let Some((_, in_flight, claim)) = claiming.take() {
-        if let Some(Ok(claimed)) = claim.await {
+        if let Ok(Ok(claimed)) = claim.await {
             buffer.extend(register(&queue, claimed));
         }
         drop(in_flight);
@@ -271,11 +224,6 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
         jobs,
     }
 }
-
-/// A claim's answer: the jobs claimed or the store's error, `None` for a
-/// parked claim that never ran.
-type ClaimAnswer =
-    std::pin::Pin<Box<dyn Future<Output = Option<crate::store::Result<Vec<Claimed>>>> + Send>>;
 
 /// A free slot, then the budget for a report under `limits` (waiting for
 /// both; dropped unused if another branch wins, which returns them).

@@ -30,60 +30,6 @@ pub(crate) async fn a_batch_claim_returns_jobs_in_claim_order_up_to_the_limit(op
     assert!(f.claim(10, T0).await.is_empty());
 }
 
-pub(crate) async fn a_claim_with_a_submission_takes_due_jobs_in_claim_order(open: OpenFn) {
-    let f = fixture(open).await;
-    let waiting = f.submit(f.job(5, T0)).await.id;
-    let request = |limit| ClaimRequest {
-        owner: "worker-1".to_owned(),
-        limit,
-        lease_ms: LEASE_MS,
-        caps: Default::default(),
-    };
-    // The new urgent job comes first, then the one already waiting; the
-    // delayed one and the blocked one are stored but not claimed.
-    let jobs = vec![
-        f.job(0, T0),
-        f.job(0, T0 + 1_000),
-        f.after(&[waiting], 0, T0),
-    ];
-    let (submitted, claimed) = f
-        .store
-        .insert_jobs_and_claim(jobs, T0, request(3))
-        .await
-        .unwrap();
-    assert_eq!(submitted.len(), 3);
-    assert!(submitted.iter().all(|s| s.created));
-    let claimed = claimed.unwrap();
-    let ids: Vec<_> = claimed.iter().map(|c| c.job.id).collect();
-    assert_eq!(ids, [submitted[0].job.id, waiting]);
-    for c in &claimed {
-        assert_eq!(c.job.state, JobState::Running);
-        assert_eq!(c.job.attempt, 1);
-        assert_eq!(f.get(c.job.id).await.job.state, JobState::Running);
-    }
-    assert_eq!(
-        f.get(submitted[1].job.id).await.job.state,
-        JobState::Pending
-    );
-    assert_eq!(
-        f.get(submitted[2].job.id).await.job.state,
-        JobState::Blocked
-    );
-    // A claim of nothing due still stores the jobs.
-    let (submitted, claimed) = f
-        .store
-        .insert_jobs_and_claim(vec![f.job(0, T0 + 5_000)], T0, request(4))
-        .await
-        .unwrap();
-    assert!(claimed.unwrap().is_empty());
-    assert_eq!(
-        f.get(submitted[0].job.id).await.job.state,
-        JobState::Pending
-    );
-    // Once due, the delayed jobs are claimed as usual.
-    assert_eq!(f.claim(4, T0 + 5_000).await.len(), 2);
-}
-
 pub(crate) async fn claim_starts_an_attempt_with_a_fresh_token_per_job(open: OpenFn) {
     let f = fixture(open).await;
     for _ in 0..3 {

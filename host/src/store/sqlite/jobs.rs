@@ -150,26 +150,6 @@ fn holding(conn: &Connection, queue: &str, unique: &Unique, now: Millis) -> Resu
         .optional()?)
 }
 
-/// [`claim`] inside a savepoint of its own, for a command that did
-/// something else first: a failed claim is rolled back alone and is the
-/// inner result, and the command's other writes stand.
-pub(super) fn claim_alone(
-    conn: &Connection,
-    request: &ClaimRequest,
-    now: Millis,
-) -> Result<Result<Vec<Claimed>>> {
-    if request.limit == 0 {
-        return Ok(Ok(Vec::new()));
-    }
-    conn.prepare_cached("SAVEPOINT claim")?.execute([])?;
-    let claimed = claim(conn, request, now);
-    if claimed.is_err() {
-        conn.prepare_cached("ROLLBACK TO claim")?.execute([])?;
-    }
-    conn.prepare_cached("RELEASE claim")?.execute([])?;
-    Ok(claimed)
-}
-
 /// Claims up to `request.limit` due jobs, most urgent first across every
 /// queue that is not paused and below its cap. Each queue's candidates
 /// come from its own index range (at most what the queue may still take),
