@@ -243,3 +243,101 @@ fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) 
         ended,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::TestClock;
+    use crate::engine::{Engine, EngineConfig};
+    use crate::job::{Dependency, JobState, OnFailure, Prereq};
+    use crate::json::Json;
+    use crate::policy::JobSpec;
+    use crate::queue::QueueConfig;
+    use crate::report::ModuleKind;
+    use crate::store::{ClaimRequest, Claimed, JobStore, Lease, SqliteStore, StoreConfig};
+    use std::sync::Arc;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// A completion of `claimed`, as a job's task hands it over.
+    fn completed(claimed: Claimed) -> Finished {
+        Finished {
+            outcome: Outcome {
+                lease: Lease {
+                    id: claimed.job.id,
+                    token: claimed.token,
+                },
+                decision: Decision::Complete,
+                attempt: None,
+                output: None,
+                follow_ups: Vec::new(),
+                at: T0,
+            },
+            job: claimed.job,
+            span: tracing::Span::none(),
+            reserved: None,
+            ended: std::time::Instant::now(),
+        }
+    }
+
+    /// The recorder wakes the idle workers when an outcome may have left
+    /// work (here a dependent released) and not for a plain completion,
+    /// after which a claim could only find nothing.
+    #[tokio::test]
+    async fn only_an_outcome_that_may_leave_work_wakes_the_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(StoreConfig::new(dir.path())).unwrap());
+        let bytes = b"not run in this test".to_vec();
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        store
+            .put_module(&hash, ModuleKind::Component, &bytes, None, T0)
+            .await
+            .unwrap();
+        let engine = Engine::new(EngineConfig {
+            concurrency: 1,
+            pooling: false,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let clock = Arc::new(TestClock::new(T0));
+        let queue = Queue::new(store.clone(), engine, clock, QueueConfig::default());
+        let plain = JobSpec::new(hash, Json::null());
+        let prereq = queue.submit(vec![plain.clone()]).await.unwrap()[0].job.id;
+        let waiting = JobSpec {
+            depends_on: vec![Dependency {
+                on: Prereq::Job(prereq),
+                name: "first".to_owned(),
+                on_failure: OnFailure::Cancel,
+            }],
+            ..plain.clone()
+        };
+        let dependent = queue.submit(vec![waiting]).await.unwrap()[0].job.id;
+        let lonely = queue.submit(vec![plain]).await.unwrap()[0].job.id;
+        let request = ClaimRequest {
+            owner: "host".to_owned(),
+            limit: 10,
+            lease_ms: 30_000,
+            caps: Default::default(),
+        };
+        let mut claimed = store.claim_due(request, T0).await.unwrap();
+        assert_eq!(claimed.len(), 2, "the dependent waits");
+        let first = claimed.remove(claimed.iter().position(|c| c.job.id == prereq).unwrap());
+        assert_eq!(claimed[0].job.id, lonely);
+        let _ = queue.take_wake();
+
+        assert!(
+            write(&queue, vec![completed(claimed.remove(0))])
+                .await
+                .is_empty()
+        );
+        assert_eq!(queue.take_wake(), None, "a plain completion wakes nobody");
+
+        assert!(write(&queue, vec![completed(first)]).await.is_empty());
+        assert!(
+            queue.take_wake().is_some(),
+            "a released dependent wakes the workers"
+        );
+        let released = store.job(dependent).await.unwrap().unwrap().job;
+        assert_eq!(released.state, JobState::Pending);
+    }
+}
