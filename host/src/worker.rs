@@ -468,7 +468,7 @@ mod tests {
     /// A queue with one slot over a fresh SQLite store holding a module
     /// that is never run: the directory (keep it), the store, the
     /// module's hash and the queue.
-    async fn one_slot_queue() -> (tempfile::TempDir, Arc<SqliteStore>, String, Queue) {
+    pub(super) async fn one_slot_queue() -> (tempfile::TempDir, Arc<SqliteStore>, String, Queue) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(StoreConfig::new(dir.path())).unwrap());
         let bytes = b"not run in this test".to_vec();

@@ -247,15 +247,10 @@ fn refused(queue: &Queue, finished: Finished, message: String, retryable: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::TestClock;
-    use crate::engine::{Engine, EngineConfig};
     use crate::job::{Dependency, JobState, OnFailure, Prereq};
     use crate::json::Json;
     use crate::policy::JobSpec;
-    use crate::queue::QueueConfig;
-    use crate::report::ModuleKind;
-    use crate::store::{ClaimRequest, Claimed, JobStore, Lease, SqliteStore, StoreConfig};
-    use std::sync::Arc;
+    use crate::store::{ClaimRequest, Claimed, JobStore, Lease};
 
     const T0: i64 = 1_700_000_000_000;
 
@@ -285,22 +280,7 @@ mod tests {
     /// after which a claim could only find nothing.
     #[tokio::test]
     async fn only_an_outcome_that_may_leave_work_wakes_the_workers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(StoreConfig::new(dir.path())).unwrap());
-        let bytes = b"not run in this test".to_vec();
-        let hash = blake3::hash(&bytes).to_hex().to_string();
-        store
-            .put_module(&hash, ModuleKind::Component, &bytes, None, T0)
-            .await
-            .unwrap();
-        let engine = Engine::new(EngineConfig {
-            concurrency: 1,
-            pooling: false,
-            ..EngineConfig::default()
-        })
-        .unwrap();
-        let clock = Arc::new(TestClock::new(T0));
-        let queue = Queue::new(store.clone(), engine, clock, QueueConfig::default());
+        let (_dir, store, hash, queue) = crate::worker::tests::one_slot_queue().await;
         let plain = JobSpec::new(hash, Json::null());
         let prereq = queue.submit(vec![plain.clone()]).await.unwrap()[0].job.id;
         let waiting = JobSpec {
