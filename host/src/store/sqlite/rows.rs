@@ -13,16 +13,27 @@ use crate::store::{Error, ModuleRecord, Result, encoding};
 use rusqlite::Row;
 use rusqlite::types::Type;
 
+/// The SQL of [`MODULE_HASH`], as a literal [`JOB_COLUMNS`] can be
+/// `concat!`ed from.
+macro_rules! module_hash {
+    () => {
+        "(SELECT hash FROM module_ids WHERE module_ids.id = module_id)"
+    };
+}
+
 /// The hash of a job's module (jobs hold its id in `module_ids`).
-pub(super) const MODULE_HASH: &str =
-    "(SELECT hash FROM module_ids WHERE module_ids.id = module_id)";
+pub(super) const MODULE_HASH: &str = module_hash!();
 
 /// The columns [`job`] reads, in order.
-pub(super) const JOB_COLUMNS: &str = "id, (SELECT hash FROM module_ids WHERE module_ids.id = module_id), module_name, state, priority, attempt, \
+pub(super) const JOB_COLUMNS: &str = concat!(
+    "id, ",
+    module_hash!(),
+    ", module_name, state, priority, attempt, \
      max_attempts, fuel, memory_bytes, timeout_ms, output_bytes, log_records, log_bytes, \
      stdio_tail_bytes, backoff, retry_base_ms, retry_max_delay_ms, retry_jitter, run_at, \
      created_at, started_at, finished_at, last_error, queue, unique_key, workflow_id, node, \
-     parent_id, schedule, grants, trace_parent";
+     parent_id, schedule, grants, trace_parent"
+);
 
 /// How many columns [`JOB_COLUMNS`] has: further columns start here.
 pub(super) const JOB_COLUMN_COUNT: usize = 31;

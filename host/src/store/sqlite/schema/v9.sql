@@ -12,6 +12,8 @@ CREATE TABLE module_ids (
 );
 INSERT INTO module_ids (hash) SELECT hash FROM modules UNION SELECT module FROM jobs;
 
+-- ADD COLUMN ... NOT NULL needs a default; every insert names the id, and
+-- the UPDATE below gives every existing row its own.
 ALTER TABLE jobs ADD COLUMN module_id INTEGER NOT NULL DEFAULT 0;
 UPDATE jobs SET module_id = (SELECT i.id FROM module_ids i WHERE i.hash = jobs.module);
 
