@@ -104,11 +104,11 @@ pub enum Stage {
     /// admission and the durable commit; the HTTP request's parsing and
     /// its answer are not included.
     Submit,
-    /// A store commit that fsync'd (a batch of writes).
-    CommitFsync,
-    /// A store commit without an fsync (claims, lease renewals, and
-    /// everything in `store.durability = "interval"`).
+    /// A store commit (a batch of writes), without its fsync.
     Commit,
+    /// An fsync of the store's log, which makes every commit before it
+    /// durable (answered after it when durable writes wait on it).
+    Fsync,
     /// From a wake-up (a job made due) to the idle dispatcher claiming.
     Wake,
     /// One claim in the store, to the jobs in the dispatcher's hands.
@@ -128,8 +128,8 @@ impl Stage {
     /// Every stage, in the order of a job's way.
     pub const ALL: [Stage; 9] = [
         Stage::Submit,
-        Stage::CommitFsync,
         Stage::Commit,
+        Stage::Fsync,
         Stage::Wake,
         Stage::Claim,
         Stage::Start,
@@ -142,7 +142,7 @@ impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Submit => "submit",
-            Stage::CommitFsync => "commit_fsync",
+            Stage::Fsync => "fsync",
             Stage::Commit => "commit",
             Stage::Wake => "wake",
             Stage::Claim => "claim",
@@ -405,8 +405,8 @@ impl Metrics {
         );
         registry.register_with_unit(
             "job_stage",
-            "Time of each stage of a job's way through this host (submit, commit_fsync, \
-             commit, wake, claim, start, run, record, notify), each measured on its own",
+            "Time of each stage of a job's way through this host (submit, commit, \
+             fsync, wake, claim, start, run, record, notify), each measured on its own",
             Unit::Seconds,
             stage_family.clone(),
         );
@@ -650,15 +650,14 @@ impl Metrics {
 }
 
 impl WriteObserver for Metrics {
-    fn committed(&self, writes: usize, took: Duration, synced: bool) {
-        let stage = if synced {
-            Stage::CommitFsync
-        } else {
-            Stage::Commit
-        };
-        self.stage(stage, took);
+    fn committed(&self, writes: usize, took: Duration) {
+        self.stage(Stage::Commit, took);
         self.commit_seconds.observe(took.as_secs_f64());
         self.commit_batch.observe(writes as f64);
+    }
+
+    fn synced(&self, took: Duration) {
+        self.stage(Stage::Fsync, took);
     }
 }
 

@@ -248,6 +248,22 @@ struct Inner {
     alerts: std::sync::OnceLock<Alerts>,
 }
 
+impl Inner {
+    /// Wakes the idle dispatcher (see [`Queue::wake`]).
+    fn wake(&self) {
+        // The first wake-up since the last claim is the one timed.
+        let now = self.epoch.elapsed().as_nanos() as u64 + 1;
+        let _ = self
+            .woken_at
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        // The pool's one dispatcher waits: woken now if it waits, or it
+        // finds the permit when it next rests (a wake-up during a claim
+        // means another claim). Waking waiters *and* storing a permit, as
+        // this once did, cost an empty claim after every wake-up.
+        self.wake.notify_one();
+    }
+}
+
 impl Queue {
     /// A queue over `store`, running jobs with `engine`.
     pub fn new(
@@ -291,7 +307,7 @@ impl Queue {
         let weak = Arc::downgrade(&queue.inner);
         queue.inner.store.watch_jobs(Arc::new(move || {
             if let Some(inner) = weak.upgrade() {
-                inner.wake.notify_one();
+                inner.wake();
             }
         }));
         // What other hosts did that this one must act on.
@@ -402,17 +418,7 @@ impl Queue {
 
     /// Wakes idle workers (after a submit, or after a test moved the clock).
     pub fn wake(&self) {
-        // The first wake-up since the last claim is the one timed.
-        let now = self.inner.epoch.elapsed().as_nanos() as u64 + 1;
-        let _ = self
-            .inner
-            .woken_at
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-        // The pool's one dispatcher waits: woken now if it waits, or it
-        // finds the permit when it next rests (a wake-up during a claim
-        // means another claim). Waking waiters *and* storing a permit, as
-        // this once did, cost an empty claim after every wake-up.
-        self.inner.wake.notify_one();
+        self.inner.wake();
     }
 
     /// How long ago the first [`wake`](Self::wake) since the last call
@@ -644,7 +650,10 @@ impl Queue {
             self.inner.metrics.submitted(&job.queue, &job.module);
             tracing::info!(job_id = job.id, queue = %job.queue, module = %job.module, "submitted");
         }
-        self.wake();
+        // A store that woke the workers at the commit already did.
+        if !self.inner.store.wakes_on_insert() {
+            self.wake();
+        }
         self.changed(jobs.iter().map(|submitted| submitted.job.id));
         self.inner.metrics.stage(Stage::Submit, started.elapsed());
         Ok(jobs)
@@ -1087,11 +1096,15 @@ impl Queue {
                 }
             };
             if !waited {
-                return if tokio::time::Instant::now() >= deadline {
+                let found = if tokio::time::Instant::now() >= deadline {
                     self.job(id).await
                 } else {
                     found
                 };
+                // An outcome may be read before it is durable (the store
+                // answers outcomes at commit): it is reported once it is.
+                self.inner.store.durable().await?;
+                return found;
             }
         }
     }

@@ -512,7 +512,22 @@ pub trait JobStore: Send + Sync + 'static {
     /// Each outcome stands alone: the inner result is that outcome's (an
     /// outcome too large to store is [`Error::TooLarge`] and changes
     /// nothing), the outer error means nothing was written.
+    ///
+    /// A store may answer before the outcomes are durable (see
+    /// [`durable`](Self::durable)): the caller need not wait for an fsync
+    /// to go on, and a power loss in that moment only runs the job again.
     async fn record_if_leased(&self, outcomes: Vec<Outcome>) -> Result<Vec<Result<Recorded>>>;
+
+    /// Resolves once every write this store has answered, or that a read
+    /// may have seen, is as durable as the store's durability setting
+    /// promises. Writes a client made are durable before they are
+    /// answered; a store may answer claims and outcomes earlier (durable
+    /// within milliseconds anyway), so whoever *reports* an outcome (a
+    /// long poll) awaits this first. The default: nothing is answered
+    /// early.
+    async fn durable(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Leased (`running`) jobs matching `filter`, by id, at most `limit`.
     async fn leased_jobs(&self, filter: LeaseFilter, limit: usize) -> Result<Vec<LeasedJob>>;
@@ -658,6 +673,16 @@ pub trait JobStore: Send + Sync + 'static {
         let _ = wake;
     }
 
+    /// Whether the store calls the [`watch_jobs`](Self::watch_jobs)
+    /// callback itself for this host's own [`insert_jobs`](Self::insert_jobs),
+    /// as soon as the jobs are committed and before they are durable, so
+    /// its workers start them while the fsync runs. When it does, the
+    /// caller does not wake its workers again after the insert (a second
+    /// wake-up would cost an empty claim). The default: it does not.
+    fn wakes_on_insert(&self) -> bool {
+        false
+    }
+
     /// Calls `observer` with what another host sharing the store did that
     /// this host must act on: jobs cancelled (stop them if they run here),
     /// jobs changed (answer long polls), modules changed (forget cached
@@ -715,10 +740,14 @@ pub enum Signal {
     SchedulesChanged,
 }
 
-/// Told of each commit of a store's writes: how many writes it held and
-/// how long it took (the writer is held for that long).
+/// Told of each commit of a store's writes (how many writes it held and
+/// how long it took: the writer is held for that long) and of each fsync
+/// that made commits durable.
 pub trait WriteObserver: Send + Sync {
-    /// One commit of `writes` writes took `took`; `synced` when it
-    /// fsync'd.
-    fn committed(&self, writes: usize, took: std::time::Duration, synced: bool);
+    /// One commit of `writes` writes took `took` (without an fsync).
+    fn committed(&self, writes: usize, took: std::time::Duration);
+
+    /// One fsync of the store's log took `took`; the durable writes
+    /// committed before it are answered after it.
+    fn synced(&self, took: std::time::Duration);
 }

@@ -48,7 +48,7 @@ use connection::{Role, Settings};
 use outcomes::Require;
 use readers::Readers;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use writer::{Durability, Writer};
 
@@ -86,9 +86,11 @@ pub struct StoreConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DurabilityMode {
-    /// Every acknowledged write is fsync'd first (`synchronous = FULL`),
-    /// one fsync per group-commit batch: nothing acknowledged is lost,
-    /// whatever happens to the machine.
+    /// Every acknowledged write is fsync'd first: a durable batch is
+    /// answered after an fsync of the WAL that started after its commit
+    /// (one fsync covers every batch committed while the one before it
+    /// ran). Nothing acknowledged is lost, whatever happens to the
+    /// machine.
     #[default]
     Fsync,
     /// Commits are written to the WAL without an fsync
@@ -151,6 +153,9 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
     blobs: Blobs,
+    /// Wakes this host's idle workers once inserted jobs are committed
+    /// ([`JobStore::watch_jobs`]).
+    wake: OnceLock<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl SqliteStore {
@@ -181,6 +186,7 @@ impl SqliteStore {
             writer: Writer::start(conn, config.durability, wal_path(&path))?,
             readers: Readers::new(path, config.readers, settings),
             blobs,
+            wake: OnceLock::new(),
         })
     }
 
@@ -195,9 +201,10 @@ impl SqliteStore {
         self.writer.batches()
     }
 
-    /// Fsyncs of the WAL the writer made on its own timer
-    /// ([`DurabilityMode::Interval`]; always 0 in `Fsync`).
-    pub fn interval_syncs(&self) -> u64 {
+    /// Fsyncs of the WAL since open: about one per durable batch in
+    /// [`DurabilityMode::Fsync`], one per [`SYNC_INTERVAL`] of writes in
+    /// [`DurabilityMode::Interval`].
+    pub fn wal_syncs(&self) -> u64 {
         self.writer.syncs()
     }
 
@@ -345,8 +352,19 @@ impl JobStore for SqliteStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        // Workers may claim the jobs as soon as they are committed, while
+        // the fsync that lets this call answer runs.
+        let wake = self.wake.get().cloned();
         self.writer
-            .call(move |conn| jobs::insert(conn, &jobs, now, jobs::Origin::default()))
+            .call_then(
+                Durability::Durable,
+                move |conn| jobs::insert(conn, &jobs, now, jobs::Origin::default()),
+                Box::new(move || {
+                    if let Some(wake) = wake {
+                        wake();
+                    }
+                }),
+            )
             .await
     }
 
@@ -430,7 +448,10 @@ impl JobStore for SqliteStore {
     }
 
     async fn record_if_leased(&self, outcomes: Vec<Outcome>) -> Result<Vec<Result<Recorded>>> {
-        self.apply(outcomes, Require::Held).await
+        // Answered at commit: the recorder goes on while the fsync runs
+        // (within LAZY_SYNC, or with the next durable batch); a long poll
+        // reporting the outcome waits for `durable` first.
+        self.apply(outcomes, Require::Held, Durability::Lazy).await
     }
 
     async fn leased_jobs(&self, filter: LeaseFilter, limit: usize) -> Result<Vec<LeasedJob>> {
@@ -444,7 +465,8 @@ impl JobStore for SqliteStore {
         outcomes: Vec<Outcome>,
         now: Millis,
     ) -> Result<Vec<Result<Recorded>>> {
-        self.apply(outcomes, Require::ExpiredBefore(now)).await
+        self.apply(outcomes, Require::ExpiredBefore(now), Durability::Durable)
+            .await
     }
 
     async fn cancel_unless_final(&self, id: JobId, now: Millis) -> Result<Job> {
@@ -614,6 +636,20 @@ impl JobStore for SqliteStore {
     fn observe_writes(&self, observer: Arc<dyn WriteObserver>) {
         self.writer.observe(observer);
     }
+
+    async fn durable(&self) -> Result<()> {
+        self.writer.durable().await
+    }
+
+    /// No other host shares the file: the callback only hears of this
+    /// host's own inserts, at their commit.
+    fn watch_jobs(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        let _ = self.wake.set(wake);
+    }
+
+    fn wakes_on_insert(&self) -> bool {
+        self.wake.get().is_some()
+    }
 }
 
 impl SqliteStore {
@@ -625,6 +661,7 @@ impl SqliteStore {
         &self,
         outcomes: Vec<Outcome>,
         require: Require,
+        durability: Durability,
     ) -> Result<Vec<Result<Recorded>>> {
         if outcomes.is_empty() {
             return Ok(Vec::new());
@@ -633,14 +670,18 @@ impl SqliteStore {
         let all = Arc::clone(&outcomes);
         let applied = self
             .writer
-            .call(move |conn| outcomes::apply_all(conn, &all, require))
+            .call_with(durability, move |conn| {
+                outcomes::apply_all(conn, &all, require)
+            })
             .await;
         match applied {
             Ok(results) => Ok(results),
             Err(error) => {
                 tracing::warn!(%error, outcomes = outcomes.len(), "writing outcomes one by one");
                 self.writer
-                    .call(move |conn| outcomes::apply_each(conn, &outcomes, require))
+                    .call_with(durability, move |conn| {
+                        outcomes::apply_each(conn, &outcomes, require)
+                    })
                     .await
             }
         }

@@ -132,6 +132,15 @@ async fn write(queue: &Queue, mut batch: Vec<Finished>) -> Vec<Finished> {
                 break;
             }
         };
+        // A dead letter's alert leaves the host: it goes once the outcome
+        // is durable (the store may answer outcomes at commit).
+        let alerting = queue.alerts().is_some()
+            && batch
+                .iter()
+                .any(|f| f.outcome.decision == crate::policy::Decision::DeadLetter);
+        if alerting && let Err(error) = queue.store().durable().await {
+            tracing::error!(%error, "the dead letters' outcomes may not be durable");
+        }
         let mut replaced = Vec::new();
         let mut changed = Vec::new();
         // Whether jobs may have become due: follow-ups created, dependents

@@ -9,13 +9,14 @@
 //! If the commit itself fails, every command in the batch gets that error
 //! and nothing of the batch is kept.
 //!
-//! A batch is fsync'd (`synchronous = FULL`) when any of its commands is
-//! [`Durability::Durable`]. A batch of [`Durability::Lazy`] commands only (claims,
-//! lease renewals) commits without an fsync (`NORMAL`): it survives a
-//! process crash, since the WAL is in the OS's hands, and the next durable
-//! commit's fsync covers it too; only a power loss before that can undo
-//! it, which for a claim means the job runs again (delivery is at least
-//! once anyway).
+//! Every batch commits without an fsync (`synchronous = NORMAL`). A batch
+//! with a [`Durability::Durable`] command goes on to the [`syncer`] thread,
+//! which fsyncs the WAL and only then answers it, while this thread
+//! commits the next batch. A batch of [`Durability::Lazy`] commands only
+//! (claims, lease renewals) is answered at once: it survives a process
+//! crash, since the WAL is in the OS's hands, and the next fsync covers it
+//! too; only a power loss before that can undo it, which for a claim means
+//! the job runs again (delivery is at least once anyway).
 //!
 //! Faults: a batch that finds the database locked by another process
 //! waits for it (each `BEGIN` waits the busy timeout, and is tried again
@@ -23,14 +24,16 @@
 //! once, with [`Error::Full`]. Either way [`Writer::trouble`] says so until
 //! a batch commits again (`/readyz` reports it as degraded).
 //!
-//! In [`DurabilityMode::Interval`] every batch commits without an fsync,
-//! and the thread fsyncs the WAL file itself at most [`SYNC_INTERVAL`]
-//! after the first commit not yet synced (between batches when busy, on a
-//! timed wait when idle). SQLite already syncs the WAL before each
-//! checkpoint and the database after it, so the frames appended since the
-//! last sync are the only ones a power loss can take.
+//! In [`DurabilityMode::Interval`] every batch is answered at once, and
+//! the thread fsyncs the WAL file itself at most [`SYNC_INTERVAL`] after
+//! the first commit not yet synced (between batches when busy, on a timed
+//! wait when idle). SQLite already syncs the WAL before each checkpoint
+//! and the database after it, so the frames appended since the last sync
+//! are the only ones a power loss can take.
 //!
 //! Knows nothing of jobs or modules: commands are opaque closures.
+
+mod syncer;
 
 use super::{DurabilityMode, SYNC_INTERVAL};
 use crate::store::{Error, Result, WriteObserver};
@@ -40,6 +43,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use syncer::{Syncer, Wal};
 use tokio::sync::oneshot;
 
 /// How long a batch keeps trying to take the write lock from another
@@ -114,10 +118,11 @@ pub(super) const MAX_BATCH: usize = 256;
 /// Whether a write must be on disk before its caller hears back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Durability {
-    /// Committed with an fsync: survives a power loss once answered.
+    /// Answered after an fsync of the WAL: survives a power loss once
+    /// answered.
     Durable,
-    /// Committed without its own fsync: survives a process crash; made
-    /// durable by the next durable commit.
+    /// Answered once committed: survives a process crash; made durable by
+    /// the next fsync.
     Lazy,
 }
 
@@ -134,8 +139,33 @@ trait Command: Send {
     fn trouble(&self) -> Option<Trouble>;
 
     /// Sends the command's result, or `failed` when the batch did not
-    /// commit.
+    /// commit (or its fsync failed).
     fn reply(self: Box<Self>, failed: Option<&Failure>);
+
+    /// Runs right after its batch committed, before any fsync, when the
+    /// command succeeded.
+    fn on_commit(&mut self) {}
+}
+
+/// An empty command answered after an fsync: [`Writer::durable`].
+struct Barrier(oneshot::Sender<Result<()>>);
+
+impl Command for Barrier {
+    fn durability(&self) -> Durability {
+        Durability::Durable
+    }
+
+    fn apply(&mut self, _: &Connection) -> bool {
+        true
+    }
+
+    fn trouble(&self) -> Option<Trouble> {
+        None
+    }
+
+    fn reply(self: Box<Self>, failed: Option<&Failure>) {
+        let _ = self.0.send(failed.map_or(Ok(()), |why| Err(why.error())));
+    }
 }
 
 /// A command made of a closure and the channel its caller waits on.
@@ -144,7 +174,12 @@ struct Call<T, F> {
     op: Option<F>,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
+    /// Run once committed, before the answer (see [`Writer::call_then`]).
+    then: Option<OnCommit>,
 }
+
+/// What a command does once committed, on the writer thread.
+pub(super) type OnCommit = Box<dyn FnOnce() + Send>;
 
 impl<T, F> Command for Call<T, F>
 where
@@ -184,6 +219,14 @@ where
         // The caller may have stopped waiting; the write stands regardless.
         let _ = self.reply.send(result);
     }
+
+    fn on_commit(&mut self) {
+        if matches!(self.result, Some(Ok(_)))
+            && let Some(then) = self.then.take()
+        {
+            then();
+        }
+    }
 }
 
 /// The handle on the writer thread.
@@ -194,36 +237,52 @@ pub(super) struct Writer {
     syncs: Arc<AtomicU64>,
     observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
     health: Arc<Health>,
+    /// The syncer thread, in [`DurabilityMode::Fsync`].
+    syncer: Option<Arc<Syncer>>,
 }
 
 /// What the writer thread owns besides its connection.
 struct Thread {
     conn: Connection,
-    mode: DurabilityMode,
-    /// The WAL file, fsync'd by the thread in [`DurabilityMode::Interval`].
-    wal: PathBuf,
+    /// Who fsyncs the WAL: the syncer thread for each durable batch
+    /// ([`DurabilityMode::Fsync`]), or this thread on its timer
+    /// ([`DurabilityMode::Interval`]).
+    sync: Syncing,
     batches: Arc<AtomicU64>,
-    syncs: Arc<AtomicU64>,
     observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
     health: Arc<Health>,
 }
 
+/// Who fsyncs the WAL, by [`DurabilityMode`].
+enum Syncing {
+    /// The syncer thread, before it answers a durable batch.
+    EachDurableBatch(Arc<Syncer>),
+    /// The writer thread, within [`SYNC_INTERVAL`] of a commit.
+    Interval(Wal),
+}
+
 impl Writer {
-    /// Starts the writer thread; it owns `conn` until [`close`](Self::close).
-    /// `wal` is the database's WAL file, which the thread fsyncs itself in
-    /// [`DurabilityMode::Interval`].
+    /// Starts the writer thread (and in [`DurabilityMode::Fsync`] the
+    /// syncer thread); it owns `conn` until [`close`](Self::close). `wal`
+    /// is the database's WAL file, which the threads fsync themselves.
     pub(super) fn start(conn: Connection, mode: DurabilityMode, wal: PathBuf) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel();
         let batches = Arc::new(AtomicU64::new(0));
         let syncs = Arc::new(AtomicU64::new(0));
         let observer = Arc::new(OnceLock::new());
         let health = Arc::new(Health::default());
+        let wal = Wal::new(wal, Arc::clone(&syncs), Arc::clone(&observer));
+        let (sync, syncer) = match mode {
+            DurabilityMode::Fsync => {
+                let syncer = Arc::new(Syncer::start(wal)?);
+                (Syncing::EachDurableBatch(Arc::clone(&syncer)), Some(syncer))
+            }
+            DurabilityMode::Interval => (Syncing::Interval(wal), None),
+        };
         let state = Thread {
             conn,
-            mode,
-            wal,
+            sync,
             batches: Arc::clone(&batches),
-            syncs: Arc::clone(&syncs),
             observer: Arc::clone(&observer),
             health: Arc::clone(&health),
         };
@@ -237,6 +296,7 @@ impl Writer {
             syncs,
             observer,
             health,
+            syncer,
         })
     }
 
@@ -254,7 +314,8 @@ impl Writer {
     }
 
     /// Runs `op` on the write connection as part of the next batch; resolves
-    /// once the batch is durably committed.
+    /// once the batch is committed and, in [`DurabilityMode::Fsync`], the WAL
+    /// fsync'd after it.
     pub(super) async fn call<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
@@ -264,7 +325,7 @@ impl Writer {
     }
 
     /// Runs `op` as part of the next batch; resolves once the batch is
-    /// committed, with an fsync or not as `durability` says.
+    /// committed, and fsync'd or not as `durability` says.
     pub(super) async fn call_with<T, F>(&self, durability: Durability, op: F) -> Result<T>
     where
         T: Send + 'static,
@@ -273,8 +334,60 @@ impl Writer {
         self.send(durability, op)?.await.map_err(|_| closed())?
     }
 
+    /// Like [`call_with`](Self::call_with), and once `op` succeeded and its
+    /// batch committed the writer thread runs `then`, before any fsync:
+    /// what must happen as soon as other connections can see the write
+    /// (waking the workers that will claim a job just inserted).
+    pub(super) async fn call_then<T, F>(
+        &self,
+        durability: Durability,
+        op: F,
+        then: OnCommit,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.queue(durability, op, Some(then))?
+            .await
+            .map_err(|_| closed())?
+    }
+
+    /// Resolves once every commit another connection may have read so far
+    /// is durable: at once when they are, else after an fsync of the WAL.
+    /// What was answered lazily (a claim, an outcome) is durable after
+    /// this; in [`DurabilityMode::Interval`] it promises nothing more than
+    /// the mode does and returns at once.
+    pub(super) async fn durable(&self) -> Result<()> {
+        let Some(syncer) = &self.syncer else {
+            return Ok(());
+        };
+        let visible = syncer.visible();
+        // A commit under way when this was called is not covered by an
+        // fsync that starts before it finishes: then ask again.
+        while !syncer.covers(visible) {
+            let (reply, answer) = oneshot::channel();
+            syncer.after_sync(vec![Box::new(Barrier(reply))]);
+            answer.await.map_err(|_| closed())??;
+        }
+        Ok(())
+    }
+
     /// Queues `op`; the receiver gets its result after the commit.
     fn send<T, F>(&self, durability: Durability, op: F) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.queue(durability, op, None)
+    }
+
+    fn queue<T, F>(
+        &self,
+        durability: Durability,
+        op: F,
+        then: Option<OnCommit>,
+    ) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -285,6 +398,7 @@ impl Writer {
             op: Some(op),
             result: None,
             reply,
+            then,
         });
         match &*lock(&self.sender) {
             Some(sender) if sender.send(command).is_ok() => Ok(answer),
@@ -297,7 +411,10 @@ impl Writer {
         self.batches.load(Ordering::Relaxed)
     }
 
-    /// WAL fsyncs made by the thread itself ([`DurabilityMode::Interval`]).
+    /// Fsyncs of the WAL since the start: one per durable batch (or run of
+    /// batches committed during one fsync) in [`DurabilityMode::Fsync`],
+    /// about one per [`SYNC_INTERVAL`] of writes in
+    /// [`DurabilityMode::Interval`].
     pub(super) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
@@ -337,10 +454,7 @@ fn closed() -> Error {
 }
 
 /// The writer thread: one batch per wake-up until every sender is gone.
-fn run(thread: Thread, receiver: mpsc::Receiver<Box<dyn Command>>) {
-    let conn = &thread.conn;
-    // The connection opens with `synchronous = FULL`.
-    let mut synced = Durability::Durable;
+fn run(mut thread: Thread, receiver: mpsc::Receiver<Box<dyn Command>>) {
     // In interval mode: when the oldest commit not yet fsync'd was made.
     let mut unsynced: Option<Instant> = None;
     // Whether the last batch was a lone command: the writes come one at a
@@ -360,7 +474,7 @@ fn run(thread: Thread, receiver: mpsc::Receiver<Box<dyn Command>>) {
                     match receiver.recv_timeout(wait) {
                         Ok(command) => command,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
-                            sync_wal(&thread);
+                            thread.sync_interval();
                             unsynced = None;
                             continue;
                         }
@@ -377,55 +491,62 @@ fn run(thread: Thread, receiver: mpsc::Receiver<Box<dyn Command>>) {
             }
         }
         thread.batches.fetch_add(1, Ordering::Relaxed);
-        let wanted = if batch.iter().any(|c| c.durability() == Durability::Durable) {
-            Durability::Durable
-        } else {
-            Durability::Lazy
-        };
-        let durability = match thread.mode {
-            DurabilityMode::Fsync => wanted,
-            // Fsync'd by the thread within SYNC_INTERVAL instead.
-            DurabilityMode::Interval => Durability::Lazy,
-        };
-        if durability != synced {
-            let level = match durability {
-                Durability::Durable => "PRAGMA synchronous = FULL",
-                Durability::Lazy => "PRAGMA synchronous = NORMAL",
-            };
-            if let Err(error) = control(conn, level) {
-                // Answer the batch with the error rather than commit it
-                // with the wrong durability.
-                let why = Failure {
-                    trouble: Trouble::of(&Error::from(error)),
-                    message: "setting the commit's durability failed".to_owned(),
-                };
-                thread.health.set(why.trouble);
-                for command in batch {
-                    command.reply(Some(&why));
-                }
-                continue;
-            }
-            synced = durability;
-        }
+        let durable = batch.iter().any(|c| c.durability() == Durability::Durable);
         let writes = batch.len();
         lone = writes == 1;
         let started = Instant::now();
-        commit_batch(conn, batch, &thread.health);
-        if let Some(observer) = thread.observer.get() {
-            observer.committed(writes, started.elapsed(), durability == Durability::Durable);
+        if let Syncing::EachDurableBatch(syncer) = &thread.sync {
+            syncer.committing();
         }
-        if thread.mode == DurabilityMode::Interval {
-            let since = *unsynced.get_or_insert_with(Instant::now);
-            // A busy writer never waits long enough to time out.
-            if since.elapsed() >= SYNC_INTERVAL {
-                sync_wal(&thread);
-                unsynced = None;
+        let failed = commit_batch(&thread.conn, &mut batch, &thread.health);
+        if let Syncing::EachDurableBatch(syncer) = &thread.sync {
+            syncer.committed(!durable && failed.is_none());
+        }
+        if let Some(observer) = thread.observer.get() {
+            observer.committed(writes, started.elapsed());
+        }
+        if failed.is_none() {
+            for command in &mut batch {
+                command.on_commit();
+            }
+        }
+        match (&thread.sync, failed) {
+            // Nothing of it was kept: nothing to wait for.
+            (_, Some(why)) => reply_all(batch, Some(&why)),
+            (Syncing::EachDurableBatch(syncer), None) if durable => syncer.after_sync(batch),
+            (Syncing::EachDurableBatch(_), None) => reply_all(batch, None),
+            (Syncing::Interval(_), None) => {
+                reply_all(batch, None);
+                let since = *unsynced.get_or_insert_with(Instant::now);
+                // A busy writer never waits long enough to time out.
+                if since.elapsed() >= SYNC_INTERVAL {
+                    thread.sync_interval();
+                    unsynced = None;
+                }
             }
         }
     }
-    // Closing the connection checkpoints the WAL (with fsyncs).
-    if unsynced.is_some() {
-        sync_wal(&thread);
+    // Closing the connection checkpoints the WAL (with fsyncs); the
+    // syncer answers what it holds first.
+    match &thread.sync {
+        Syncing::EachDurableBatch(syncer) => syncer.close(),
+        Syncing::Interval(_) if unsynced.is_some() => thread.sync_interval(),
+        Syncing::Interval(_) => {}
+    }
+}
+
+impl Thread {
+    /// Interval mode's timed fsync of the WAL.
+    fn sync_interval(&mut self) {
+        if let Syncing::Interval(wal) = &mut self.sync {
+            wal.sync_logged();
+        }
+    }
+}
+
+fn reply_all(batch: Vec<Box<dyn Command>>, failed: Option<&Failure>) {
+    for command in batch {
+        command.reply(failed);
     }
 }
 
@@ -449,25 +570,13 @@ fn spin(receiver: &mpsc::Receiver<Box<dyn Command>>) -> Option<Box<dyn Command>>
     }
 }
 
-/// Fsyncs the WAL file: every frame SQLite wrote to it so far (through any
-/// descriptor of the file) reaches the disk. A WAL that does not exist has
-/// nothing to sync.
-fn sync_wal(thread: &Thread) {
-    let result = std::fs::File::open(&thread.wal).and_then(|file| file.sync_data());
-    match result {
-        Ok(()) => {
-            thread.syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => {
-            tracing::error!(%error, wal = %thread.wal.display(), "fsync of the WAL failed")
-        }
-    }
-}
-
-/// Applies `batch` in one transaction and replies to every command.
-fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Command>>, health: &Health) {
-    let failed = apply_all(conn, &mut batch, health).err().map(|e| {
+/// Applies `batch` in one transaction; says why when it did not commit.
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut [Box<dyn Command>],
+    health: &Health,
+) -> Option<Failure> {
+    let failed = apply_all(conn, batch, health).err().map(|e| {
         let message = e.to_string();
         // A full disk may make SQLite roll the transaction back itself, so
         // the batch's own error (a savepoint gone) can hide the cause one
@@ -485,9 +594,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Command>>, health: &He
         // and says the disk is still full.
         None => health.set(batch.iter().find_map(|command| command.trouble())),
     }
-    for command in batch {
-        command.reply(failed.as_ref());
-    }
+    failed
 }
 
 /// Transaction control runs as cached prepared statements: a batch costs
@@ -655,6 +762,7 @@ mod tests {
             op: Some(insert(1)),
             result: None,
             reply,
+            then: None,
         });
         sender.send(command).unwrap();
         let taken = spin(&receiver).expect("the queued command");
@@ -706,32 +814,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lazy_batches_commit_without_fsync_and_a_durable_command_makes_its_batch_durable() {
+    async fn a_durable_batch_is_answered_after_an_fsync_and_a_lazy_one_without() {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(dir.path());
-        // 1 is NORMAL (no fsync at commit in WAL mode), 2 is FULL.
-        assert_eq!(
-            writer
-                .call_with(Durability::Lazy, synchronous)
-                .await
-                .unwrap(),
-            1
-        );
+        // Commits never fsync themselves (1 is NORMAL).
         assert_eq!(
             writer
                 .call_with(Durability::Durable, synchronous)
                 .await
                 .unwrap(),
-            2
-        );
-        assert_eq!(
-            writer
-                .call_with(Durability::Lazy, synchronous)
-                .await
-                .unwrap(),
             1
         );
-        // A lazy and a durable command in one batch: the batch is durable.
+        // Each durable call, awaited before the next, waited for an fsync
+        // of its own (counted before the answer).
+        let before = writer.syncs();
+        for v in 0..3 {
+            writer.call(insert(v)).await.unwrap();
+        }
+        assert_eq!(writer.syncs(), before + 3);
+        // (That lazy writes wait for no fsync: the failed-fsync test.)
+        // A lazy and a durable command in one batch: the batch waits.
         let (release, wait) = mpsc::channel::<()>();
         let (entered, is_in) = oneshot::channel();
         let held = writer
@@ -742,12 +844,36 @@ mod tests {
             })
             .unwrap();
         is_in.await.unwrap();
-        let lazy = writer.send(Durability::Lazy, synchronous).unwrap();
-        let durable = writer.send(Durability::Durable, synchronous).unwrap();
+        let lazy = writer.send(Durability::Lazy, insert(10)).unwrap();
+        let durable = writer.send(Durability::Durable, insert(11)).unwrap();
         release.send(()).unwrap();
         held.await.unwrap().unwrap();
-        assert_eq!(lazy.await.unwrap().unwrap(), 2);
-        assert_eq!(durable.await.unwrap().unwrap(), 2);
+        let synced = writer.syncs();
+        assert_eq!(lazy.await.unwrap().unwrap(), 10);
+        assert!(writer.syncs() > synced, "answered after an fsync");
+        assert_eq!(durable.await.unwrap().unwrap(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_fails_the_durable_commands_waiting_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = open(&path, Role::Writer, &Settings::default()).unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
+            .unwrap();
+        // A "WAL" under a regular file cannot be opened (not a directory).
+        let wal = path.join("wal");
+        let writer = Writer::start(conn, DurabilityMode::Fsync, wal).unwrap();
+        let err = writer.call(insert(1)).await.unwrap_err();
+        assert!(
+            err.to_string().contains("could not be made durable"),
+            "{err}"
+        );
+        // A lazy write waits for no fsync and is answered.
+        assert_eq!(
+            writer.call_with(Durability::Lazy, insert(2)).await.unwrap(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -773,17 +899,79 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fsync_mode_never_syncs_on_a_timer() {
+    async fn a_lazy_commit_is_fsynced_soon_on_its_own_and_durable_waits_for_that() {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(dir.path());
-        writer.call(insert(1)).await.unwrap();
-        assert_eq!(
-            writer
-                .call_with(Durability::Durable, synchronous)
-                .await
-                .unwrap(),
-            2
-        );
+        writer.call(insert(0)).await.unwrap();
+        let before = writer.syncs();
+        // Everything answered so far is durable: nothing to wait for.
+        writer.durable().await.unwrap();
+        assert_eq!(writer.syncs(), before);
+        writer.call_with(Durability::Lazy, insert(1)).await.unwrap();
+        // Asked for, the fsync comes at once...
+        writer.durable().await.unwrap();
+        assert_eq!(writer.syncs(), before + 1);
+        writer.durable().await.unwrap();
+        assert_eq!(writer.syncs(), before + 1, "nothing new to sync");
+        // ...and unasked within LAZY_SYNC (a generous deadline: no timing).
+        writer.call_with(Durability::Lazy, insert(2)).await.unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while writer.syncs() == before + 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the lazy commit was never fsync'd"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        writer.durable().await.unwrap();
+        assert_eq!(writer.syncs(), before + 2, "already covered");
+    }
+
+    #[tokio::test]
+    async fn interval_mode_promises_nothing_more_when_asked_for_durability() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_in(dir.path(), DurabilityMode::Interval);
+        writer.call_with(Durability::Lazy, insert(1)).await.unwrap();
+        writer.durable().await.unwrap();
         assert_eq!(writer.syncs(), 0);
+    }
+
+    #[tokio::test]
+    async fn what_follows_a_commit_runs_before_the_answer_and_not_after_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(dir.path());
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let then = |ran: &Arc<std::sync::atomic::AtomicUsize>| -> OnCommit {
+            let ran = Arc::clone(ran);
+            Box::new(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        writer
+            .call_then(Durability::Durable, insert(1), then(&ran))
+            .await
+            .unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        // The unique value again: the command fails, nothing follows.
+        writer
+            .call_then(Durability::Durable, insert(1), then(&ran))
+            .await
+            .unwrap_err();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_writer_answers_the_batches_waiting_for_their_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(dir.path());
+        let queued: Vec<_> = (0..20)
+            .map(|v| writer.send(Durability::Durable, insert(v)).unwrap())
+            .collect();
+        let thread = writer.close().unwrap();
+        thread.join().unwrap();
+        for (v, answer) in (0..20).zip(queued) {
+            assert_eq!(answer.await.unwrap().unwrap(), v);
+        }
+        assert!(writer.syncs() >= 1);
     }
 }
