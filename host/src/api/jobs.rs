@@ -418,8 +418,10 @@ pub async fn submit_batch(
     params(JobIdParam, GetQuery),
     responses(
         (status = 200, description = "The job with input, output, live progress and every \
-            attempt's report: as soon as it is final (completed, failed or cancelled), or \
-            when `wait_ms` has passed, whichever is first.", body = JobView),
+            attempt's report: as soon as it is final (completed, failed or cancelled) and \
+            that is on disk as durably as `store.durability` promises, or when `wait_ms` has \
+            passed, whichever is first. Without `wait_ms` the job as stored now: its result \
+            may be read up to a millisecond before it is fsync'd.", body = JobView),
         (status = 400, description = "`invalid_request`: not a job id, or `wait_ms` over \
             the maximum; `invalid_query`: an unknown parameter or a wrong type.",
             body = ErrorBody),
