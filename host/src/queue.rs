@@ -644,15 +644,27 @@ impl Queue {
         for (index, spec) in specs.into_iter().enumerate() {
             jobs.push(self.admit(spec, index, now).await?);
         }
-        let jobs = self.inner.store.insert_jobs(jobs, now).await?;
+        // Logged (in the caller's span) and woken at the commit, before
+        // the fsync that lets the store answer: a worker may claim the
+        // jobs meanwhile, and its log lines come after the submission's.
+        let inner = Arc::clone(&self.inner);
+        let span = tracing::Span::current();
+        let committed = Box::new(move |jobs: &[Submitted]| {
+            let _entered = span.enter();
+            for submitted in jobs.iter().filter(|s| s.created) {
+                let job = &submitted.job;
+                tracing::info!(job_id = job.id, queue = %job.queue, module = %job.module, "submitted");
+            }
+            inner.wake();
+        });
+        let jobs = self
+            .inner
+            .store
+            .insert_jobs_then(jobs, now, committed)
+            .await?;
         for submitted in jobs.iter().filter(|s| s.created) {
             let job = &submitted.job;
             self.inner.metrics.submitted(&job.queue, &job.module);
-            tracing::info!(job_id = job.id, queue = %job.queue, module = %job.module, "submitted");
-        }
-        // A store that woke the workers at the commit already did.
-        if !self.inner.store.wakes_on_insert() {
-            self.wake();
         }
         self.changed(jobs.iter().map(|submitted| submitted.job.id));
         self.inner.metrics.stage(Stage::Submit, started.elapsed());

@@ -406,6 +406,10 @@ pub struct Pruned {
 /// Counts of jobs by state, every state present, in lifecycle order.
 pub type StateCounts = Vec<(JobState, u64)>;
 
+/// What [`JobStore::insert_jobs_then`] calls once the jobs it stored can
+/// be claimed.
+pub type OnInsert = Box<dyn FnOnce(&[Submitted]) + Send>;
+
 /// The queue's storage, in the queue's verbs. See the module docs for what
 /// every backend guarantees; `store/conformance` checks it.
 #[async_trait::async_trait]
@@ -463,6 +467,23 @@ pub trait JobStore: Send + Sync + 'static {
     /// `last_error` naming the prerequisite and the root cause, and so on
     /// transitively.
     async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>>;
+
+    /// [`insert_jobs`](Self::insert_jobs), calling `committed` with what
+    /// it stored once the jobs can be claimed and before answering: a
+    /// store that acknowledges after an fsync calls it at the commit, so
+    /// the caller's workers (and its log of the submission) can start
+    /// while the fsync runs. Not called when the insert fails. The
+    /// default calls it once `insert_jobs` answered.
+    async fn insert_jobs_then(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Millis,
+        committed: OnInsert,
+    ) -> Result<Vec<Submitted>> {
+        let submitted = self.insert_jobs(jobs, now).await?;
+        committed(&submitted);
+        Ok(submitted)
+    }
 
     /// Stores a workflow and its jobs, all or none, as
     /// [`insert_jobs`](Self::insert_jobs) would (each job's
@@ -671,16 +692,6 @@ pub trait JobStore: Send + Sync + 'static {
     /// ignore it (the default).
     fn watch_jobs(&self, wake: Arc<dyn Fn() + Send + Sync>) {
         let _ = wake;
-    }
-
-    /// Whether the store calls the [`watch_jobs`](Self::watch_jobs)
-    /// callback itself for this host's own [`insert_jobs`](Self::insert_jobs),
-    /// as soon as the jobs are committed and before they are durable, so
-    /// its workers start them while the fsync runs. When it does, the
-    /// caller does not wake its workers again after the insert (a second
-    /// wake-up would cost an empty claim). The default: it does not.
-    fn wakes_on_insert(&self) -> bool {
-        false
     }
 
     /// Calls `observer` with what another host sharing the store did that

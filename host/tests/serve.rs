@@ -680,6 +680,11 @@ fn json_logs_follow_a_job_from_submission_to_its_record() {
             .or_else(|| event["span"]["job_id"].as_i64());
         if job_id == Some(id) {
             let message = fields["message"].as_str().unwrap().to_owned();
+            if message == "submitted" {
+                // Logged at the commit, in the submitting request's span.
+                assert_eq!(event["span"]["name"], "submit", "{event}");
+                assert_eq!(event["span"]["trace_id"], TRACE_ID, "{event}");
+            }
             if message == "attempt ended" {
                 assert_eq!(event["span"]["name"], "job", "{event}");
                 assert_eq!(

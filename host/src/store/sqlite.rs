@@ -33,8 +33,8 @@ mod tests;
 
 use super::{
     ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
-    ModuleRecord, Outcome, Pruned, QueueStats, Recorded, Result, Retention, StateCounts, Tick,
-    WorkflowFilter, WriteObserver,
+    ModuleRecord, OnInsert, Outcome, Pruned, QueueStats, Recorded, Result, Retention, StateCounts,
+    Tick, WorkflowFilter, WriteObserver,
 };
 use crate::clock::Millis;
 use crate::history::MinuteRow;
@@ -48,7 +48,7 @@ use connection::{Role, Settings};
 use outcomes::Require;
 use readers::Readers;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use writer::{Durability, Writer};
 
@@ -153,9 +153,6 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
     blobs: Blobs,
-    /// Wakes this host's idle workers once inserted jobs are committed
-    /// ([`JobStore::watch_jobs`]).
-    wake: OnceLock<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl SqliteStore {
@@ -186,7 +183,6 @@ impl SqliteStore {
             writer: Writer::start(conn, config.durability, wal_path(&path))?,
             readers: Readers::new(path, config.readers, settings),
             blobs,
-            wake: OnceLock::new(),
         })
     }
 
@@ -349,21 +345,25 @@ impl JobStore for SqliteStore {
     }
 
     async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>> {
+        self.insert_jobs_then(jobs, now, Box::new(|_| ())).await
+    }
+
+    async fn insert_jobs_then(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Millis,
+        committed: OnInsert,
+    ) -> Result<Vec<Submitted>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         // Workers may claim the jobs as soon as they are committed, while
         // the fsync that lets this call answer runs.
-        let wake = self.wake.get().cloned();
         self.writer
             .call_then(
                 Durability::Durable,
                 move |conn| jobs::insert(conn, &jobs, now, jobs::Origin::default()),
-                Box::new(move || {
-                    if let Some(wake) = wake {
-                        wake();
-                    }
-                }),
+                Box::new(move |submitted: &Vec<Submitted>| committed(submitted)),
             )
             .await
     }
@@ -639,16 +639,6 @@ impl JobStore for SqliteStore {
 
     async fn durable(&self) -> Result<()> {
         self.writer.durable().await
-    }
-
-    /// No other host shares the file: the callback only hears of this
-    /// host's own inserts, at their commit.
-    fn watch_jobs(&self, wake: Arc<dyn Fn() + Send + Sync>) {
-        let _ = self.wake.set(wake);
-    }
-
-    fn wakes_on_insert(&self) -> bool {
-        self.wake.get().is_some()
     }
 }
 

@@ -175,11 +175,12 @@ struct Call<T, F> {
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
     /// Run once committed, before the answer (see [`Writer::call_then`]).
-    then: Option<OnCommit>,
+    then: Option<OnCommit<T>>,
 }
 
-/// What a command does once committed, on the writer thread.
-pub(super) type OnCommit = Box<dyn FnOnce() + Send>;
+/// What a command does with its result once committed, on the writer
+/// thread.
+pub(super) type OnCommit<T> = Box<dyn FnOnce(&T) + Send>;
 
 impl<T, F> Command for Call<T, F>
 where
@@ -221,10 +222,10 @@ where
     }
 
     fn on_commit(&mut self) {
-        if matches!(self.result, Some(Ok(_)))
+        if let Some(Ok(value)) = &self.result
             && let Some(then) = self.then.take()
         {
-            then();
+            then(value);
         }
     }
 }
@@ -335,14 +336,14 @@ impl Writer {
     }
 
     /// Like [`call_with`](Self::call_with), and once `op` succeeded and its
-    /// batch committed the writer thread runs `then`, before any fsync:
-    /// what must happen as soon as other connections can see the write
-    /// (waking the workers that will claim a job just inserted).
+    /// batch committed the writer thread runs `then` on its result, before
+    /// any fsync: what must happen as soon as other connections can see
+    /// the write (waking the workers that will claim a job just inserted).
     pub(super) async fn call_then<T, F>(
         &self,
         durability: Durability,
         op: F,
-        then: OnCommit,
+        then: OnCommit<T>,
     ) -> Result<T>
     where
         T: Send + 'static,
@@ -394,7 +395,7 @@ impl Writer {
         &self,
         durability: Durability,
         op: F,
-        then: Option<OnCommit>,
+        then: Option<OnCommit<T>>,
     ) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
@@ -949,27 +950,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn what_follows_a_commit_runs_before_the_answer_and_not_after_a_failure() {
+    async fn what_follows_a_commit_sees_the_result_before_the_answer_and_not_after_a_failure() {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(dir.path());
         let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let then = |ran: &Arc<std::sync::atomic::AtomicUsize>| -> OnCommit {
+        let then = |ran: &Arc<std::sync::atomic::AtomicUsize>| -> OnCommit<i64> {
             let ran = Arc::clone(ran);
-            Box::new(move || {
-                ran.fetch_add(1, Ordering::SeqCst);
+            Box::new(move |value| {
+                ran.fetch_add(*value as usize, Ordering::SeqCst);
             })
         };
         writer
-            .call_then(Durability::Durable, insert(1), then(&ran))
+            .call_then(Durability::Durable, insert(5), then(&ran))
             .await
             .unwrap();
-        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(ran.load(Ordering::SeqCst), 5);
         // The unique value again: the command fails, nothing follows.
         writer
-            .call_then(Durability::Durable, insert(1), then(&ran))
+            .call_then(Durability::Durable, insert(5), then(&ran))
             .await
             .unwrap_err();
-        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(ran.load(Ordering::SeqCst), 5);
     }
 
     #[tokio::test]
