@@ -615,21 +615,21 @@ impl JobStore for SqliteStore {
                 "the store's writer is not running".to_owned(),
             ));
         }
+        if let Some(failure) = self.writer.sync_failure() {
+            return Err(Error::Unavailable(unsynced(&failure)));
+        }
         self.readers.read(read::ping).await
     }
 
     fn write_trouble(&self) -> Option<String> {
-        self.writer.trouble().map(|trouble| {
-            match trouble {
-                writer::Trouble::Full => {
-                    "storage full: writes fail until space returns (submissions are refused \
-                     with 507; finished attempts are kept in memory and written then)"
-                }
-                writer::Trouble::Busy => {
-                    "database locked by another process: writes are waiting for it"
-                }
+        self.writer.trouble().map(|trouble| match trouble {
+            writer::Trouble::Full => "storage full: writes fail until space returns (submissions \
+                 are refused with 507; finished attempts are kept in memory and written then)"
+                .to_owned(),
+            writer::Trouble::Busy => {
+                "database locked by another process: writes are waiting for it".to_owned()
             }
-            .to_owned()
+            writer::Trouble::Unsynced => unsynced(&self.writer.sync_failure().unwrap_or_default()),
         })
     }
 
@@ -640,6 +640,14 @@ impl JobStore for SqliteStore {
     async fn durable(&self) -> Result<()> {
         self.writer.durable().await
     }
+}
+
+/// What the host says once an fsync of the WAL failed (`failure`).
+fn unsynced(failure: &str) -> String {
+    format!(
+        "{failure}: writes acknowledged around it may not be on disk, so every write is refused; \
+         check the disk, then restart the host (it recovers from the files)"
+    )
 }
 
 impl SqliteStore {

@@ -59,6 +59,10 @@ pub(super) enum Trouble {
     Full,
     /// Another process holds the database's lock.
     Busy,
+    /// An fsync of the WAL failed: what was acknowledged may not be on
+    /// disk, and the writer refuses every write until the store is opened
+    /// again (see [`Wal::failure`](syncer::Wal::failure)).
+    Unsynced,
 }
 
 impl Trouble {
@@ -81,6 +85,7 @@ impl Health {
             None => 0,
             Some(Trouble::Full) => 1,
             Some(Trouble::Busy) => 2,
+            Some(Trouble::Unsynced) => 3,
         };
         self.0.store(code, Ordering::Relaxed);
     }
@@ -89,6 +94,7 @@ impl Health {
         match self.0.load(Ordering::Relaxed) {
             1 => Some(Trouble::Full),
             2 => Some(Trouble::Busy),
+            3 => Some(Trouble::Unsynced),
             _ => None,
         }
     }
@@ -106,6 +112,7 @@ impl Failure {
         match self.trouble {
             Some(Trouble::Full) => Error::Full(message),
             Some(Trouble::Busy) => Error::Busy(message),
+            Some(Trouble::Unsynced) => Error::Unavailable(message),
             None => Error::Database(message),
         }
     }
@@ -238,6 +245,8 @@ pub(super) struct Writer {
     syncs: Arc<AtomicU64>,
     observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
     health: Arc<Health>,
+    /// The WAL's first fsync failure (see [`Writer::sync_failure`]).
+    sync_failure: Arc<OnceLock<String>>,
     /// The syncer thread, in [`DurabilityMode::Fsync`].
     syncer: Option<Arc<Syncer>>,
 }
@@ -252,6 +261,8 @@ struct Thread {
     batches: Arc<AtomicU64>,
     observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
     health: Arc<Health>,
+    /// The WAL's first fsync failure: from then on every batch is refused.
+    sync_failure: Arc<OnceLock<String>>,
 }
 
 /// Who fsyncs the WAL, by [`DurabilityMode`].
@@ -273,6 +284,7 @@ impl Writer {
         let observer = Arc::new(OnceLock::new());
         let health = Arc::new(Health::default());
         let wal = Wal::new(wal, Arc::clone(&syncs), Arc::clone(&observer));
+        let sync_failure = wal.failure();
         let (sync, syncer) = match mode {
             DurabilityMode::Fsync => {
                 let syncer = Arc::new(Syncer::start(wal)?);
@@ -286,6 +298,7 @@ impl Writer {
             batches: Arc::clone(&batches),
             observer: Arc::clone(&observer),
             health: Arc::clone(&health),
+            sync_failure: Arc::clone(&sync_failure),
         };
         let thread = std::thread::Builder::new()
             .name("wasmjob-store-writer".to_owned())
@@ -298,14 +311,24 @@ impl Writer {
             observer,
             health,
             syncer,
+            sync_failure,
         })
     }
 
     /// Why the last batch failed (a full disk, a lock held by another
     /// process), or `None` once a batch committed; also set while a batch
-    /// waits for a lock.
+    /// waits for a lock. After an fsync of the WAL failed, that, for good.
     pub(super) fn trouble(&self) -> Option<Trouble> {
+        if self.sync_failure.get().is_some() {
+            return Some(Trouble::Unsynced);
+        }
         self.health.get()
+    }
+
+    /// The WAL's first fsync failure, if one failed: the writer has
+    /// refused every write since.
+    pub(super) fn sync_failure(&self) -> Option<String> {
+        self.sync_failure.get().cloned()
     }
 
     /// Tells `observer` of every commit from now on. The first observer
@@ -498,6 +521,15 @@ fn run(mut thread: Thread, receiver: mpsc::Receiver<Box<dyn Command>>) {
                 Ok(command) => batch.push(command),
                 Err(_) => break,
             }
+        }
+        // Nothing written after a failed fsync could be called durable.
+        if let Some(failure) = thread.sync_failure.get() {
+            let why = Failure {
+                trouble: Some(Trouble::Unsynced),
+                message: format!("writes are refused since {failure}; nothing was stored"),
+            };
+            reply_all(batch, Some(&why));
+            continue;
         }
         thread.batches.fetch_add(1, Ordering::Relaxed);
         let durable = batch.iter().any(|c| c.durability() == Durability::Durable);
@@ -864,28 +896,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_fsync_fails_the_durable_commands_waiting_on_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let conn = open(&path, Role::Writer, &Settings::default()).unwrap();
-        conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
-            .unwrap();
-        // A "WAL" under a regular file cannot be opened (not a directory).
-        let wal = path.join("wal");
-        let writer = Writer::start(conn, DurabilityMode::Fsync, wal).unwrap();
-        let err = writer.call(insert(1)).await.unwrap_err();
-        assert!(
-            err.to_string().contains("could not be made durable"),
-            "{err}"
-        );
-        // A lazy write waits for no fsync and is answered.
-        assert_eq!(
-            writer.call_with(Durability::Lazy, insert(2)).await.unwrap(),
-            2
-        );
-    }
-
-    #[tokio::test]
     async fn interval_mode_commits_without_fsync_and_then_syncs_the_wal_itself() {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer_in(dir.path(), DurabilityMode::Interval);
@@ -971,6 +981,71 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(ran.load(Ordering::SeqCst), 5);
+    }
+
+    /// A writer on a fresh table whose "WAL" is a character device, which
+    /// refuses an fsync (`EINVAL`) as a failing disk would.
+    fn writer_failing_fsync(dir: &std::path::Path, mode: DurabilityMode) -> Writer {
+        let path = dir.join("w.db");
+        let conn = open(&path, Role::Writer, &Settings::default()).unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
+            .unwrap();
+        Writer::start(conn, mode, PathBuf::from("/dev/null")).unwrap()
+    }
+
+    fn stored(dir: &std::path::Path) -> Vec<i64> {
+        let conn = open(&dir.join("w.db"), Role::Reader, &Settings::default()).unwrap();
+        let mut select = conn.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        select
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(|v| v.unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_fails_its_batch_and_every_write_after_it_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_failing_fsync(dir.path(), DurabilityMode::Fsync);
+        assert_eq!(writer.trouble(), None);
+        // Committed, but not durable: the caller hears so.
+        let error = writer.call(insert(1)).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Unavailable(m) if m.contains("fsync of the WAL failed")),
+            "{error:?}"
+        );
+        assert_eq!(writer.trouble(), Some(Trouble::Unsynced));
+        assert!(writer.sync_failure().unwrap().contains("Invalid argument"));
+        // Lazy or durable, nothing more is applied.
+        for durability in [Durability::Lazy, Durability::Durable] {
+            let error = writer.call_with(durability, insert(2)).await.unwrap_err();
+            assert!(
+                matches!(&error, Error::Unavailable(m) if m.contains("nothing was stored")),
+                "{error:?}"
+            );
+        }
+        writer.durable().await.unwrap_err();
+        assert_eq!(stored(dir.path()), [1]);
+    }
+
+    #[tokio::test]
+    async fn interval_mode_refuses_writes_once_its_timed_fsync_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_failing_fsync(dir.path(), DurabilityMode::Interval);
+        // Answered at the commit, as the mode promises.
+        writer.call(insert(1)).await.unwrap();
+        let deadline = Instant::now() + SYNC_INTERVAL * 30;
+        while writer.sync_failure().is_none() {
+            assert!(Instant::now() < deadline, "the WAL was never fsync'd");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let error = writer.call(insert(2)).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Unavailable(m) if m.contains("nothing was stored")),
+            "{error:?}"
+        );
+        assert_eq!(writer.trouble(), Some(Trouble::Unsynced));
+        assert_eq!(stored(dir.path()), [1]);
     }
 
     #[tokio::test]

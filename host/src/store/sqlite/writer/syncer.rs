@@ -38,6 +38,7 @@ pub(super) struct Wal {
     file: Option<File>,
     syncs: Arc<AtomicU64>,
     observer: Arc<OnceLock<Arc<dyn WriteObserver>>>,
+    failure: Arc<OnceLock<String>>,
 }
 
 impl Wal {
@@ -51,7 +52,18 @@ impl Wal {
             file: None,
             syncs,
             observer,
+            failure: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The first fsync failure, for good: once an fsync of the WAL failed,
+    /// the kernel may have dropped the pages it could not write and a
+    /// later fsync succeeds without them, so nothing written since can be
+    /// called durable either. Every later [`sync`](Self::sync) fails
+    /// with it, and the writer refuses every write, until the store is
+    /// opened again (by a new process, which reads the WAL afresh).
+    pub(super) fn failure(&self) -> Arc<OnceLock<String>> {
+        Arc::clone(&self.failure)
     }
 
     /// Fsyncs the WAL file: every frame SQLite wrote to it so far (through
@@ -59,6 +71,17 @@ impl Wal {
     /// has nothing to sync. The file stays open: SQLite only deletes it
     /// when the last connection closes, after the writer's.
     pub(super) fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(failure) = self.failure.get() {
+            return Err(std::io::Error::other(failure.clone()));
+        }
+        self.sync_file().map_err(|error| {
+            let failure = format!("an fsync of the WAL failed ({error})");
+            let _ = self.failure.set(failure.clone());
+            std::io::Error::new(error.kind(), failure)
+        })
+    }
+
+    fn sync_file(&mut self) -> std::io::Result<()> {
         let file = match &self.file {
             Some(file) => file,
             None => match File::open(&self.path) {
@@ -80,7 +103,10 @@ impl Wal {
     /// [`sync`](Self::sync), with a failure logged rather than returned
     /// (the timed syncs of interval mode have nobody to tell).
     pub(super) fn sync_logged(&mut self) {
-        if let Err(error) = self.sync() {
+        let failed_before = self.failure.get().is_some();
+        if let Err(error) = self.sync()
+            && !failed_before
+        {
             tracing::error!(%error, wal = %self.path.display(), "fsync of the WAL failed");
         }
     }
@@ -237,11 +263,14 @@ fn run(mut wal: Wal, shared: &Shared, receiver: mpsc::Receiver<Committed>) {
         shared.marked.store(false, Ordering::SeqCst);
         let covering = shared.finished.load(Ordering::SeqCst);
         marked_at = None;
+        let failed_before = wal.failure.get().is_some();
         let failed = wal.sync().err().map(|error| {
-            tracing::error!(%error, wal = %wal.path.display(), "fsync of the WAL failed");
+            if !failed_before {
+                tracing::error!(%error, wal = %wal.path.display(), "fsync of the WAL failed");
+            }
             Failure {
-                trouble: (error.kind() == std::io::ErrorKind::StorageFull).then_some(Trouble::Full),
-                message: format!("the commit could not be made durable (fsync failed: {error})"),
+                trouble: Some(Trouble::Unsynced),
+                message: format!("the commit could not be made durable: {error}"),
             }
         });
         if failed.is_none() {
