@@ -1008,10 +1008,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer_failing_fsync(dir.path(), DurabilityMode::Fsync);
         assert_eq!(writer.trouble(), None);
-        // Committed, but not durable: the caller hears so.
+        // Committed, but not durable: the caller hears so (not that
+        // nothing was stored).
         let error = writer.call(insert(1)).await.unwrap_err();
         assert!(
-            matches!(&error, Error::Unavailable(m) if m.contains("fsync of the WAL failed")),
+            matches!(&error, Error::Database(m) if m.contains("fsync of the WAL failed")),
             "{error:?}"
         );
         assert_eq!(writer.trouble(), Some(Trouble::Unsynced));

@@ -24,7 +24,7 @@
 //! before it is durable, and a power loss in that moment takes back the
 //! later commits with it.
 
-use super::{Command, Failure, Trouble, WriteObserver};
+use super::{Command, Failure, WriteObserver};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -268,8 +268,10 @@ fn run(mut wal: Wal, shared: &Shared, receiver: mpsc::Receiver<Committed>) {
             if !failed_before {
                 tracing::error!(%error, wal = %wal.path.display(), "fsync of the WAL failed");
             }
+            // Committed, maybe not on disk: an error that does not say
+            // "nothing was stored" (a refusal after it does).
             Failure {
-                trouble: Some(Trouble::Unsynced),
+                trouble: None,
                 message: format!("the commit could not be made durable: {error}"),
             }
         });
