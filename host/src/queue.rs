@@ -32,7 +32,7 @@ use crate::store::{
 };
 use crate::worker::{Registry, Scaling, Slots};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
@@ -218,6 +218,9 @@ struct Inner {
     woken_at: AtomicU64,
     /// The origin of `woken_at`.
     epoch: std::time::Instant,
+    /// The earliest due time of a delayed job stored since the dispatcher
+    /// last looked (`i64::MAX`: none), see [`Queue::take_due_hint`].
+    due_hint: AtomicI64,
     /// Callers of [`Queue::wait`], by job: told when the job may have
     /// changed state.
     waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<std::time::Instant>>>>,
@@ -262,6 +265,27 @@ impl Inner {
         // this once did, cost an empty claim after every wake-up.
         self.wake.notify_one();
     }
+
+    /// Wakes the dispatcher for what `jobs` made due: at once if one can
+    /// run now; if they are only due later, it learns their first due time
+    /// (ending its rest then) without claiming now, which would find
+    /// nothing. Jobs blocked on prerequisites wake nobody: their release
+    /// does.
+    fn wake_for(&self, jobs: &[Submitted], now: Millis) {
+        let mut first_due = i64::MAX;
+        for submitted in jobs.iter().filter(|s| s.created) {
+            let job = &submitted.job;
+            match job.state {
+                JobState::Pending if job.run_at <= now => return self.wake(),
+                JobState::Pending => first_due = first_due.min(job.run_at),
+                _ => {}
+            }
+        }
+        if first_due < i64::MAX {
+            self.due_hint.fetch_min(first_due, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+    }
 }
 
 impl Queue {
@@ -292,6 +316,7 @@ impl Queue {
                 registry: Arc::new(Registry::new()),
                 wake: Notify::new(),
                 woken_at: AtomicU64::new(0),
+                due_hint: AtomicI64::new(i64::MAX),
                 epoch: std::time::Instant::now(),
                 waiters: Mutex::new(HashMap::new()),
                 blocked_waiters: Mutex::new(Vec::new()),
@@ -431,7 +456,16 @@ impl Queue {
         })
     }
 
-    /// Resolves when [`wake`](Self::wake) is called.
+    /// The earliest due time of the delayed jobs stored since the last
+    /// call, if any were: a wake-up that only carries this ends the
+    /// dispatcher's rest then, not now.
+    pub(crate) fn take_due_hint(&self) -> Option<Millis> {
+        let due = self.inner.due_hint.swap(i64::MAX, Ordering::Relaxed);
+        (due < i64::MAX).then_some(due)
+    }
+
+    /// Resolves when [`wake`](Self::wake) is called, or a delayed job is
+    /// stored (see [`take_due_hint`](Self::take_due_hint)).
     pub(crate) async fn woken(&self) {
         self.inner.wake.notified().await
     }
@@ -655,7 +689,7 @@ impl Queue {
                 let job = &submitted.job;
                 tracing::info!(job_id = job.id, queue = %job.queue, module = %job.module, "submitted");
             }
-            inner.wake();
+            inner.wake_for(jobs, now);
         });
         let jobs = self
             .inner

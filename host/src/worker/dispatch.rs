@@ -12,6 +12,7 @@
 
 use super::registry::ClaimInFlight;
 use super::{FaultHook, Finished, Reservation, run};
+use crate::clock::Millis;
 use crate::engine::CancelToken;
 use crate::limits::Limits;
 use crate::metrics::Stage;
@@ -203,9 +204,18 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                 }
             }
             () = queue.woken(), if resting.is_some() => {
-                resting = None;
-                if let Some(waited) = queue.take_wake() {
-                    queue.metrics().stage(Stage::Wake, waited);
+                let due = queue.take_due_hint();
+                match queue.take_wake() {
+                    Some(waited) => {
+                        resting = None;
+                        queue.metrics().stage(Stage::Wake, waited);
+                    }
+                    // Only a delayed job stored: rest until it is due, if
+                    // that is sooner (a claim now would find nothing).
+                    None => match (resting, due) {
+                        (Some(rest), Some(due)) => resting = Some(rest.min(at(queue.now(), due))),
+                        _ => resting = None,
+                    },
                 }
             }
             () = tokio::time::sleep_until(resting.unwrap_or_else(Instant::now)),
@@ -246,8 +256,14 @@ fn start_permits(
 /// after [`IDLE_POLL`] (a wake comes sooner).
 async fn due(queue: &Queue) -> Option<Instant> {
     let due = queue.store().next_due().await.ok()??;
-    let until = (due - queue.now()).max(0) as u64;
-    Some(Instant::now() + Duration::from_millis(until.max(1)))
+    Some(at(queue.now(), due))
+}
+
+/// The instant `due` comes, by the queue's clock reading `now` (at least a
+/// millisecond away).
+fn at(now: Millis, due: Millis) -> Instant {
+    let until = (due - now).max(0) as u64;
+    Instant::now() + Duration::from_millis(until.max(1))
 }
 
 /// Holds claimed jobs in the registry (buffered), so their leases are

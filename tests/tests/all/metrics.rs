@@ -203,3 +203,46 @@ async fn the_token_guards_metrics_unless_the_operator_makes_them_public() {
     let (status, _) = api.get("/v1/jobs").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_submission_costs_no_claim_and_its_job_runs_once_due() {
+    let mut host = Host::new(QueueConfig::default());
+    host.upload_named(guests::HELLO, "hello").await;
+    host.start_workers();
+    let config = ApiConfig::default();
+    let claims = || async {
+        let (_, text) = scrape(&host, &config, None).await;
+        sample(&text, "wasmjob_job_stage_seconds_count{stage=\"claim\"}").unwrap_or(0.0)
+    };
+    // The idle pool's first claim, which found nothing.
+    wait_until(&host.queue, || async {
+        (claims().await >= 1.0).then_some(())
+    })
+    .await
+    .expect("the pool's first claim");
+    let before = claims().await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let job = JobSpec {
+            delay_ms: Some(60_000),
+            ..host.job("hello", json!({"name": "later"}))
+        };
+        ids.push(host.submit(job).await.id);
+    }
+    let claimed = claims().await - before;
+    // The idle pool still looks once a second; a wake-up per submission
+    // would have been a claim each, finding nothing.
+    let polls = started.elapsed().as_secs_f64().ceil() + 1.0;
+    assert!(
+        claimed <= polls,
+        "{claimed} claims for 20 delayed submissions in {:?}",
+        started.elapsed()
+    );
+    host.clock.advance(60_000);
+    host.queue.wake();
+    for id in ids {
+        host.wait_for(id, JobState::Completed).await;
+    }
+    host.stop_workers().await;
+}
