@@ -94,7 +94,7 @@ pub enum DurabilityMode {
     #[default]
     Fsync,
     /// Commits are written to the WAL without an fsync
-    /// (`synchronous = NORMAL`) and the writer thread fsyncs the WAL about
+    /// (`synchronous = NORMAL`) and the syncer thread fsyncs the WAL about
     /// once a second ([`SYNC_INTERVAL`]). An acknowledged write survives
     /// a crash or kill of the process (it is in the operating system's
     /// page cache); a power loss or kernel crash can undo about the last

@@ -148,15 +148,16 @@ pub(super) struct Syncer {
 }
 
 impl Syncer {
-    /// Starts the thread that fsyncs `wal` for the batches it is given.
-    pub(super) fn start(wal: Wal) -> std::io::Result<Syncer> {
+    /// Starts the thread that fsyncs `wal` for the batches it is given,
+    /// and a lazy commit within `window` (see [`committed`](Self::committed)).
+    pub(super) fn start(wal: Wal, window: Duration) -> std::io::Result<Syncer> {
         let (sender, receiver) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("wasmjob-store-sync".to_owned())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || run(wal, &shared, receiver)
+                move || run(wal, &shared, receiver, window)
             })?;
         Ok(Syncer {
             sender: Mutex::new(Some(sender)),
@@ -190,8 +191,8 @@ impl Syncer {
     }
 
     /// Called by the writer after each `COMMIT`. A `lazy` one (answered
-    /// without waiting for an fsync) gets an fsync within [`LAZY_SYNC`], or
-    /// sooner with a durable batch.
+    /// without waiting for an fsync) gets an fsync within the syncer's
+    /// window, or sooner with a durable batch.
     pub(super) fn committed(&self, lazy: bool) {
         self.shared.finished.fetch_add(1, Ordering::SeqCst);
         if lazy
@@ -235,8 +236,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The syncer thread: one fsync for everything queued, then the answers;
 /// a lazy commit marked and not covered since gets its fsync after
-/// [`LAZY_SYNC`].
-fn run(mut wal: Wal, shared: &Shared, receiver: mpsc::Receiver<Committed>) {
+/// `window`.
+fn run(mut wal: Wal, shared: &Shared, receiver: mpsc::Receiver<Committed>, window: Duration) {
     // When the oldest lazy commit not covered yet was marked.
     let mut marked_at: Option<Instant> = None;
     loop {
@@ -244,7 +245,7 @@ fn run(mut wal: Wal, shared: &Shared, receiver: mpsc::Receiver<Committed>) {
             None => receiver
                 .recv()
                 .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(at) => receiver.recv_timeout(LAZY_SYNC.saturating_sub(at.elapsed())),
+            Some(at) => receiver.recv_timeout(window.saturating_sub(at.elapsed())),
         };
         let mut waiting = match received {
             // The mark of a lazy commit: wait for company, or the timeout.
