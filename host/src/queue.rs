@@ -1247,6 +1247,14 @@ impl Queue {
             .collect()
     }
 
+    /// Whether this host still holds job `id`: claimed ahead, running, or
+    /// finished with its outcome being written. An outcome is counted
+    /// (metrics, history tally, alerts) just after its commit, before the
+    /// job leaves: a reader can see the job final a moment before.
+    pub fn holds(&self, id: JobId) -> bool {
+        self.inner.registry.holds(id)
+    }
+
     /// What this host knows live about job `id`.
     pub fn live(&self, id: JobId) -> Live {
         Live {

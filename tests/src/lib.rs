@@ -225,11 +225,25 @@ pub mod host {
             self.queue.job(id).await.expect("job").0
         }
 
-        /// Waits until job `id` is in `state`; panics after [`HANG`].
+        /// Waits until job `id` is in `state` (`running`: started in one of
+        /// this host's slots; an attempt's end: counted by this host);
+        /// panics after [`HANG`].
         pub async fn wait_for(&self, id: JobId, state: JobState) -> JobDetail {
-            self.wait_job(id, |d| d.job.state == state)
-                .await
-                .unwrap_or_else(|| panic!("job {id} never reached {state}"))
+            // A claim makes a job `running` in the store before a slot
+            // starts it (a cancel meanwhile means no attempt at all), and
+            // an attempt's end is visible a moment before this host has
+            // counted it (metrics, history, alerts) and let the job go.
+            let counted = matches!(
+                state,
+                JobState::Completed | JobState::Failed | JobState::Retrying
+            );
+            self.wait_job(id, |d| {
+                d.job.state == state
+                    && !(counted && self.queue.holds(id))
+                    && (state != JobState::Running || self.queue.running().contains(&id))
+            })
+            .await
+            .unwrap_or_else(|| panic!("job {id} never reached {state}"))
         }
 
         /// Waits until `check` holds for job `id`; `None` after [`HANG`].

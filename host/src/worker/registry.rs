@@ -302,6 +302,11 @@ impl Registry {
         }
     }
 
+    /// Whether job `id` is held here (buffered, running or recording).
+    pub fn holds(&self, id: JobId) -> bool {
+        self.lock().jobs.contains_key(&id)
+    }
+
     /// Every held job, by id.
     pub fn snapshot(&self) -> Vec<Held> {
         let state = self.lock();
