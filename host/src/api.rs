@@ -316,7 +316,8 @@ async fn healthz() -> Json<HealthStatus> {
         (status = 200, description = "The store answers: `ready`, or `degraded` with the \
             problems (a stuck worker slot, a full disk, a database locked by another process).", body = HealthStatus,
             example = json!({"status": "ready"})),
-        (status = 503, description = "`not_ready`: the store is unreachable.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the store is unreachable, or refuses \
+            writes since an fsync of its WAL failed (until a restart).", body = ErrorBody),
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> Response {

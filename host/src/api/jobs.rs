@@ -304,8 +304,9 @@ pub(super) async fn traced<F: Future>(
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `server.max_body_bytes`.", body = ErrorBody),
         (status = 503, description = "`store_busy`: the database stayed locked by another \
-            process; `store_unavailable`: the database cannot be reached (PostgreSQL). Nothing \
-            is stored. `Retry-After` says when to try again.", body = ErrorBody),
+            process; `store_unavailable`: the database cannot be reached (PostgreSQL), or the \
+            host refuses writes since an fsync of its WAL failed (SQLite; until a restart). \
+            Nothing is stored. `Retry-After` says when to try again.", body = ErrorBody),
         (status = 507, description = "`storage_full`: the host's disk is full; nothing is \
             stored. `Retry-After` says when to try again.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the request does not say \
@@ -358,8 +359,9 @@ pub async fn submit(
         (status = 413, description = "`payload_too_large`: larger than the server's \
             `server.max_body_bytes`.", body = ErrorBody),
         (status = 503, description = "`store_busy`: the database stayed locked by another \
-            process; `store_unavailable`: the database cannot be reached (PostgreSQL). Nothing \
-            is stored. `Retry-After` says when to try again.", body = ErrorBody),
+            process; `store_unavailable`: the database cannot be reached (PostgreSQL), or the \
+            host refuses writes since an fsync of its WAL failed (SQLite; until a restart). \
+            Nothing is stored. `Retry-After` says when to try again.", body = ErrorBody),
         (status = 507, description = "`storage_full`: the host's disk is full; nothing is \
             stored. `Retry-After` says when to try again.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the request does not say \
