@@ -113,6 +113,10 @@ pub enum Stage {
     Wake,
     /// One claim in the store, to the jobs in the dispatcher's hands.
     Claim,
+    /// From a submission's commit, which claimed its job for an idle slot,
+    /// to the job in the dispatcher's hands (in place of a wake-up and a
+    /// claim).
+    Handoff,
     /// From the claim's answer to the attempt beginning in its slot.
     Start,
     /// The attempt in the sandbox: instantiation to the end.
@@ -126,12 +130,13 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in the order of a job's way.
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Submit,
         Stage::Commit,
         Stage::Fsync,
         Stage::Wake,
         Stage::Claim,
+        Stage::Handoff,
         Stage::Start,
         Stage::Run,
         Stage::Record,
@@ -146,6 +151,7 @@ impl Stage {
             Stage::Commit => "commit",
             Stage::Wake => "wake",
             Stage::Claim => "claim",
+            Stage::Handoff => "handoff",
             Stage::Start => "start",
             Stage::Run => "run",
             Stage::Record => "record",
@@ -406,7 +412,7 @@ impl Metrics {
         registry.register_with_unit(
             "job_stage",
             "Time of each stage of a job's way through this host (submit, commit, \
-             fsync, wake, claim, start, run, record, notify), each measured on its own",
+             fsync, wake, claim, handoff, start, run, record, notify), each measured on its own",
             Unit::Seconds,
             stage_family.clone(),
         );

@@ -30,7 +30,7 @@ use crate::store::{
     self, Fired, JobFilter, JobStore, ModuleRecord, Pruned, QueueStats, Retention, Signal,
     StateCounts, Tick, WorkflowFilter,
 };
-use crate::worker::{Registry, Scaling, Slots};
+use crate::worker::{Offers, Registry, Scaling, Slots, Ticket};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -221,6 +221,9 @@ struct Inner {
     /// The earliest due time of a delayed job stored since the dispatcher
     /// last looked (`i64::MAX`: none), see [`Queue::take_due_hint`].
     due_hint: AtomicI64,
+    /// The idle dispatcher's offer to the next submission (see
+    /// `worker::handoff`).
+    offers: Offers,
     /// Callers of [`Queue::wait`], by job: told when the job may have
     /// changed state.
     waiters: Mutex<HashMap<JobId, Vec<oneshot::Sender<std::time::Instant>>>>,
@@ -271,9 +274,13 @@ impl Inner {
     /// (ending its rest then) without claiming now, which would find
     /// nothing. Jobs blocked on prerequisites wake nobody: their release
     /// does.
-    fn wake_for(&self, jobs: &[Submitted], now: Millis) {
+    /// Jobs in `claimed` (claimed with the insert) wake nobody either.
+    fn wake_for(&self, jobs: &[Submitted], claimed: &[JobId], now: Millis) {
         let mut first_due = i64::MAX;
-        for submitted in jobs.iter().filter(|s| s.created) {
+        for submitted in jobs
+            .iter()
+            .filter(|s| s.created && !claimed.contains(&s.job.id))
+        {
             let job = &submitted.job;
             match job.state {
                 JobState::Pending if job.run_at <= now => return self.wake(),
@@ -317,6 +324,7 @@ impl Queue {
                 wake: Notify::new(),
                 woken_at: AtomicU64::new(0),
                 due_hint: AtomicI64::new(i64::MAX),
+                offers: Offers::default(),
                 epoch: std::time::Instant::now(),
                 waiters: Mutex::new(HashMap::new()),
                 blocked_waiters: Mutex::new(Vec::new()),
@@ -462,6 +470,38 @@ impl Queue {
     pub(crate) fn take_due_hint(&self) -> Option<Millis> {
         let due = self.inner.due_hint.swap(i64::MAX, Ordering::Relaxed);
         (due < i64::MAX).then_some(due)
+    }
+
+    /// The idle dispatcher's offer to submissions.
+    pub(crate) fn offers(&self) -> &Offers {
+        &self.inner.offers
+    }
+
+    /// A claim of at most `limit` jobs for this host's workers.
+    pub(crate) fn claim_request(&self, limit: usize) -> store::ClaimRequest {
+        let config = &self.inner.config;
+        store::ClaimRequest {
+            owner: config.owner.clone(),
+            limit,
+            lease_ms: config.lease_ms,
+            caps: config.caps.clone(),
+        }
+    }
+
+    /// The offer, for a submission with a job due now (one that is not
+    /// cannot be claimed with its insert), if the store claims with an
+    /// insert.
+    fn take_offer(&self, jobs: &[NewJob], now: Millis) -> Option<(usize, Ticket)> {
+        let due = jobs
+            .iter()
+            .any(|job| job.depends_on.is_empty() && job.run_at <= now);
+        (due && self.inner.store.claims_with_insert())
+            .then(|| {
+                self.inner
+                    .offers
+                    .take(&self.inner.slots, &self.inner.registry)
+            })
+            .flatten()
     }
 
     /// Resolves when [`wake`](Self::wake) is called, or a delayed job is
@@ -678,23 +718,33 @@ impl Queue {
         for (index, spec) in specs.into_iter().enumerate() {
             jobs.push(self.admit(spec, index, now).await?);
         }
-        // Logged (in the caller's span) and woken at the commit, before
-        // the fsync that lets the store answer: a worker may claim the
-        // jobs meanwhile, and its log lines come after the submission's.
+        // Idle workers get the jobs claimed with the insert, in its commit.
+        let (claim, ticket) = match self.take_offer(&jobs, now) {
+            Some((limit, ticket)) => (Some(self.claim_request(limit)), Some(ticket)),
+            None => (None, None),
+        };
+        // Logged (in the caller's span), handed off or woken at the
+        // commit, before the fsync that lets the store answer: a worker
+        // may start the jobs meanwhile, and its log lines come after the
+        // submission's.
         let inner = Arc::clone(&self.inner);
         let span = tracing::Span::current();
-        let committed = Box::new(move |jobs: &[Submitted]| {
+        let committed = Box::new(move |jobs: &[Submitted], claimed: Vec<store::Claimed>| {
             let _entered = span.enter();
             for submitted in jobs.iter().filter(|s| s.created) {
                 let job = &submitted.job;
                 tracing::info!(job_id = job.id, queue = %job.queue, module = %job.module, "submitted");
             }
-            inner.wake_for(jobs, now);
+            let taken: Vec<JobId> = claimed.iter().map(|c| c.job.id).collect();
+            if let Some(ticket) = ticket {
+                ticket.deliver(claimed);
+            }
+            inner.wake_for(jobs, &taken, now);
         });
         let jobs = self
             .inner
             .store
-            .insert_jobs_then(jobs, now, committed)
+            .insert_jobs_then(jobs, now, claim, committed)
             .await?;
         for submitted in jobs.iter().filter(|s| s.created) {
             let job = &submitted.job;

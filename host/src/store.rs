@@ -407,8 +407,8 @@ pub struct Pruned {
 pub type StateCounts = Vec<(JobState, u64)>;
 
 /// What [`JobStore::insert_jobs_then`] calls once the jobs it stored can
-/// be claimed.
-pub type OnInsert = Box<dyn FnOnce(&[Submitted]) + Send>;
+/// be claimed: with what it stored, and the jobs its transaction claimed.
+pub type OnInsert = Box<dyn FnOnce(&[Submitted], Vec<Claimed>) + Send>;
 
 /// The queue's storage, in the queue's verbs. See the module docs for what
 /// every backend guarantees; `store/conformance` checks it.
@@ -472,17 +472,33 @@ pub trait JobStore: Send + Sync + 'static {
     /// it stored once the jobs can be claimed and before answering: a
     /// store that acknowledges after an fsync calls it at the commit, so
     /// the caller's workers (and its log of the submission) can start
-    /// while the fsync runs. Not called when the insert fails. The
-    /// default calls it once `insert_jobs` answered.
+    /// while the fsync runs. Not called when the insert fails.
+    ///
+    /// With `claim`, the store may also claim due jobs in the same
+    /// transaction, as [`claim_due`](Self::claim_due) would after it (the
+    /// new jobs or others due before them, in claim order, at most
+    /// `claim.limit`), and passes them to `committed`: a submission that
+    /// finds the caller's workers idle hands them its jobs without a
+    /// claim of their own. The default claims none and calls `committed`
+    /// once `insert_jobs` answered.
     async fn insert_jobs_then(
         &self,
         jobs: Vec<NewJob>,
         now: Millis,
+        claim: Option<ClaimRequest>,
         committed: OnInsert,
     ) -> Result<Vec<Submitted>> {
+        let _ = claim;
         let submitted = self.insert_jobs(jobs, now).await?;
-        committed(&submitted);
+        committed(&submitted, Vec::new());
         Ok(submitted)
+    }
+
+    /// Whether [`insert_jobs_then`](Self::insert_jobs_then) claims when
+    /// asked to: a caller need not offer its idle workers to a store that
+    /// never does. The default: no.
+    fn claims_with_insert(&self) -> bool {
+        false
     }
 
     /// Stores a workflow and its jobs, all or none, as

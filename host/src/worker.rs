@@ -5,7 +5,9 @@
 //!   small local buffer, sized from how fast jobs have been finishing, and
 //!   starts one whenever a slot is free. Guest code runs on a tokio runtime
 //!   of its own, so it never runs on the API's threads. An idle dispatcher
-//!   sleeps until a submit wakes it or the next delayed job is due;
+//!   sleeps until a submit wakes it or the next delayed job is due, and
+//!   meanwhile offers its idle slots to the next submission, whose commit
+//!   claims its jobs for them (`handoff`);
 //! - each job (`run`) executes in a fresh sandbox and hands its result to
 //! - the recorder (`record`), which writes every outcome that arrived
 //!   while the previous write was committing in one store call.
@@ -17,6 +19,7 @@
 
 mod budget;
 mod dispatch;
+mod handoff;
 mod record;
 mod registry;
 mod run;
@@ -24,6 +27,7 @@ pub mod scale;
 pub mod slots;
 
 pub use budget::{DEFAULT_REPORT_MEMORY_BYTES, ReportBudget, Reservation};
+pub(crate) use handoff::{Offers, Ticket};
 pub use registry::{Held, Phase, Registry, Stop};
 pub use scale::Scaling;
 pub use slots::{Slot, SlotCounts, SlotState, Slots};

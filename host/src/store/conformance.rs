@@ -170,6 +170,39 @@ impl Fixture {
             .job
     }
 
+    /// Stores `jobs` at `now`, asking the store to claim up to `limit`
+    /// jobs as `worker-1` with the insert (queues capped as `caps` says);
+    /// returns what it stored and what it claimed.
+    pub(crate) async fn submit_claiming(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Millis,
+        limit: usize,
+        caps: &[(&str, usize)],
+    ) -> (Vec<crate::job::Submitted>, Vec<Claimed>) {
+        let request = ClaimRequest {
+            owner: "worker-1".to_owned(),
+            limit,
+            lease_ms: LEASE_MS,
+            caps: caps.iter().map(|&(q, cap)| (q.to_owned(), cap)).collect(),
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let submitted = self
+            .store
+            .insert_jobs_then(
+                jobs,
+                now,
+                Some(request),
+                Box::new(move |_, claimed| sender.send(claimed).unwrap()),
+            )
+            .await
+            .unwrap();
+        (
+            submitted,
+            receiver.try_recv().expect("called at the commit"),
+        )
+    }
+
     /// Claims up to `limit` jobs at `now` as `worker-1`.
     pub(crate) async fn claim(&self, limit: usize, now: Millis) -> Vec<Claimed> {
         self.claim_capped(limit, now, &[]).await
@@ -304,6 +337,7 @@ macro_rules! conformance_tests {
             model::random_operations_leave_the_store_as_a_model_predicts,
             claiming::claim_takes_the_most_urgent_priority_then_the_oldest_run_at,
             claiming::a_batch_claim_returns_jobs_in_claim_order_up_to_the_limit,
+            claiming::a_claim_with_an_insert_takes_what_a_claim_after_it_would,
             claiming::claim_starts_an_attempt_with_a_fresh_token_per_job,
             claiming::a_job_is_not_claimed_before_its_run_at,
             claiming::renew_extends_only_the_leases_still_held,

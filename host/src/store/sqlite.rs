@@ -345,27 +345,53 @@ impl JobStore for SqliteStore {
     }
 
     async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>> {
-        self.insert_jobs_then(jobs, now, Box::new(|_| ())).await
+        self.insert_jobs_then(jobs, now, None, Box::new(|_, _| ()))
+            .await
     }
 
     async fn insert_jobs_then(
         &self,
         jobs: Vec<NewJob>,
         now: Millis,
+        claim: Option<ClaimRequest>,
         committed: OnInsert,
     ) -> Result<Vec<Submitted>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         // Workers may claim the jobs as soon as they are committed, while
-        // the fsync that lets this call answer runs.
-        self.writer
+        // the fsync that lets this call answer runs; a claim made here
+        // takes them in the same commit (one transaction, and the pages
+        // the insert dirtied written once).
+        let claim = claim.filter(|_| self.claims_with_insert());
+        let (submitted, _) = self
+            .writer
             .call_then(
                 Durability::Durable,
-                move |conn| jobs::insert(conn, &jobs, now, jobs::Origin::default()),
-                Box::new(move |submitted: &Vec<Submitted>| committed(submitted)),
+                move |conn| {
+                    let submitted = jobs::insert(conn, &jobs, now, jobs::Origin::default())?;
+                    let claimed = match claim {
+                        Some(request) if request.limit > 0 => jobs::claim(conn, &request, now)?,
+                        _ => Vec::new(),
+                    };
+                    Ok((submitted, claimed))
+                },
+                Box::new(
+                    move |(submitted, claimed): &mut (Vec<Submitted>, Vec<Claimed>)| {
+                        committed(submitted, std::mem::take(claimed))
+                    },
+                ),
             )
-            .await
+            .await?;
+        Ok(submitted)
+    }
+
+    /// With `fsync` durability: the answer waits for an fsync anyway,
+    /// and the claim rewrites the pages the insert dirtied. With
+    /// `interval` the answer comes at the commit, which a claim would
+    /// only delay.
+    fn claims_with_insert(&self) -> bool {
+        self.writer.syncs_each_durable_batch()
     }
 
     async fn insert_workflow(

@@ -10,6 +10,7 @@
 //! buffer. Buffered jobs are in the registry, so their leases are renewed
 //! and a cancel reaches them.
 
+use super::handoff::HandOff;
 use super::registry::ClaimInFlight;
 use super::{FaultHook, Finished, Reservation, run};
 use crate::clock::Millis;
@@ -17,7 +18,7 @@ use crate::engine::CancelToken;
 use crate::limits::Limits;
 use crate::metrics::Stage;
 use crate::queue::Queue;
-use crate::store::{ClaimRequest, Claimed, Lease};
+use crate::store::{Claimed, Lease};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,9 @@ const HORIZON: Duration = Duration::from_millis(20);
 const SAMPLE: Duration = Duration::from_millis(5);
 /// Most jobs claimed beyond the free slots.
 const MAX_AHEAD: usize = 512;
+/// How long a stopping dispatcher waits for the hand-off of a submission
+/// that took its offer (its commit is at most a batch away).
+const HANDOFF_WAIT: Duration = Duration::from_secs(5);
 /// How long a job claimed ahead may wait for a slot while every slot is
 /// busy before it goes back to the store: claimed ahead behind long jobs,
 /// it would wait on this host while another host (or this one, later)
@@ -96,8 +100,21 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
     // When the next delayed job is due, looked up while resting begins:
     // off the loop, so the jobs just claimed start first.
     let mut next_due: Option<JoinHandle<Option<Instant>>> = None;
+    // Hand-offs from submissions (see `handoff`): the offer posted while
+    // resting, and whether it is out (posted, or taken and not answered).
+    let (offer, mut handoffs) = mpsc::unbounded_channel::<HandOff>();
+    let mut offered = false;
     loop {
         queue.slots().set_buffered(buffer.len());
+        match (resting.is_some(), offered) {
+            (true, false) => {
+                queue.offers().post(offer.clone());
+                offered = true;
+            }
+            // Claiming again: a submission now wakes it instead.
+            (false, true) if queue.offers().withdraw(&offer) => offered = false,
+            _ => {}
+        }
         // How many to claim now, if it is time to claim.
         let want = (claiming.is_none() && resting.is_none() && buffer.len() <= pace.low_water())
             .then(|| (slots.available_permits() + pace.ahead()).saturating_sub(buffer.len()));
@@ -105,12 +122,7 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
         let full = want == Some(0);
         if let Some(limit) = want.filter(|&limit| limit > 0) {
             let queue = queue.clone();
-            let request = ClaimRequest {
-                owner: queue.config().owner.clone(),
-                limit,
-                lease_ms: queue.config().lease_ms,
-                caps: queue.config().caps.clone(),
-            };
+            let request = queue.claim_request(limit);
             pace.claimed(Instant::now());
             // This claim answers any wake-up made until now.
             let _ = queue.take_wake();
@@ -147,10 +159,7 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                             let queue = queue.clone();
                             next_due = Some(tokio::spawn(async move { due(&queue).await }));
                         }
-                        for job in &claimed {
-                            tracing::info!(job_id = job.job.id, queue = %job.job.queue,
-                                module = %job.job.module, attempt = job.job.attempt, "claimed");
-                        }
+                        log_claimed(&claimed);
                         buffer.extend(register(&queue, claimed));
                         drop(in_flight);
                     }
@@ -163,6 +172,16 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
                         resting = Some(Instant::now() + ERROR_BACKOFF);
                     }
                 }
+            }
+            Some(handoff) = handoffs.recv() => {
+                offered = false;
+                let HandOff { claimed, in_flight, committed } = handoff;
+                if !claimed.is_empty() {
+                    queue.metrics().stage(Stage::Handoff, committed.elapsed());
+                }
+                log_claimed(&claimed);
+                buffer.extend(register(&queue, claimed));
+                drop(in_flight);
             }
             // A slot, and the report's share of the host's budget, for
             // the job at the front of the buffer.
@@ -229,6 +248,18 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
         }
         drop(in_flight);
     }
+    // So may a submission that took the offer.
+    if offered && !queue.offers().withdraw(&offer) {
+        match tokio::time::timeout(HANDOFF_WAIT, handoffs.recv()).await {
+            Ok(Some(HandOff {
+                claimed, in_flight, ..
+            })) => {
+                buffer.extend(register(&queue, claimed));
+                drop(in_flight);
+            }
+            _ => tracing::warn!("a submission's hand-off did not come before the pool stopped"),
+        }
+    }
     Stopped {
         buffered: buffer.into(),
         jobs,
@@ -264,6 +295,13 @@ async fn due(queue: &Queue) -> Option<Instant> {
 fn at(now: Millis, due: Millis) -> Instant {
     let until = (due - now).max(0) as u64;
     Instant::now() + Duration::from_millis(until.max(1))
+}
+
+fn log_claimed(claimed: &[Claimed]) {
+    for job in claimed {
+        tracing::info!(job_id = job.job.id, queue = %job.job.queue,
+            module = %job.job.module, attempt = job.job.attempt, "claimed");
+    }
 }
 
 /// Holds claimed jobs in the registry (buffered), so their leases are

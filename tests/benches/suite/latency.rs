@@ -12,6 +12,10 @@
 //! estimate). One job at a time on an idle host, the stages do not
 //! overlap across jobs; what no stage covers (HTTP parsing and answers,
 //! the client's own time, hand-offs between tasks) is the remainder.
+//!
+//! With `WASMJOB_BENCH_BASELINE_EXE` naming another build of this
+//! benchmark, the two builds then run the same jobs on fresh hosts in
+//! alternating rounds: an A/B in one run.
 
 use crate::Settings;
 use crate::host::{self, HostProcess};
@@ -81,17 +85,69 @@ pub fn run(settings: &Settings) -> Section {
                               "ms_per_job": mean_ms * per_job}),
         );
     }
-    section.set(
-        "latency",
-        json!({
-            "jobs": jobs,
-            "submit_to_completion": done.json("ms"),
-            "acknowledgement": ack.json("ms"),
-            "submit_to_start_host_clock": start.json("ms"),
-            "stages": breakdown,
-        }),
-    );
+    let mut figures = json!({
+        "jobs": jobs,
+        "submit_to_completion": done.json("ms"),
+        "acknowledgement": ack.json("ms"),
+        "submit_to_start_host_clock": start.json("ms"),
+        "stages": breakdown,
+    });
+    if let Some(exe) = std::env::var_os(crate::sequential::BASELINE_EXE) {
+        figures["a_b"] = a_b(&mut section, std::path::Path::new(&exe), jobs);
+    }
+    section.set("latency", figures);
     section
+}
+
+/// Rounds of the A/B against a baseline build.
+const AB_ROUNDS: usize = 5;
+
+/// This build against the baseline `exe`, each on a fresh host, in
+/// alternating rounds of one job at a time: the two p50s and p99s of
+/// submit to completion, measured under the same load.
+fn a_b(section: &mut Section, exe: &std::path::Path, jobs: usize) -> serde_json::Value {
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("temp dir"),
+        tempfile::tempdir().expect("temp dir"),
+    );
+    let hosts = [
+        ("this build", HostProcess::start(dir_a.path(), &[])),
+        (
+            "baseline build",
+            HostProcess::start_exe(exe, dir_b.path(), &[]),
+        ),
+    ];
+    let clients: Vec<(Client, String)> = hosts
+        .iter()
+        .map(|(_, host)| {
+            let client = host.client();
+            let noop = host::upload(&client, &guest_bytes(guests::NOOP), "noop");
+            (client, noop)
+        })
+        .collect();
+    let mut done: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..AB_ROUNDS {
+        for (i, (client, noop)) in clients.iter().enumerate() {
+            done[i].append(&mut run_jobs(client, noop, jobs.div_ceil(AB_ROUNDS)).done);
+        }
+    }
+    let mut rows = Vec::new();
+    for ((name, host), done) in hosts.into_iter().zip(done) {
+        host.stop();
+        let stats = Stats::of(done);
+        section.figure(
+            format!("A/B {name}: submit to completion p50"),
+            stats.p50,
+            "ms",
+        );
+        section.figure(
+            format!("A/B {name}: submit to completion p99"),
+            stats.p99,
+            "ms",
+        );
+        rows.push(json!({"host": name, "submit_to_completion": stats.json("ms")}));
+    }
+    json!({"rounds": AB_ROUNDS, "hosts": rows})
 }
 
 /// Jobs run before the measured ones by [`one_at_a_time`].
@@ -142,6 +198,23 @@ pub struct Samples {
 /// Submits `jobs` no-op jobs one at a time, each awaited, after a short
 /// warm-up (the module's first load, the connection).
 pub fn one_at_a_time(client: &Client, module: &str, jobs: usize) -> Samples {
+    let Raw { done, ack, start } = run_jobs(client, module, jobs);
+    Samples {
+        done: Stats::of(done),
+        ack: Stats::of(ack),
+        start: Stats::of(start),
+    }
+}
+
+/// [`Samples`] before their statistics.
+struct Raw {
+    done: Vec<f64>,
+    ack: Vec<f64>,
+    start: Vec<f64>,
+}
+
+/// What [`one_at_a_time`] does, each sample kept.
+fn run_jobs(client: &Client, module: &str, jobs: usize) -> Raw {
     let (mut done, mut ack, mut start) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..jobs + WARM {
         let t0 = Instant::now();
@@ -163,9 +236,5 @@ pub fn one_at_a_time(client: &Client, module: &str, jobs: usize) -> Samples {
         let host_ms = |field: &str| detail[field].as_i64().expect("a timestamp");
         start.push((host_ms("started_at") - host_ms("created_at")) as f64);
     }
-    Samples {
-        done: Stats::of(done),
-        ack: Stats::of(ack),
-        start: Stats::of(start),
-    }
+    Raw { done, ack, start }
 }

@@ -7,8 +7,8 @@
 //! rounds for each.
 //!
 //! With `WASMJOB_BENCH_BASELINE_EXE` naming another build of this
-//! benchmark (an earlier commit's), its host joins the rotation in the
-//! default (fsync) mode: an A/B in one run.
+//! benchmark (an earlier commit's), its host joins the rotation in both
+//! modes: an A/B in one run.
 //!
 //! The client is a blocking socket speaking minimal HTTP/1.1, so the load
 //! generator takes as little of the shared CPUs as it can.
@@ -27,7 +27,7 @@ use wasmjob_tests::{guest_bytes, guests};
 const MODES: [(&str, f64); 2] = [("fsync", 4_000.0), ("interval", 7_000.0)];
 
 /// The environment variable naming a baseline build (see the module docs).
-const BASELINE_EXE: &str = "WASMJOB_BENCH_BASELINE_EXE";
+pub const BASELINE_EXE: &str = "WASMJOB_BENCH_BASELINE_EXE";
 
 /// One host configuration in the rotation.
 struct Variant {
@@ -49,12 +49,12 @@ fn variants() -> Vec<Variant> {
         })
         .collect();
     if let Some(exe) = std::env::var_os(BASELINE_EXE) {
-        variants.push(Variant {
-            name: "baseline build, fsync".to_owned(),
-            exe: Some(PathBuf::from(exe)),
-            args: Vec::new(),
+        variants.extend(MODES.iter().map(|&(mode, _)| Variant {
+            name: format!("baseline build, {mode}"),
+            exe: Some(PathBuf::from(&exe)),
+            args: vec!["--durability", mode],
             target: None,
-        });
+        }));
     }
     variants
 }

@@ -246,3 +246,44 @@ async fn a_delayed_submission_costs_no_claim_and_its_job_runs_once_due() {
     }
     host.stop_workers().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_to_an_idle_pool_hand_their_jobs_over_without_a_claim() {
+    let mut host = Host::new(QueueConfig::default());
+    host.upload_named(guests::HELLO, "hello").await;
+    host.start_workers();
+    let config = ApiConfig::default();
+    let (shared, config) = (&host, &config);
+    let stage = |name: &'static str| async move {
+        let (_, text) = scrape(shared, config, None).await;
+        let series = format!("wasmjob_job_stage_seconds_count{{stage=\"{name}\"}}");
+        sample(&text, &series).unwrap_or(0.0)
+    };
+    // The idle pool's first claim, which found nothing.
+    wait_until(&host.queue, || async {
+        (stage("claim").await >= 1.0).then_some(())
+    })
+    .await
+    .expect("the pool's first claim");
+    let before = stage("claim").await;
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let id = host
+            .submit(host.job("hello", json!({"name": format!("n{i}")})))
+            .await
+            .id;
+        host.wait_for(id, JobState::Completed).await;
+    }
+    let claimed = stage("claim").await - before;
+    let handed = stage("handoff").await;
+    // Each job came with its submission's commit. The idle pool still
+    // looks once a second, and a submission that meets that look wakes
+    // it instead: a wake-up per submission would be a claim each.
+    let polls = started.elapsed().as_secs_f64().ceil() + 1.0;
+    assert!(
+        claimed <= polls && handed >= 20.0 - polls,
+        "{claimed} claims and {handed} hand-offs for 20 submissions in {:?}",
+        started.elapsed()
+    );
+    host.stop_workers().await;
+}

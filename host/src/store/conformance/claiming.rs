@@ -30,6 +30,50 @@ pub(crate) async fn a_batch_claim_returns_jobs_in_claim_order_up_to_the_limit(op
     assert!(f.claim(10, T0).await.is_empty());
 }
 
+/// A store may claim with an insert ([`JobStore::insert_jobs_then`]) or
+/// not; what it claims is what a claim right after would take: in claim
+/// order (an older, more urgent job first), within the limit, never from
+/// a paused queue, never past a queue's cap.
+pub(crate) async fn a_claim_with_an_insert_takes_what_a_claim_after_it_would(open: OpenFn) {
+    let f = fixture(open).await;
+    let urgent = f.submit(f.job(0, T0)).await.id;
+    let (submitted, handed) = f.submit_claiming(vec![f.job(5, T0)], T0, 1, &[]).await;
+    let new = submitted[0].job.id;
+    assert!(submitted[0].created);
+    let handed: Vec<_> = handed.iter().map(|c| c.job.id).collect();
+    assert!(handed.is_empty() || handed == [urgent], "{handed:?}");
+    for &id in &handed {
+        let job = f.get(id).await.job;
+        assert_eq!(job.state, JobState::Running);
+        assert_eq!(job.attempt, 1);
+    }
+    let rest: Vec<_> = f.claim(10, T0).await.iter().map(|c| c.job.id).collect();
+    assert_eq!([handed, rest].concat(), [urgent, new]);
+
+    // Never from a paused queue.
+    f.store.set_queue_paused("held", true, T0).await.unwrap();
+    let (_, handed) = f
+        .submit_claiming(vec![f.job_in("held", 0, T0)], T0, 5, &[])
+        .await;
+    assert!(handed.is_empty(), "claimed from a paused queue");
+    // Never past a cap, counting the jobs of the submission itself.
+    let capped = vec![f.job_in("capped", 5, T0), f.job_in("capped", 5, T0)];
+    let (_, handed) = f.submit_claiming(capped, T0, 5, &[("capped", 1)]).await;
+    assert!(
+        handed.len() <= 1,
+        "{} claimed past a cap of 1",
+        handed.len()
+    );
+    // A job due later is not claimed.
+    let (_, handed) = f
+        .submit_claiming(vec![f.job(0, T0 + 1_000)], T0, 5, &[])
+        .await;
+    assert!(
+        handed.iter().all(|c| c.job.queue == "capped"),
+        "a job claimed early"
+    );
+}
+
 pub(crate) async fn claim_starts_an_attempt_with_a_fresh_token_per_job(open: OpenFn) {
     let f = fixture(open).await;
     for _ in 0..3 {

@@ -186,8 +186,8 @@ struct Call<T, F> {
 }
 
 /// What a command does with its result once committed, on the writer
-/// thread.
-pub(super) type OnCommit<T> = Box<dyn FnOnce(&T) + Send>;
+/// thread (it may take parts of it: the caller gets what it leaves).
+pub(super) type OnCommit<T> = Box<dyn FnOnce(&mut T) + Send>;
 
 impl<T, F> Command for Call<T, F>
 where
@@ -229,7 +229,7 @@ where
     }
 
     fn on_commit(&mut self) {
-        if let Some(Ok(value)) = &self.result
+        if let Some(Ok(value)) = &mut self.result
             && let Some(then) = self.then.take()
         {
             then(value);
@@ -408,6 +408,12 @@ impl Writer {
             answer.await.map_err(|_| closed())??;
         }
         Ok(())
+    }
+
+    /// Whether durable writes are answered after an fsync
+    /// ([`DurabilityMode::Fsync`]).
+    pub(super) fn syncs_each_durable_batch(&self) -> bool {
+        self.syncer.is_some()
     }
 
     /// Whether every commit a reader may have seen is durable already.
@@ -940,15 +946,18 @@ mod tests {
         let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let then = |ran: &Arc<std::sync::atomic::AtomicUsize>| -> OnCommit<i64> {
             let ran = Arc::clone(ran);
-            Box::new(move |value| {
+            Box::new(move |value: &mut i64| {
                 ran.fetch_add(*value as usize, Ordering::SeqCst);
+                // What the hook leaves is the answer.
+                *value += 1;
             })
         };
-        writer
+        let answer = writer
             .call_then(Durability::Durable, insert(5), then(&ran))
             .await
             .unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 5);
+        assert_eq!(answer, 6);
         // The unique value again: the command fails, nothing follows.
         writer
             .call_then(Durability::Durable, insert(5), then(&ran))

@@ -230,3 +230,36 @@ async fn a_data_directory_is_open_in_one_store_at_a_time() {
     drop(first);
     SqliteStore::open(StoreConfig::new(dir.path())).expect("free again once the first is gone");
 }
+
+/// With `fsync` durability a submission's insert claims for idle workers
+/// in its own commit (the answer waits for an fsync anyway, and the pages
+/// both dirty are written once); with `interval` it does not: the answer
+/// comes at the commit, which a claim would only delay.
+#[tokio::test]
+async fn an_insert_claims_with_fsync_durability_and_not_with_interval() {
+    let s = sqlite().await;
+    let f = &s.f;
+    let (submitted, handed) = f.submit_claiming(vec![f.job(5, T0)], T0, 1, &[]).await;
+    assert_eq!(handed.len(), 1);
+    assert_eq!(handed[0].job.id, submitted[0].job.id);
+    assert_eq!(handed[0].job.state, crate::job::JobState::Running);
+    // One commit: the insert and the claim were one transaction.
+    let batches = s.store.writer.batches();
+    f.submit_claiming(vec![f.job(5, T0)], T0, 1, &[]).await;
+    assert_eq!(s.store.writer.batches(), batches + 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        durability: super::super::DurabilityMode::Interval,
+        ..StoreConfig::new(dir.path())
+    };
+    let store = Arc::new(SqliteStore::open(config).unwrap());
+    let f = Fixture::new(Opened {
+        store,
+        keep: Box::new(()),
+    })
+    .await;
+    let (submitted, handed) = f.submit_claiming(vec![f.job(5, T0)], T0, 1, &[]).await;
+    assert!(handed.is_empty());
+    assert_eq!(f.claim(1, T0).await[0].job.id, submitted[0].job.id);
+}
