@@ -712,6 +712,38 @@ impl Queue {
     /// durable commit, or none (a unique job whose key is held returns
     /// the holder instead). Every way of creating jobs goes through here.
     pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<Submitted>, Error> {
+        self.submit_with(specs, false).await
+    }
+
+    /// Submits one job as [`submit`](Self::submit) does, then waits up to
+    /// `wait` for it to be final, as [`wait`](Self::wait) does (for the
+    /// holder of its unique key, if one is returned). The submission is
+    /// stored at its commit and made durable with the job's outcome, by
+    /// one fsync, before this returns: what it returns is durable either
+    /// way.
+    pub async fn submit_and_wait(
+        &self,
+        spec: JobSpec,
+        wait: Duration,
+    ) -> Result<(Submitted, JobDetail, Live), Error> {
+        let submitted = self.submit_with(vec![spec], true).await?.remove(0);
+        match self.wait(submitted.job.id, wait).await {
+            Ok((detail, live)) => Ok((submitted, detail, live)),
+            Err(error) => {
+                // Stored all the same: durable before anyone is told.
+                self.inner.store.durable().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// [`submit`](Self::submit), answered at the commit when `at_commit`
+    /// (the caller makes it durable before acknowledging it).
+    async fn submit_with(
+        &self,
+        specs: Vec<JobSpec>,
+        at_commit: bool,
+    ) -> Result<Vec<Submitted>, Error> {
         let started = std::time::Instant::now();
         let now = self.now();
         let mut jobs = Vec::with_capacity(specs.len());
@@ -723,6 +755,7 @@ impl Queue {
             Some((limit, ticket)) => (Some(self.claim_request(limit)), Some(ticket)),
             None => (None, None),
         };
+        let how = store::Insert { claim, at_commit };
         // Logged (in the caller's span), handed off or woken at the
         // commit, before the fsync that lets the store answer: a worker
         // may start the jobs meanwhile, and its log lines come after the
@@ -744,7 +777,7 @@ impl Queue {
         let jobs = self
             .inner
             .store
-            .insert_jobs_then(jobs, now, claim, committed)
+            .insert_jobs_then(jobs, now, how, committed)
             .await?;
         for submitted in jobs.iter().filter(|s| s.created) {
             let job = &submitted.job;

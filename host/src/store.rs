@@ -406,6 +406,19 @@ pub struct Pruned {
 /// Counts of jobs by state, every state present, in lifecycle order.
 pub type StateCounts = Vec<(JobState, u64)>;
 
+/// How [`JobStore::insert_jobs_then`] stores a submission.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Insert {
+    /// Claim due jobs for the caller's idle workers in the same
+    /// transaction, if the store does ([`JobStore::claims_with_insert`]).
+    pub claim: Option<ClaimRequest>,
+    /// Answer at the commit, before the fsync that makes it durable: the
+    /// caller waits for [`JobStore::durable`] itself before it
+    /// acknowledges anything (a submission that also waits for its job,
+    /// whose outcome one fsync then covers with it).
+    pub at_commit: bool,
+}
+
 /// What [`JobStore::insert_jobs_then`] calls once the jobs it stored can
 /// be claimed: with what it stored, and the jobs its transaction claimed.
 pub type OnInsert = Box<dyn FnOnce(&[Submitted], Vec<Claimed>) + Send>;
@@ -474,21 +487,22 @@ pub trait JobStore: Send + Sync + 'static {
     /// the caller's workers (and its log of the submission) can start
     /// while the fsync runs. Not called when the insert fails.
     ///
-    /// With `claim`, the store may also claim due jobs in the same
+    /// With `how.claim`, the store may also claim due jobs in the same
     /// transaction, as [`claim_due`](Self::claim_due) would after it (the
     /// new jobs or others due before them, in claim order, at most
     /// `claim.limit`), and passes them to `committed`: a submission that
     /// finds the caller's workers idle hands them its jobs without a
-    /// claim of their own. The default claims none and calls `committed`
-    /// once `insert_jobs` answered.
+    /// claim of their own. With `how.at_commit` it may answer before the
+    /// fsync. The default claims none, answers once durable, and calls
+    /// `committed` once `insert_jobs` answered.
     async fn insert_jobs_then(
         &self,
         jobs: Vec<NewJob>,
         now: Millis,
-        claim: Option<ClaimRequest>,
+        how: Insert,
         committed: OnInsert,
     ) -> Result<Vec<Submitted>> {
-        let _ = claim;
+        let _ = how;
         let submitted = self.insert_jobs(jobs, now).await?;
         committed(&submitted, Vec::new());
         Ok(submitted)

@@ -279,25 +279,33 @@ pub(super) async fn traced<F: Future>(
     submit(trace).instrument(span).await
 }
 
-/// Submit a job.
+/// Submit a job; with `wait_ms`, also wait for it to finish.
 ///
 /// Unset fields take the server's defaults; the job is stored durably
-/// before the answer.
+/// before the answer. With `wait_ms` the answer is the job with its
+/// output and attempts (as `GET /v1/jobs/{id}?wait_ms=` gives it) once it
+/// is final or `wait_ms` has passed: one request instead of a submission
+/// and a long poll, and one fsync for both the submission and the
+/// outcome.
 #[utoipa::path(
     post,
     path = "/v1/jobs",
     operation_id = "submit_job",
     tag = "jobs",
     request_body = SubmitJob,
-    params(TraceHeader),
+    params(TraceHeader, SubmitQuery),
     responses(
-        (status = 201, description = "Stored, durably.", body = JobSummary),
+        (status = 201, description = "Stored, durably: the job as stored, or with `wait_ms` \
+            the job with input, output, live progress and every attempt's report once it is \
+            final and that is durable, or when `wait_ms` has passed.", body = SubmitAnswer),
         (status = 200, description = "Not stored: a job with the same unique key in the \
-            queue is not final (or finished within the key's window); this is that job.",
-            body = JobSummary),
+            queue is not final (or finished within the key's window); this is that job \
+            (with `wait_ms`, once it is final or `wait_ms` has passed).",
+            body = SubmitAnswer),
         (status = 400, description = "`invalid_json`: malformed, an unknown field or a wrong \
             type; `invalid_request`: a field outside its bounds (the message names the field \
-            and the bound).", body = ErrorBody),
+            and the bound), or `wait_ms` over the maximum; `invalid_query`: an unknown \
+            parameter or a wrong type. Nothing is stored.", body = ErrorBody),
         (status = 404, description = "`not_found`: no module with that hash or name.",
             body = ErrorBody),
         (status = 401, response = Unauthorized),
@@ -317,25 +325,69 @@ pub(super) async fn traced<F: Future>(
 pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Json<SubmitJob>, JsonRejection>,
-) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
+) -> Result<(StatusCode, Json<SubmitAnswer>), ApiError> {
+    let Query(query) = query?;
     let Json(request) = body?;
+    let wait = match query.wait_ms {
+        None | Some(0) => None,
+        Some(ms) if ms > state.config.max_wait_ms => {
+            return Err(ApiError::invalid(format!(
+                "wait_ms: {ms} is over the maximum of {}",
+                state.config.max_wait_ms
+            )));
+        }
+        Some(ms) => Some(std::time::Duration::from_millis(ms)),
+    };
     let mut spec = request
         .into_spec()
         .map_err(|invalid| ApiError::invalid(invalid.to_string()))?;
-    let mut jobs = traced(&headers, |trace| {
+    let status = |created: bool| match created {
+        true => StatusCode::CREATED,
+        false => StatusCode::OK,
+    };
+    let Some(wait) = wait else {
+        let mut jobs = traced(&headers, |trace| {
+            spec.trace = trace;
+            state.queue.submit(vec![spec])
+        })
+        .await
+        .map_err(|e| refused(e, false))?;
+        let submitted = jobs.remove(0);
+        let answer = SubmitAnswer::Stored(Box::new(submitted.job.into()));
+        return Ok((status(submitted.created), Json(answer)));
+    };
+    let (submitted, detail, live) = traced(&headers, |trace| {
         spec.trace = trace;
-        state.queue.submit(vec![spec])
+        state.queue.submit_and_wait(spec, wait)
     })
     .await
     .map_err(|e| refused(e, false))?;
-    let submitted = jobs.remove(0);
-    let status = if submitted.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(submitted.job.into())))
+    let answer = SubmitAnswer::Waited(Box::new(JobView::new(detail, live)));
+    Ok((status(submitted.created), Json(answer)))
+}
+
+/// Options of a submission.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitQuery {
+    /// Wait up to this many ms for the job to be final before answering,
+    /// and answer with its detail (output, attempts): a submission and a
+    /// long poll in one request. At most `server.max_wait_ms`.
+    wait_ms: Option<u64>,
+}
+
+/// What a submission answers: the job as stored, or with `wait_ms` the
+/// job's detail once it is final or the wait is over.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SubmitAnswer {
+    /// With `wait_ms`: the job with input, output, progress and attempts.
+    Waited(Box<JobView>),
+    /// Without `wait_ms`: the job as stored.
+    Stored(Box<JobSummary>),
 }
 
 /// Submit a batch of jobs.

@@ -192,7 +192,10 @@ impl Fixture {
             .insert_jobs_then(
                 jobs,
                 now,
-                Some(request),
+                crate::store::Insert {
+                    claim: Some(request),
+                    at_commit: false,
+                },
                 Box::new(move |_, claimed| sender.send(claimed).unwrap()),
             )
             .await

@@ -32,9 +32,9 @@ mod writer;
 mod tests;
 
 use super::{
-    ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
-    ModuleRecord, OnInsert, Outcome, Pruned, QueueStats, Recorded, Result, Retention, StateCounts,
-    Tick, WorkflowFilter, WriteObserver,
+    ClaimRequest, Claimed, Error, Fired, Insert, JobFilter, JobStore, Lease, LeaseFilter,
+    LeasedJob, ModuleRecord, OnInsert, Outcome, Pruned, QueueStats, Recorded, Result, Retention,
+    StateCounts, Tick, WorkflowFilter, WriteObserver,
 };
 use crate::clock::Millis;
 use crate::history::MinuteRow;
@@ -345,7 +345,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn insert_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<Vec<Submitted>> {
-        self.insert_jobs_then(jobs, now, None, Box::new(|_, _| ()))
+        self.insert_jobs_then(jobs, now, Insert::default(), Box::new(|_, _| ()))
             .await
     }
 
@@ -353,21 +353,25 @@ impl JobStore for SqliteStore {
         &self,
         jobs: Vec<NewJob>,
         now: Millis,
-        claim: Option<ClaimRequest>,
+        how: Insert,
         committed: OnInsert,
     ) -> Result<Vec<Submitted>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        let durability = match how.at_commit {
+            true => Durability::Lazy,
+            false => Durability::Durable,
+        };
         // Workers may claim the jobs as soon as they are committed, while
         // the fsync that lets this call answer runs; a claim made here
         // takes them in the same commit (one transaction, and the pages
         // the insert dirtied written once).
-        let claim = claim.filter(|_| self.claims_with_insert());
+        let claim = how.claim.filter(|_| self.claims_with_insert());
         let (submitted, _) = self
             .writer
             .call_then(
-                Durability::Durable,
+                durability,
                 move |conn| {
                     let submitted = jobs::insert(conn, &jobs, now, jobs::Origin::default())?;
                     let claimed = match claim {

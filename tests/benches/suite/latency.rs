@@ -2,7 +2,8 @@
 //! HTTP, each awaited with a long poll (`GET /v1/jobs/{id}?wait_ms=`)
 //! before the next: submit-to-completion as the client sees it, the
 //! durable acknowledgement, and submit-to-start by the host's clock
-//! (millisecond timestamps).
+//! (millisecond timestamps). Then the same with one request per job
+//! (`POST /v1/jobs?wait_ms=`, answered with the finished job).
 //!
 //! Where the time goes: the host's own stage histograms
 //! (`wasmjob_job_stage_seconds{stage}` in `/metrics`, each stage timed
@@ -38,6 +39,7 @@ pub fn run(settings: &Settings) -> Section {
     let before = stages(&host.url);
     let samples = one_at_a_time(&client, &noop, jobs);
     let after = stages(&host.url);
+    let waited = Stats::of(submit_and_wait(&client, &noop, jobs));
     host.stop();
     let (done, ack, start) = (samples.done, samples.ack, samples.start);
     section.target(
@@ -51,6 +53,18 @@ pub fn run(settings: &Settings) -> Section {
         done.p99,
         "ms",
         Target::AtMost(10.0),
+    );
+    section.target(
+        "one request (POST /v1/jobs?wait_ms=): p50",
+        waited.p50,
+        "ms",
+        Target::AtMost(0.6),
+    );
+    section.target(
+        "one request (POST /v1/jobs?wait_ms=): p99",
+        waited.p99,
+        "ms",
+        Target::AtMost(1.5),
     );
     section.figure("durable acknowledgement: p50", ack.p50, "ms");
     section.figure("durable acknowledgement: p99", ack.p99, "ms");
@@ -88,6 +102,7 @@ pub fn run(settings: &Settings) -> Section {
     let mut figures = json!({
         "jobs": jobs,
         "submit_to_completion": done.json("ms"),
+        "submit_and_wait": waited.json("ms"),
         "acknowledgement": ack.json("ms"),
         "submit_to_start_host_clock": start.json("ms"),
         "stages": breakdown,
@@ -186,6 +201,25 @@ fn stages(url: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
     }
     // Empty from a host built before the histograms (an A/B baseline).
     stages
+}
+
+/// Submit to completion, in ms, of `jobs` no-op jobs each submitted
+/// with `wait_ms` (the answer is the finished job), after a short
+/// warm-up.
+fn submit_and_wait(client: &Client, module: &str, jobs: usize) -> Vec<f64> {
+    let mut done = Vec::with_capacity(jobs);
+    for i in 0..jobs + WARM {
+        let t0 = Instant::now();
+        let job = client
+            .post_json("/v1/jobs?wait_ms=10000", &host::noop_job(module, 5, 0))
+            .unwrap_or_else(|e| panic!("submit and wait: {e}"));
+        let finished = t0.elapsed();
+        assert_eq!(job["state"], "completed", "{job}");
+        if i >= WARM {
+            done.push(finished.as_secs_f64() * 1e3);
+        }
+    }
+    done
 }
 
 /// Latencies of jobs run one at a time, in ms.

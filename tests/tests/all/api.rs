@@ -511,6 +511,75 @@ async fn get_with_wait_ms_answers_once_the_job_is_final_or_the_wait_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_with_wait_ms_answers_with_the_finished_job_or_when_the_wait_ends() {
+    let mut api = Api::new();
+    api.upload(guests::HELLO, Some("hello")).await;
+    let ada = json!({"module": "hello", "input": {"name": "Ada"}});
+
+    // No workers: stored, and answered when the wait ends, still pending.
+    let (status, body) = api.post_json("/v1/jobs?wait_ms=20", ada.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["state"], "pending");
+    assert_eq!(
+        body["input"],
+        json!({"name": "Ada"}),
+        "the detail, not the summary"
+    );
+    assert_eq!(body["attempts"], json!([]));
+    let pending = body["id"].as_i64().unwrap();
+
+    // With workers: answered once the job is final, with its output.
+    api.host.start_workers();
+    let (status, body) = api.post_json("/v1/jobs?wait_ms=60000", ada.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["state"], "completed", "{body}");
+    assert_eq!(body["output"], json!({"greeting": "Hello, Ada!"}));
+    assert_eq!(body["attempts"].as_array().unwrap().len(), 1);
+    api.host
+        .wait_for(pending, wasmjob::job::JobState::Completed)
+        .await;
+
+    // A unique key already held: that job, waited for, with 200.
+    let unique = json!({
+        "module": "hello", "input": {"name": "Bo"},
+        "unique": {"key": "bo", "window_ms": 3_600_000},
+    });
+    let (status, first) = api
+        .post_json("/v1/jobs?wait_ms=60000", unique.clone())
+        .await;
+    assert_eq!(
+        (status, &first["state"]),
+        (StatusCode::CREATED, &json!("completed"))
+    );
+    let (status, again) = api.post_json("/v1/jobs?wait_ms=60000", unique).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["output"], json!({"greeting": "Hello, Bo!"}));
+    api.host.stop_workers().await;
+
+    // Refused before anything is stored.
+    let (_, before) = api.get("/v1/jobs").await;
+    let (status, body) = api.post_json("/v1/jobs?wait_ms=60001", ada.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_request");
+    assert!(error_message(&body).contains("wait_ms"), "{body}");
+    let (status, body) = api.post_json("/v1/jobs?wait_ms=soon", ada.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_query");
+    let (status, body) = api.post_json("/v1/jobs?wait=1", ada.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_query");
+    let (_, after) = api.get("/v1/jobs").await;
+    assert_eq!(before, after, "nothing stored");
+
+    // Without wait_ms (or with 0): the summary, as before.
+    let (status, body) = api.post_json("/v1/jobs?wait_ms=0", ada).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["state"], "pending");
+    assert!(body.get("input").is_none(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_and_expired_long_polls_leave_no_registrations() {
     let api = Api::new();
     api.upload(guests::HELLO, Some("hello")).await;

@@ -104,6 +104,11 @@ fn parameters(document: &mut Value, api: &ApiConfig) {
             json!({"minimum": 0, "maximum": api.max_wait_ms}),
         ),
         (
+            "submit_job",
+            "wait_ms",
+            json!({"minimum": 0, "maximum": api.max_wait_ms}),
+        ),
+        (
             "upload_module",
             "name",
             json!({
@@ -120,14 +125,23 @@ fn parameters(document: &mut Value, api: &ApiConfig) {
             }
         }
     }
-    let wait = parameter(document, "get_job", "wait_ms");
-    let described = wait["description"].as_str().unwrap_or_default().to_owned();
-    wait["description"] = json!(format!(
-        "{described} At most {} on this host (`server.max_wait_ms`). A long wait outlasts \
-         many clients' default timeouts (often 30 s): set the client's timeout above \
-         `wait_ms`.",
-        api.max_wait_ms
-    ));
+    for operation in ["get_job", "submit_job"] {
+        let wait = parameter(document, operation, "wait_ms");
+        let described = wait["description"].as_str().unwrap_or_default().to_owned();
+        wait["description"] = json!(format!(
+            "{described} At most {} on this host (`server.max_wait_ms`). A long wait outlasts \
+             many clients' default timeouts (often 30 s): set the client's timeout above \
+             `wait_ms`.",
+            api.max_wait_ms
+        ));
+    }
+    // A job's detail is also a valid job summary: a submission's answer
+    // is any of the two, not exactly one (utoipa writes `oneOf` for an
+    // untagged enum).
+    let answer = &mut document["components"]["schemas"]["SubmitAnswer"];
+    if let Some(variants) = answer.as_object_mut().and_then(|a| a.remove("oneOf")) {
+        answer["anyOf"] = variants;
+    }
 }
 
 /// A queue name, as the server accepts it.
