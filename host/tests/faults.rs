@@ -469,3 +469,49 @@ fn module_files_damaged_on_disk_fail_their_attempts_clearly_until_uploaded_again
         assert_eq!(job["state"], "completed", "{job}");
     }
 }
+
+/// A host whose WAL cannot be fsync'd acknowledges nothing it could not
+/// make durable, also to a submission that waits for its job (stored at
+/// its commit, then made durable with the job's outcome): it answers an
+/// error, not the job. Later writes are refused until a restart, and
+/// `/readyz` says so. The failure is injected (`WASMJOB_TEST_FSYNC_FAILS`)
+/// while a flag file exists.
+#[test]
+fn a_submission_that_waits_is_not_acknowledged_when_its_fsync_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("fsync-fails");
+    let server = start_with_env(
+        &dir.path().join("data"),
+        &[],
+        &[("WASMJOB_TEST_FSYNC_FAILS", &flag)],
+    );
+    let noop = server.upload(guests::NOOP);
+    let job = json!({"module": noop});
+    let submit_and_wait = |wait_ms: u64| {
+        let mut response = agent()
+            .post(&server.url(&format!("/v1/jobs?wait_ms={wait_ms}")))
+            .send_json(&job)
+            .unwrap();
+        let body: Value = response.body_mut().read_json().unwrap();
+        (response.status().as_u16(), body)
+    };
+    let (status, body) = submit_and_wait(10_000);
+    assert_eq!(
+        (status, &body["state"]),
+        (201, &json!("completed")),
+        "{body}"
+    );
+
+    std::fs::write(&flag, b"").unwrap();
+    let (status, body) = submit_and_wait(1_000);
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    // Refused from then on, and not ready: what it holds may not be on
+    // disk.
+    let (status, retry_after, body) = try_submit(&server, &job);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    assert!(retry_after.is_some());
+    let response = agent().get(&server.url("/readyz")).call().unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+}

@@ -91,6 +91,11 @@ impl Wal {
             },
         };
         let started = Instant::now();
+        if fsync_failure_injected() {
+            return Err(std::io::Error::other(
+                "input/output error (injected by WASMJOB_TEST_FSYNC_FAILS)",
+            ));
+        }
         // On Apple platforms the standard library asks for F_FULLFSYNC.
         file.sync_data()?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
@@ -115,6 +120,17 @@ impl Wal {
 /// Batches committed and waiting for an fsync, each command with its
 /// result.
 pub(super) type Committed = Vec<Box<dyn Command>>;
+
+/// A test hook, as `WASMJOB_TEST_DISK_FULL` is for commits: while the
+/// file named by the environment variable `WASMJOB_TEST_FSYNC_FAILS`
+/// exists, every fsync of the WAL fails as a failing disk's would. Not a
+/// setting: unset, it costs one check of a cached `None`.
+fn fsync_failure_injected() -> bool {
+    static FLAG: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FLAG.get_or_init(|| std::env::var_os("WASMJOB_TEST_FSYNC_FAILS").map(Into::into))
+        .as_ref()
+        .is_some_and(|flag| flag.exists())
+}
 
 /// How soon after a lazy commit (one answered before its fsync: a claim,
 /// an outcome) the syncer fsyncs it when no durable batch came to share
