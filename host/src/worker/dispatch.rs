@@ -104,9 +104,11 @@ pub(super) async fn run(dispatcher: Dispatcher, mut stop: watch::Receiver<bool>)
     // resting, and whether it is out (posted, or taken and not answered).
     let (offer, mut handoffs) = mpsc::unbounded_channel::<HandOff>();
     let mut offered = false;
+    // A store that never claims with an insert is never offered anything.
+    let offers = queue.store().claims_with_insert();
     loop {
         queue.slots().set_buffered(buffer.len());
-        match (resting.is_some(), offered) {
+        match (offers && resting.is_some(), offered) {
             (true, false) => {
                 queue.offers().post(offer.clone());
                 offered = true;
