@@ -495,13 +495,12 @@ impl Queue {
         let due = jobs
             .iter()
             .any(|job| job.depends_on.is_empty() && job.run_at <= now);
-        (due && self.inner.store.claims_with_insert())
-            .then(|| {
-                self.inner
-                    .offers
-                    .take(&self.inner.slots, &self.inner.registry)
-            })
-            .flatten()
+        if !due || !self.inner.store.claims_with_insert() {
+            return None;
+        }
+        self.inner
+            .offers
+            .take(&self.inner.slots, &self.inner.registry)
     }
 
     /// Resolves when [`wake`](Self::wake) is called, or a delayed job is

@@ -42,30 +42,14 @@ pub fn run(settings: &Settings) -> Section {
     let waited = Stats::of(submit_and_wait(&client, &noop, jobs));
     host.stop();
     let (done, ack, start) = (samples.done, samples.ack, samples.start);
-    section.target(
-        "submit to completion: p50",
-        done.p50,
-        "ms",
-        Target::AtMost(2.0),
-    );
-    section.target(
-        "submit to completion: p99",
-        done.p99,
-        "ms",
-        Target::AtMost(10.0),
-    );
-    section.target(
-        "one request (POST /v1/jobs?wait_ms=): p50",
-        waited.p50,
-        "ms",
-        Target::AtMost(0.6),
-    );
-    section.target(
-        "one request (POST /v1/jobs?wait_ms=): p99",
-        waited.p99,
-        "ms",
-        Target::AtMost(1.5),
-    );
+    for (name, value, at_most) in [
+        ("submit to completion: p50", done.p50, 2.0),
+        ("submit to completion: p99", done.p99, 10.0),
+        ("one request (POST /v1/jobs?wait_ms=): p50", waited.p50, 0.6),
+        ("one request (POST /v1/jobs?wait_ms=): p99", waited.p99, 1.5),
+    ] {
+        section.target(name, value, "ms", Target::AtMost(at_most));
+    }
     section.figure("durable acknowledgement: p50", ack.p50, "ms");
     section.figure("durable acknowledgement: p99", ack.p99, "ms");
     section.figure(
