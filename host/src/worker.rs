@@ -321,7 +321,10 @@ async fn supervise(queue: Queue, results: mpsc::UnboundedSender<Finished>) {
 /// whose lease the store did not renew.
 async fn renew(queue: Queue) {
     let period = Duration::from_millis((queue.config().lease_ms / 3).max(10) as u64);
-    let mut ticker = tokio::time::interval(period);
+    // The first renewal one period in: a lease claimed now runs a full
+    // lease. (A tick at once raced the start: it could renew a job just
+    // claimed, by a clock read later than the claim's.)
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
