@@ -288,6 +288,17 @@ impl Writer {
     /// syncer thread); it owns `conn` until [`close`](Self::close). `wal`
     /// is the database's WAL file, which the threads fsync themselves.
     pub(super) fn start(conn: Connection, mode: DurabilityMode, wal: PathBuf) -> Result<Writer> {
+        Writer::start_with(conn, mode, wal, LAZY_SYNC)
+    }
+
+    /// [`start`](Self::start), with lazy commits fsync'd within
+    /// `lazy_sync` in [`DurabilityMode::Fsync`].
+    fn start_with(
+        conn: Connection,
+        mode: DurabilityMode,
+        wal: PathBuf,
+        lazy_sync: Duration,
+    ) -> Result<Writer> {
         let (sender, receiver) = mpsc::channel();
         let batches = Arc::new(AtomicU64::new(0));
         let syncs = Arc::new(AtomicU64::new(0));
@@ -297,7 +308,7 @@ impl Writer {
         let sync_failure = wal.failure();
         let (sync, syncer) = match mode {
             DurabilityMode::Fsync => {
-                let syncer = Arc::new(Syncer::start(wal, LAZY_SYNC)?);
+                let syncer = Arc::new(Syncer::start(wal, lazy_sync)?);
                 (Syncing::EachDurableBatch(Arc::clone(&syncer)), Some(syncer))
             }
             DurabilityMode::Interval => (
@@ -391,7 +402,9 @@ impl Writer {
     }
 
     /// Resolves once every commit another connection may have read so far
-    /// is durable: at once when they are, else after an fsync of the WAL.
+    /// is durable: at once when they are, else after an fsync of the WAL,
+    /// on the caller's own thread while the syncer thread is idle (a long
+    /// poll on an idle host costs no hand-off to it and back).
     /// What was answered lazily (a claim, an outcome) is durable after
     /// this; in [`DurabilityMode::Interval`] it promises nothing more than
     /// the mode does and returns at once.
@@ -403,6 +416,10 @@ impl Writer {
         // A commit under way when this was called is not covered by an
         // fsync that starts before it finishes: then ask again.
         while !syncer.covers(visible) {
+            if let Some(synced) = syncer.sync_now() {
+                synced.map_err(|why| why.error())?;
+                continue;
+            }
             let (reply, answer) = oneshot::channel();
             syncer.after_sync(vec![Box::new(Barrier(reply))]);
             answer.await.map_err(|_| closed())??;
@@ -928,6 +945,56 @@ mod tests {
         let synced = writer.syncs();
         writer.durable().await.unwrap();
         assert_eq!(writer.syncs(), synced, "already covered");
+    }
+
+    /// Records which thread ran each fsync.
+    #[derive(Default)]
+    struct SyncThreads(Mutex<Vec<Option<String>>>);
+
+    impl WriteObserver for SyncThreads {
+        fn committed(&self, _: usize, _: std::time::Duration) {}
+
+        fn synced(&self, _: std::time::Duration) {
+            let name = std::thread::current().name().map(str::to_owned);
+            lock(&self.0).push(name);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiter_fsyncs_on_its_own_thread_while_the_syncer_is_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = open(&path, Role::Writer, &Settings::default()).unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER UNIQUE)")
+            .unwrap();
+        // No timed fsync of lazy commits during the test: every fsync is
+        // one a caller asked for.
+        let hour = std::time::Duration::from_secs(3600);
+        let wal = super::super::wal_path(&path);
+        let writer = Writer::start_with(conn, DurabilityMode::Fsync, wal, hour).unwrap();
+        let threads = Arc::new(SyncThreads::default());
+        writer.observe(Arc::clone(&threads) as Arc<dyn WriteObserver>);
+        let syncer = Some("wasmjob-store-sync".to_owned());
+        writer.call(insert(0)).await.unwrap();
+        assert_eq!(lock(&threads.0).as_slice(), [syncer.clone()], "a durable write's");
+        // While the syncer holds the WAL (as when it fsyncs), a waiter asks
+        // the syncer for the next fsync.
+        writer.call_with(Durability::Lazy, insert(1)).await.unwrap();
+        let held = writer.syncer.as_ref().unwrap().hold_wal();
+        let mut waiting = std::pin::pin!(writer.durable());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(waiting.as_mut().poll(&mut context).is_pending());
+        drop(held);
+        waiting.await.unwrap();
+        assert!(writer.is_durable());
+        assert_eq!(lock(&threads.0).as_slice(), [syncer.clone(), syncer]);
+        // Idle, the syncer lets the waiter fsync: no hand-off to it and back.
+        writer.call_with(Durability::Lazy, insert(2)).await.unwrap();
+        writer.durable().await.unwrap();
+        assert!(writer.is_durable());
+        let here = std::thread::current().name().map(str::to_owned);
+        assert_eq!(lock(&threads.0).len(), 3);
+        assert_eq!(lock(&threads.0).last(), Some(&here), "the waiter's fsync");
     }
 
     #[tokio::test]

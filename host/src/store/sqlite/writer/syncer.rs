@@ -161,6 +161,9 @@ pub(super) struct Syncer {
     sender: Mutex<Option<mpsc::Sender<Committed>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     shared: Arc<Shared>,
+    /// Held by whoever fsyncs: the thread, or a caller in
+    /// [`sync_now`](Self::sync_now).
+    wal: Arc<Mutex<Wal>>,
 }
 
 impl Syncer {
@@ -169,17 +172,34 @@ impl Syncer {
     pub(super) fn start(wal: Wal, window: Duration) -> std::io::Result<Syncer> {
         let (sender, receiver) = mpsc::channel();
         let shared = Arc::new(Shared::default());
+        let wal = Arc::new(Mutex::new(wal));
         let thread = std::thread::Builder::new()
             .name("wasmjob-store-sync".to_owned())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || run(wal, &shared, receiver, window)
+                let wal = Arc::clone(&wal);
+                move || run(&wal, &shared, receiver, window)
             })?;
         Ok(Syncer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
             shared,
+            wal,
         })
+    }
+
+    /// Fsyncs the WAL on the caller's thread, covering every commit
+    /// finished so far, unless the thread is fsyncing (then `None`: hand
+    /// the batch to [`after_sync`](Self::after_sync), whose next fsync
+    /// serves every batch that waits). What a lone write on an idle host
+    /// does instead of two hand-offs between threads.
+    pub(super) fn sync_now(&self) -> Option<Result<(), Failure>> {
+        let mut wal = match self.wal.try_lock() {
+            Ok(wal) => wal,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(sync_covering(&mut wal, &self.shared).map_or(Ok(()), Err))
     }
 
     /// Answers `batch` once an fsync that starts after now has finished.
@@ -199,6 +219,12 @@ impl Syncer {
                 command.reply(Some(&why));
             }
         }
+    }
+
+    /// Holds the WAL as the thread does while it fsyncs (tests).
+    #[cfg(test)]
+    pub(super) fn hold_wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        lock(&self.wal)
     }
 
     /// Called by the writer before each `COMMIT`.
@@ -252,8 +278,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The syncer thread: one fsync for everything queued, then the answers;
 /// a lazy commit marked and not covered since gets its fsync after
-/// `window`.
-fn run(mut wal: Wal, shared: &Shared, receiver: mpsc::Receiver<Committed>, window: Duration) {
+/// `window` (none when a caller's own fsync covered it meanwhile).
+fn run(wal: &Mutex<Wal>, shared: &Shared, receiver: mpsc::Receiver<Committed>, window: Duration) {
     // When the oldest lazy commit not covered yet was marked.
     let mut marked_at: Option<Instant> = None;
     loop {
@@ -278,28 +304,41 @@ fn run(mut wal: Wal, shared: &Shared, receiver: mpsc::Receiver<Committed>, windo
         }
         // Lazy commits made from here on are marked again.
         shared.marked.store(false, Ordering::SeqCst);
-        let covering = shared.finished.load(Ordering::SeqCst);
         marked_at = None;
-        let failed_before = wal.failure.get().is_some();
-        let failed = wal.sync().err().map(|error| {
-            if !failed_before {
-                tracing::error!(%error, wal = %wal.path.display(), "fsync of the WAL failed");
-            }
-            // Committed, maybe not on disk: an error that does not say
-            // "nothing was stored" (a refusal after it does).
-            Failure {
-                trouble: None,
-                message: format!("the commit could not be made durable: {error}"),
-            }
-        });
-        if failed.is_none() {
-            shared.covered.fetch_max(covering, Ordering::SeqCst);
+        if waiting.is_empty()
+            && shared.covered.load(Ordering::SeqCst) >= shared.finished.load(Ordering::SeqCst)
+        {
+            // A caller's fsync covered the lazy commits already.
+            continue;
         }
+        let failed = sync_covering(&mut lock(wal), shared);
         for command in waiting {
             command.reply(failed.as_ref());
         }
     }
     if marked_at.is_some() || shared.marked.load(Ordering::SeqCst) {
-        wal.sync_logged();
+        lock(wal).sync_logged();
     }
+}
+
+/// Fsyncs the WAL and counts every commit finished before it as covered;
+/// says why when it failed.
+fn sync_covering(wal: &mut Wal, shared: &Shared) -> Option<Failure> {
+    let covering = shared.finished.load(Ordering::SeqCst);
+    let failed_before = wal.failure.get().is_some();
+    let failed = wal.sync().err().map(|error| {
+        if !failed_before {
+            tracing::error!(%error, wal = %wal.path.display(), "fsync of the WAL failed");
+        }
+        // Committed, maybe not on disk: an error that does not say
+        // "nothing was stored" (a refusal after it does).
+        Failure {
+            trouble: None,
+            message: format!("the commit could not be made durable: {error}"),
+        }
+    });
+    if failed.is_none() {
+        shared.covered.fetch_max(covering, Ordering::SeqCst);
+    }
+    failed
 }
