@@ -348,12 +348,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
             // `/readyz` is public: the store's own words (paths, SQL) go
             // to the log, the answer says only what is wrong.
             tracing::error!(%error, "readiness check: the store does not answer");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "store unreachable (the host's log says why)",
-            )
-            .into_response()
+            // The writer's trouble, when it has one, is what `degraded`
+            // says too (a failed fsync makes the store refuse writes).
+            let message = state
+                .queue
+                .write_trouble()
+                .unwrap_or_else(|| "store unreachable (the host's log says why)".to_owned());
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message).into_response()
         }
     }
 }

@@ -512,6 +512,13 @@ fn a_submission_that_waits_is_not_acknowledged_when_its_fsync_fails() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
     assert!(retry_after.is_some());
-    let response = agent().get(&server.url("/readyz")).call().unwrap();
+    let mut response = agent().get(&server.url("/readyz")).call().unwrap();
     assert_eq!(response.status().as_u16(), 503);
+    let body: Value = response.body_mut().read_json().unwrap();
+    assert_eq!(body["error"]["code"], "not_ready", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("fsync of the WAL failed") && message.contains("restart the host"),
+        "/readyz says why: {body}"
+    );
 }
