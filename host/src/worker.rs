@@ -541,6 +541,60 @@ mod tests {
         assert!(counts.contains(&(JobState::Pending, 20)), "{counts:?}");
     }
 
+    /// A dispatcher told to stop while a submission holds its offer waits
+    /// for that submission's hand-off and hands its jobs back with the
+    /// ones it buffered, for the pool to release: none is left claimed by
+    /// a pool that is gone until its lease runs out.
+    #[tokio::test]
+    async fn a_stopping_dispatcher_takes_the_hand_off_in_flight_and_hands_its_jobs_back() {
+        let (_dir, store, hash, queue) = one_slot_queue().await;
+        let (stop, stopped) = watch::channel(false);
+        let (results, _received) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch::run(
+            dispatch::Dispatcher {
+                queue: queue.clone(),
+                guests: tokio::runtime::Handle::current(),
+                results,
+                pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+                hold: Duration::from_secs(3_600),
+                faults: None,
+            },
+            stopped,
+        ));
+        // Idle (its first claim found nothing), it offers its slot.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let (limit, ticket) = loop {
+            if let Some(taken) = queue.offers().take(queue.slots(), queue.registry()) {
+                break taken;
+            }
+            assert!(std::time::Instant::now() < deadline, "no offer was posted");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        assert_eq!(limit, 1, "its one idle slot");
+        // Told to stop while the submission that took the offer has not
+        // committed yet (this runtime has one thread: the dispatcher runs
+        // to its wait for the hand-off before the test goes on).
+        stop.send(true).unwrap();
+        tokio::task::yield_now().await;
+        assert!(!dispatcher.is_finished(), "it waits for the hand-off");
+        let job = JobSpec::new(hash, Json::null());
+        let id = queue.submit(vec![job]).await.unwrap()[0].job.id;
+        let claimed = store
+            .claim_due(queue.claim_request(limit), queue.now())
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        ticket.deliver(claimed);
+        let stopped = dispatcher.await.unwrap();
+        assert!(stopped.jobs.is_empty(), "nothing started after the stop");
+        let handed_back: Vec<_> = stopped.buffered.iter().map(|b| b.claimed.job.id).collect();
+        assert_eq!(handed_back, [id]);
+        assert!(
+            queue.registry().snapshot().iter().any(|held| held.id == id),
+            "registered: a cancel meanwhile reaches it"
+        );
+    }
+
     /// Jobs claimed together and held in the buffer each record when they
     /// started running, one after the other on the one slot, not the time
     /// of their shared claim.
