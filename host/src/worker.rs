@@ -498,6 +498,33 @@ mod tests {
         (dir, store, hash, queue)
     }
 
+    /// Runs a dispatcher for `queue` (claiming up to 8 ahead, holding a
+    /// buffered job `hold` before it goes back): its stop, the results it
+    /// sends and its task.
+    fn spawn_dispatcher(
+        queue: &Queue,
+        hold: Duration,
+    ) -> (
+        watch::Sender<bool>,
+        mpsc::UnboundedReceiver<Finished>,
+        JoinHandle<dispatch::Stopped>,
+    ) {
+        let (stop, stopped) = watch::channel(false);
+        let (results, received) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch::run(
+            dispatch::Dispatcher {
+                queue: queue.clone(),
+                guests: tokio::runtime::Handle::current(),
+                results,
+                pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
+                hold,
+                faults: None,
+            },
+            stopped,
+        ));
+        (stop, received, dispatcher)
+    }
+
     /// Jobs claimed ahead while every slot stays busy go back to the
     /// store after the hold, attempt unspent (another host may have a slot
     /// for them), and the dispatcher claims nothing more ahead.
@@ -507,19 +534,7 @@ mod tests {
         let _busy = queue.slots().permits().clone().try_acquire_owned().unwrap();
         let job = JobSpec::new(hash, Json::null());
         queue.submit(vec![job; 20]).await.unwrap();
-        let (stop, stopped) = watch::channel(false);
-        let (results, mut received) = mpsc::unbounded_channel();
-        let dispatcher = tokio::spawn(dispatch::run(
-            dispatch::Dispatcher {
-                queue: queue.clone(),
-                guests: tokio::runtime::Handle::current(),
-                results,
-                pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
-                hold: Duration::from_millis(1),
-                faults: None,
-            },
-            stopped,
-        ));
+        let (stop, mut received, dispatcher) = spawn_dispatcher(&queue, Duration::from_millis(1));
         // The dispatcher hands all 8 back, then holds its results sender
         // idle: read exactly what it sent.
         let mut released = Vec::new();
@@ -548,19 +563,7 @@ mod tests {
     #[tokio::test]
     async fn a_stopping_dispatcher_takes_the_hand_off_in_flight_and_hands_its_jobs_back() {
         let (_dir, store, hash, queue) = one_slot_queue().await;
-        let (stop, stopped) = watch::channel(false);
-        let (results, _received) = mpsc::unbounded_channel();
-        let dispatcher = tokio::spawn(dispatch::run(
-            dispatch::Dispatcher {
-                queue: queue.clone(),
-                guests: tokio::runtime::Handle::current(),
-                results,
-                pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
-                hold: Duration::from_secs(3_600),
-                faults: None,
-            },
-            stopped,
-        ));
+        let (stop, _received, dispatcher) = spawn_dispatcher(&queue, Duration::from_secs(3_600));
         // Idle (its first claim found nothing), it offers its slot.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let (limit, ticket) = loop {
@@ -620,20 +623,7 @@ mod tests {
         let job = JobSpec::new(noop, Json::null());
         queue.submit(vec![job; 8]).await.unwrap();
 
-        let (stop, stopped) = watch::channel(false);
-        let (results, mut received) = mpsc::unbounded_channel();
-        let dispatcher = tokio::spawn(dispatch::run(
-            dispatch::Dispatcher {
-                queue: queue.clone(),
-                guests: tokio::runtime::Handle::current(),
-                results,
-                pace: dispatch::Pace::with_ahead(tokio::time::Instant::now(), 8),
-                // Held until the test stops the dispatcher.
-                hold: Duration::from_secs(3_600),
-                faults: None,
-            },
-            stopped,
-        ));
+        let (stop, mut received, dispatcher) = spawn_dispatcher(&queue, Duration::from_secs(3_600));
         let mut outcomes = Vec::new();
         while outcomes.len() < 8 {
             let finished = tokio::time::timeout(Duration::from_secs(60), received.recv())

@@ -103,7 +103,8 @@ const AB_ROUNDS: usize = 5;
 
 /// This build against the baseline `exe`, each on a fresh host, in
 /// alternating rounds of one job at a time: the two p50s and p99s of
-/// submit to completion, measured under the same load.
+/// submit to completion, with a long poll and in one request, measured
+/// under the same load (a baseline must know `POST /v1/jobs?wait_ms=`).
 fn a_b(section: &mut Section, exe: &std::path::Path, jobs: usize) -> serde_json::Value {
     let (dir_a, dir_b) = (
         tempfile::tempdir().expect("temp dir"),
@@ -125,26 +126,26 @@ fn a_b(section: &mut Section, exe: &std::path::Path, jobs: usize) -> serde_json:
         })
         .collect();
     let mut done: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut waited: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let per_round = jobs.div_ceil(AB_ROUNDS);
     for _ in 0..AB_ROUNDS {
         for (i, (client, noop)) in clients.iter().enumerate() {
-            done[i].append(&mut run_jobs(client, noop, jobs.div_ceil(AB_ROUNDS)).done);
+            done[i].append(&mut run_jobs(client, noop, per_round).done);
+            waited[i].append(&mut submit_and_wait(client, noop, per_round));
         }
     }
     let mut rows = Vec::new();
-    for ((name, host), done) in hosts.into_iter().zip(done) {
+    for (((name, host), done), waited) in hosts.into_iter().zip(done).zip(waited) {
         host.stop();
-        let stats = Stats::of(done);
-        section.figure(
-            format!("A/B {name}: submit to completion p50"),
-            stats.p50,
-            "ms",
+        let (done, waited) = (Stats::of(done), Stats::of(waited));
+        for (what, stats) in [("submit to completion", &done), ("one request", &waited)] {
+            section.figure(format!("A/B {name}: {what} p50"), stats.p50, "ms");
+            section.figure(format!("A/B {name}: {what} p99"), stats.p99, "ms");
+        }
+        rows.push(
+            json!({"host": name, "submit_to_completion": done.json("ms"),
+                         "submit_and_wait": waited.json("ms")}),
         );
-        section.figure(
-            format!("A/B {name}: submit to completion p99"),
-            stats.p99,
-            "ms",
-        );
-        rows.push(json!({"host": name, "submit_to_completion": stats.json("ms")}));
     }
     json!({"rounds": AB_ROUNDS, "hosts": rows})
 }
