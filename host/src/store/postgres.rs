@@ -53,9 +53,9 @@ mod signals;
 mod tests;
 
 use super::{
-    ClaimRequest, Claimed, Error, Fired, JobFilter, JobStore, Lease, LeaseFilter, LeasedJob,
-    ModuleRecord, Outcome, Pruned, QueueStats, Recorded, Result, Retention, Signal, StateCounts,
-    Tick, WorkflowFilter,
+    ClaimRequest, Claimed, Error, Fired, Insert, JobFilter, JobStore, Lease, LeaseFilter,
+    LeasedJob, ModuleRecord, OnInsert, Outcome, Pruned, QueueStats, Recorded, Result, Retention,
+    Signal, StateCounts, Tick, WorkflowFilter,
 };
 use crate::clock::Millis;
 use crate::history::MinuteRow;
@@ -381,6 +381,41 @@ impl JobStore for PostgresStore {
             self.notify(&tx).await?;
             stored
         })
+    }
+
+    /// The claim runs in the insert's transaction, after it (its advisory
+    /// locks on capped queues held to the commit, as `claim_due`'s are);
+    /// `committed` runs once the commit answered, which with
+    /// `synchronous_commit` is durable, so `at_commit` changes nothing.
+    async fn insert_jobs_then(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Millis,
+        how: Insert,
+        committed: OnInsert,
+    ) -> Result<Vec<Submitted>> {
+        let request = how.claim.filter(|r| r.limit > 0 && !jobs.is_empty());
+        let Some(request) = request else {
+            let stored = self.insert_jobs(jobs, now).await?;
+            committed(&stored, Vec::new());
+            return Ok(stored);
+        };
+        for job in &jobs {
+            self.check_size("input", job.input.len())?;
+        }
+        let result: Result<_> = in_tx!(self, |tx| {
+            let stored = jobs::insert(&tx, &jobs, now, jobs::Origin::default()).await?;
+            let claimed = jobs::claim(&tx, &request, now).await?;
+            self.notify(&tx).await?;
+            (stored, claimed)
+        });
+        let (stored, claimed) = result?;
+        committed(&stored, claimed);
+        Ok(stored)
+    }
+
+    fn claims_with_insert(&self) -> bool {
+        true
     }
 
     async fn insert_workflow(

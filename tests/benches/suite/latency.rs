@@ -226,14 +226,17 @@ pub fn one_at_a_time(client: &Client, module: &str, jobs: usize) -> Samples {
 }
 
 /// [`Samples`] before their statistics.
-struct Raw {
-    done: Vec<f64>,
-    ack: Vec<f64>,
-    start: Vec<f64>,
+pub struct Raw {
+    /// Submit to completion, in ms.
+    pub done: Vec<f64>,
+    /// The durable acknowledgement, in ms.
+    pub ack: Vec<f64>,
+    /// Submit to start by the host's clock, in ms.
+    pub start: Vec<f64>,
 }
 
 /// What [`one_at_a_time`] does, each sample kept.
-fn run_jobs(client: &Client, module: &str, jobs: usize) -> Raw {
+pub fn run_jobs(client: &Client, module: &str, jobs: usize) -> Raw {
     let (mut done, mut ack, mut start) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..jobs + WARM {
         let t0 = Instant::now();

@@ -11,6 +11,10 @@
 //!   each job submitted to A is run by B, woken by A's `NOTIFY`; the
 //!   figure is the job's start minus its creation (both on the database's
 //!   clock).
+//! - Idle latency (one host): jobs submitted one at a time, each awaited
+//!   with a long poll, as scenario 3 does on SQLite; with
+//!   `WASMJOB_BENCH_BASELINE_EXE` the baseline build runs the same jobs
+//!   on a host of its own, in alternating rounds.
 //!
 //! The server is named by `WASMJOB_BENCH_POSTGRES_URL`, or
 //! `WASMJOB_TEST_POSTGRES_URL` (`.ci/postgres` starts one); without either
@@ -63,15 +67,60 @@ pub fn run(settings: &Settings) -> Section {
         "ms",
     );
     section.figure("cross-host wake: p99", wake.p99, "ms");
+    let baseline = std::env::var_os(crate::sequential::BASELINE_EXE).map(std::path::PathBuf::from);
+    let mut idle = Vec::new();
+    for (name, stats) in idle_latency(&url, settings.pick(300, 10), baseline.as_deref()) {
+        let what = format!("1 host, idle: submit to completion ({name})");
+        section.figure(format!("{what} p50"), stats.p50, "ms");
+        section.figure(format!("{what} p99"), stats.p99, "ms");
+        idle.push(json!({"host": name, "submit_to_completion": stats.json("ms")}));
+    }
     section.set(
         "postgres",
         json!({
             "jobs": jobs,
             "by_hosts": by_hosts,
             "cross_host_wake": wake.json("ms"),
+            "idle": idle,
         }),
     );
     section
+}
+
+/// Rounds of the idle-latency runs.
+const IDLE_ROUNDS: usize = 5;
+
+/// Submit to completion of `jobs` jobs run one at a time on one idle
+/// host, for this build and, if given, the `baseline` build (each with a
+/// database schema of its own), in alternating rounds.
+fn idle_latency(url: &str, jobs: usize, baseline: Option<&Path>) -> Vec<(&'static str, Stats)> {
+    let mut builds = vec![("this build", None)];
+    builds.extend(baseline.map(|exe| ("baseline build", Some(exe))));
+    let mut runs: Vec<_> = builds
+        .into_iter()
+        .map(|(name, exe)| {
+            let db = Database::new(url);
+            let host = match exe {
+                None => db.host(0, &[]),
+                Some(exe) => db.host_exe(exe, 0, &[]),
+            };
+            let client = host.client();
+            let noop = host::upload(&client, &guest_bytes(guests::NOOP), "noop");
+            (name, db, host, client, noop, Vec::new())
+        })
+        .collect();
+    for _ in 0..IDLE_ROUNDS {
+        for (_, _, _, client, noop, done) in &mut runs {
+            let raw = crate::latency::run_jobs(client, noop, jobs.div_ceil(IDLE_ROUNDS));
+            done.extend(raw.done);
+        }
+    }
+    runs.into_iter()
+        .map(|(name, _db, host, _, _, done)| {
+            host.stop();
+            (name, Stats::of(done))
+        })
+        .collect()
 }
 
 /// A schema of its own and the hosts' configuration file.
@@ -99,12 +148,24 @@ impl Database {
 
     /// Starts host `n` on the database.
     fn host(&self, n: usize, args: &[&str]) -> HostProcess {
+        self.host_run_by(None, n, args)
+    }
+
+    /// Starts host `n` on the database, run by another build's `exe`.
+    fn host_exe(&self, exe: &Path, n: usize, args: &[&str]) -> HostProcess {
+        self.host_run_by(Some(exe), n, args)
+    }
+
+    fn host_run_by(&self, exe: Option<&Path>, n: usize, args: &[&str]) -> HostProcess {
         let config = self.dir.path().join("wasmjob.toml");
         let config = config.to_str().expect("a UTF-8 path");
         let data = self.dir.path().join(format!("host-{n}"));
         let mut all = vec!["--config", config];
         all.extend_from_slice(args);
-        HostProcess::start(Path::new(&data), &all)
+        match exe {
+            Some(exe) => HostProcess::start_exe(exe, Path::new(&data), &all),
+            None => HostProcess::start(Path::new(&data), &all),
+        }
     }
 }
 
